@@ -1,0 +1,7 @@
+"""FlagVision: train and compare image classifiers of European flags.
+
+The library never imports Streamlit; the app in ``streamlit_app.py`` and ``pages/`` is a thin
+client over it, and so is the CLI (``python -m flagvision``).
+"""
+
+__version__ = "0.1.0"

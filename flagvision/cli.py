@@ -1,0 +1,376 @@
+"""Command line: ``python -m flagvision <command>``.
+
+User errors (bad config, dataset, checkpoint, image, path) print one line to stderr and exit 2;
+only a bug shows a traceback. Hyperparameter flags are generated from ``config.HYPERPARAMS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import HYPERPARAMS, ConfigError, DataConfig, HyperParams, RunConfig, VGGConfig
+
+EXIT_USER_ERROR = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoints import CheckpointError
+    from .data import DatasetError
+    from .images import ImageError
+    from .weights import WeightsError
+    from .workspace import WorkspaceError
+
+    from .importer import DatasetImportError
+
+    return (ConfigError, DatasetError, CheckpointError, ImageError, WeightsError, WorkspaceError, DatasetImportError)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per hyperparameter, typed and documented from its ParamSpec."""
+    group = parser.add_argument_group("hyperparameters (default: the seed's best preset)")
+    for spec in HYPERPARAMS:
+        kwargs: dict[str, Any] = {"dest": f"hp_{spec.name}", "default": None}
+        help_text = f"{spec.help}; {spec.describe_range()}; default {spec.default}"
+        if spec.kind == "categorical":
+            kwargs["choices"] = spec.choices
+        else:
+            kwargs["type"] = int if spec.kind == "int" else float
+        group.add_argument(_flag(spec.name), help=help_text, **kwargs)
+
+
+def resolve_run_config(args: argparse.Namespace) -> RunConfig:
+    """defaults < --config file < flags (resolved once, here at the edge)."""
+    base: dict[str, Any] = RunConfig().to_dict()
+    if getattr(args, "config", None):
+        try:
+            loaded = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{args.config}: cannot read config ({exc})") from None
+        base = RunConfig.from_dict(loaded).to_dict()
+    hp = dict(base["hparams"])
+    for spec in HYPERPARAMS:
+        value = getattr(args, f"hp_{spec.name}", None)
+        if value is not None:
+            hp[spec.name] = value
+    base["hparams"] = HyperParams.from_dict(hp).to_dict()
+    data = dict(base["data"])
+    if args.data:
+        data["path"] = str(Path(args.data).resolve())
+    for key in ("image_size", "augment", "val_fraction"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    base["data"] = DataConfig.from_dict(data).to_dict()
+    vgg = dict(base["vgg"])
+    if args.no_pretrained:
+        vgg["pretrained"] = False
+    if args.vgg_blocks is not None:
+        vgg["blocks"] = args.vgg_blocks
+    if args.fine_tune_last:
+        vgg["fine_tune_last"] = True
+    base["vgg"] = VGGConfig.from_dict(vgg).to_dict()
+    for key in ("model", "seed", "patience", "weight_decay", "device", "threads"):
+        if getattr(args, key, None) is not None:
+            base[key] = getattr(args, key)
+    return RunConfig.from_dict(base)
+
+
+def _workspace(args):
+    from .workspace import Workspace
+
+    return Workspace.open(args.workspace)
+
+
+def _print_progress(label: str):
+    def progress(done: int, total: int) -> None:
+        print(f"\r{label}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return progress
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from .builtin import ensure_builtin
+    from .data import load_dataset
+    from .engine import Callback
+    from .runs import StoreCallback, create_run, finish_run
+    from .store import Store
+    from .training import run_training
+
+    ws = _workspace(args)
+    if not args.data:
+        args.data = str(ensure_builtin(ws, progress=_print_progress("building the built-in dataset")))
+    cfg = resolve_run_config(args)
+    store = Store(ws.db_path)
+    if args.background:
+        from .jobs import submit_training
+
+        job_id, run_id = submit_training(ws, cfg, name=args.name or "")
+        print(f"job {job_id} queued (run {run_id}); follow it with: python -m flagvision jobs show {job_id}")
+        return 0
+
+    class Printer(Callback):
+        def on_epoch_end(self, state, m, improved):
+            star = " *" if improved else ""
+            print(
+                f"epoch {m.epoch:3d}/{state.cfg.hparams.epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.3f}"
+                f"  val loss {m.val_loss:.4f} acc {m.val_acc:.3f}  {m.seconds:.1f}s{star}",
+                flush=True,
+            )
+
+    data = load_dataset(cfg.data, progress=_print_progress("decoding images"))
+    for path, why in data.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if data.skipped:
+        print(f"{len(data.skipped)} unreadable file(s) skipped; training on the other {len(data.train) + len(data.val)}", file=sys.stderr)
+    run_id, run_dir = create_run(ws, store, cfg, name=args.name or "")
+    print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
+    try:
+        result = run_training(cfg, run_dir, [StoreCallback(store, run_id), Printer()], data=data)
+    except KeyboardInterrupt:
+        finish_run(store, run_id, None, "cancelled", "interrupted from the keyboard")
+        print(f"interrupted; resume with: python -m flagvision jobs resume --run {run_id}", file=sys.stderr)
+        return 130
+    except BaseException as exc:
+        finish_run(store, run_id, None, "failed", str(exc))
+        raise
+    finish_run(store, run_id, result, "succeeded")
+    ev = result.evaluation
+    if ev is not None:
+        print(f"best epoch {result.history.best_epoch}: {ev.accuracy:.2%} on {ev.n_images} held-out images")
+    print(f"checkpoint: {result.checkpoint_dir}")
+    return 0
+
+
+# --- evaluate / predict -----------------------------------------------------------------------
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoints import load_checkpoint
+    from .data import load_eval_images
+    from .engine import evaluate
+
+    model, card = load_checkpoint(args.checkpoint)
+    split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
+    result = evaluate(model, split, card["class_names"])
+    out = result.to_dict()
+    out["model"] = card.get("label", card["model"])
+    out["skipped"] = split.skipped
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images")
+        for name, acc in sorted(result.per_class.items(), key=lambda kv: kv[1]):
+            print(f"  {name:20s} {acc:.2%}")
+        for path, why in split.skipped:
+            print(f"skipped {path}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .images import ImageError, open_image
+    from .predict import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint)
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            pred = predictor.predict([open_image(path)], k=args.top_k)[0]
+            results.append({"image": path, "top": [{"class": c, "probability": p} for c, p in pred.top]})
+        except ImageError as exc:
+            failures += 1
+            results.append({"image": path, "error": str(exc)})
+    if args.json:
+        print(json.dumps({"model": predictor.label, "predictions": results}, indent=2))
+    else:
+        print(f"model: {predictor.label}")
+        for r in results:
+            if "error" in r:
+                print(f"{r['image']}: ERROR {r['error']}")
+            else:
+                tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+                print(f"{r['image']}: {tops}")
+    return EXIT_USER_ERROR if failures == len(args.images) else 0
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def cmd_weights(args) -> int:
+    from . import weights
+
+    if args.weights_command == "import":
+        path = weights.import_weights(args.file)
+        print(f"installed VGG-16 ImageNet weights at {path}")
+    elif args.weights_command == "download":
+        path = weights.download_weights(progress=True)
+        print(f"VGG-16 ImageNet weights ready at {path}")
+    else:
+        status = weights.weights_status()
+        print(json.dumps(status, indent=2, default=str) if args.json else status["message"])
+    return 0
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "synth":
+        from .synth import SynthConfig, synthesize
+
+        given = {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "size": args.size}
+        cfg = SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+        t0 = time.perf_counter()
+        synthesize(Path(args.out), cfg, progress=_print_progress("rendering"))
+        total = (cfg.train_per_class + cfg.test_per_class) * 24
+        print(f"wrote {total} images to {args.out} in {time.perf_counter() - t0:.1f}s")
+    elif args.data_command == "builtin":
+        from .builtin import builtin_ready, ensure_builtin
+
+        ws = _workspace(args)
+        if builtin_ready(ws):
+            print(f"built-in dataset ready at {ensure_builtin(ws)}")
+        else:
+            print("building the built-in flag dataset (first start only)…", flush=True)
+            t0 = time.perf_counter()
+            path = ensure_builtin(ws, progress=_print_progress("rendering"))
+            print(f"built-in dataset ready at {path} ({time.perf_counter() - t0:.0f}s)")
+    elif args.data_command == "sheet":
+        from .synth import contact_sheet
+
+        path = contact_sheet(Path(args.data), Path(args.out), per_class=args.per_class)
+        print(f"wrote {path}")
+    elif args.data_command == "import":
+        from .importer import import_dataset
+
+        ws = _workspace(args)
+        dest, report = import_dataset(ws, Path(args.path), name=args.name)
+        print(f"imported into {dest}: {report['images']} images in {len(report['classes'])} classes")
+        for path, why in report["skipped"]:
+            print(f"skipped {path}: {why}", file=sys.stderr)
+    elif args.data_command == "summary":
+        from .data import summarize
+
+        summary = summarize(args.data)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            print(f"{summary['path']}: {len(summary['classes'])} classes")
+            for split, counts in summary["splits"].items():
+                print(f"  {split}: {sum(counts.values())} images; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            print("  sizes: " + ", ".join(f"{k} ×{v}" for k, v in summary["sizes"].items()))
+            for path, why in summary["unreadable"]:
+                print(f"  unreadable {path}: {why}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import list_models
+
+    parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
+    parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (foreground, or --background as a job)")
+    p.add_argument("--data", help="ImageFolder dataset (default: the built-in flags, built if missing)")
+    p.add_argument("--model", choices=list_models(), help="model (default flag_cnn)")
+    p.add_argument("--config", help="JSON RunConfig file; flags override it")
+    p.add_argument("--name", help="run name")
+    p.add_argument("--image-size", type=int, help="network input size in px (default 64)")
+    p.add_argument("--augment", type=float, help="augmentation strength 0–1 (default 0.5)")
+    p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch threads (0 = all cores)")
+    p.add_argument("--no-pretrained", action="store_true", help="VGG-16 with random init (labelled so)")
+    p.add_argument("--vgg-blocks", type=int, help="VGG-16 conv blocks kept (1–5)")
+    p.add_argument("--fine-tune-last", action="store_true", help="also train the last kept VGG block")
+    p.add_argument("--background", action="store_true", help="run as a background job and return at once")
+    add_hparam_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="ImageFolder (its test/ split if it has one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify images with a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("weights", help="VGG-16 ImageNet weights: status, download, import")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    wi = wsub.add_parser("import", help="install a downloaded vgg16-397923af.pth after checking its hash")
+    wi.add_argument("file")
+    wsub.add_parser("download", help="download through torchvision (needs internet)")
+    wst = wsub.add_parser("status")
+    wst.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("data", help="built-in dataset and user datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("synth", help="render the synthetic flag dataset")
+    d.add_argument("--out", required=True)
+    d.add_argument("--train-per-class", type=int)
+    d.add_argument("--test-per-class", type=int, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--size", type=int, default=None, help="image side in px")
+    dsub.add_parser("builtin", help="build the built-in dataset into the workspace if missing")
+    d = dsub.add_parser("sheet", help="contact sheet of a dataset")
+    d.add_argument("--data", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--per-class", type=int, default=2)
+    d = dsub.add_parser("import", help="copy a folder or zip of photos into the workspace")
+    d.add_argument("path")
+    d.add_argument("--name", help="dataset name (default: the folder/zip name)")
+    d = dsub.add_parser("summary", help="class counts, sizes, unreadable files")
+    d.add_argument("--data", required=True)
+    d.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    """Sub-command groups that live in their own modules (jobs, tune, dashboard, bench)."""
+    out = []
+    for module in ("jobs_cli", "study_cli", "bench"):
+        try:
+            mod = __import__(f"flagvision.{module}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"flagvision.{module}":
+                raise
+            continue
+        out.append(mod.register)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,283 @@
+"""Configuration: one frozen dataclass per concern, and the hyperparameter definitions.
+
+``HYPERPARAMS`` is the single source of the seed's search space (names, ranges, defaults). The
+Streamlit sliders, the CLI flags, Optuna's ``suggest_*`` calls and the validation of a saved run
+config are all generated from it, so a range lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+ACTIVATIONS = ("ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh")
+OPTIMIZERS = ("Adam", "SGD", "RMSprop", "Adadelta", "Adagrad", "ASGD", "NAdam")
+
+
+class ConfigError(ValueError):
+    """A configuration value or combination that cannot be trained; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tunable hyperparameter: its type, range and default, and a one-line help text."""
+
+    name: str
+    kind: Literal["int", "float", "categorical"]
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` coerced to the spec's type, or raise ConfigError naming the range."""
+        if self.kind == "categorical":
+            if value not in self.choices:
+                raise ConfigError(f"{self.name}={value!r} is not one of {', '.join(self.choices)}")
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.name}={value!r} is not a number") from None
+        if not math.isfinite(number) or not (self.low <= number <= self.high):
+            raise ConfigError(f"{self.name}={value!r} is outside its range {self.describe_range()}")
+        if self.kind == "int":
+            if number != int(number):
+                raise ConfigError(f"{self.name}={value!r} must be a whole number")
+            number = int(number)
+            if self.step and (number - self.low) % self.step:
+                raise ConfigError(f"{self.name}={number} must be {self.describe_range()}")
+        return number
+
+    def describe_range(self) -> str:
+        if self.kind == "categorical":
+            return "one of " + ", ".join(self.choices)
+        low, high = _fmt(self.low), _fmt(self.high)
+        text = f"{low}–{high}"
+        if self.step:
+            text += f" step {_fmt(self.step)}"
+        if self.log:
+            text += " (log scale)"
+        return text
+
+    def grid(self) -> list[Any]:
+        """All values of an int spec (for sliders and select boxes)."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise ConfigError(f"{self.name} is continuous and has no grid")
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "?"
+    if float(x).is_integer():
+        return str(int(x))
+    return f"{x:g}"
+
+
+# The seed's hyperparameters, exactly as in DESIGN.md. Epochs are constant per study.
+HYPERPARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("num_filters_conv1", "int", 24, "Filters in the first convolution", 8, 64, 8),
+    ParamSpec("num_filters_conv2", "int", 96, "Filters in the second convolution", 16, 128, 16),
+    ParamSpec("kernel_size_conv1", "int", 5, "Kernel size of the first convolution (odd)", 3, 7, 2),
+    ParamSpec("kernel_size_conv2", "int", 5, "Kernel size of the second convolution (odd)", 3, 7, 2),
+    ParamSpec("fc1_units", "int", 384, "Units of the first fully connected layer", 64, 512, 64),
+    ParamSpec("dropout_rate", "float", 0.02, "Dropout before the last layer", 0.0, 0.5),
+    ParamSpec("activation", "categorical", "LeakyReLU", "Activation after each layer", choices=ACTIVATIONS),
+    ParamSpec("lr", "float", 1.8e-4, "Learning rate", 1e-5, 1e-3, log=True),
+    ParamSpec("optimizer", "categorical", "NAdam", "Optimizer", choices=OPTIMIZERS),
+    ParamSpec("batch_size", "int", 16, "Images per optimisation step", 16, 128, 16),
+    ParamSpec("epochs", "int", 10, "Passes over the training set (constant within a study)", 1, 100, 1),
+)
+PARAM_SPECS: dict[str, ParamSpec] = {p.name: p for p in HYPERPARAMS}
+# The ten parameters an Optuna study searches (epochs is fixed per study).
+SEARCHABLE = tuple(p.name for p in HYPERPARAMS if p.name != "epochs")
+
+
+class _JsonMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))  # type: ignore[attr-defined]
+
+    def with_changes(self, **changes: Any):
+        """A validated copy with some fields replaced (configs are never mutated)."""
+        return type(self).from_dict({**self.to_dict(), **changes})  # type: ignore[attr-defined]
+
+
+def _check_unknown(cls: type, data: dict[str, Any]) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+
+
+@dataclass(frozen=True)
+class HyperParams(_JsonMixin):
+    """The seed's eleven hyperparameters; defaults are the seed's best preset."""
+
+    num_filters_conv1: int = 24  # 8–64 step 8
+    num_filters_conv2: int = 96  # 16–128 step 16
+    kernel_size_conv1: int = 5  # 3–7 step 2
+    kernel_size_conv2: int = 5  # 3–7 step 2
+    fc1_units: int = 384  # 64–512 step 64
+    dropout_rate: float = 0.02  # 0.0–0.5
+    activation: str = "LeakyReLU"  # one of ACTIVATIONS
+    lr: float = 1.8e-4  # 1e-5–1e-3, log scale
+    optimizer: str = "NAdam"  # one of OPTIMIZERS
+    batch_size: int = 16  # 16–128 step 16
+    epochs: int = 10  # 1–100; constant per study (seed: 5 per trial, 10 final)
+
+    def __post_init__(self) -> None:
+        for spec in HYPERPARAMS:
+            object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HyperParams":
+        _check_unknown(cls, data)
+        return cls(**data)
+
+
+DEFAULT_HPARAMS = HyperParams()
+
+
+@dataclass(frozen=True)
+class DataConfig(_JsonMixin):
+    """How a dataset is read, split, cached and augmented."""
+
+    path: str = ""  # ImageFolder root (class sub-folders, or train/ and test|val/ splits)
+    image_size: int = 64  # pixels, square network input (8–256)
+    val_fraction: float = 0.2  # share held out when the folder has no test/ split (0.05–0.5)
+    split_seed: int = 0  # seeds the stratified split
+    augment: float = 0.5  # augmentation strength, 0 = none, 1 = strong
+    cache_limit_mb: int = 2048  # decoded-tensor cache bound; above it images stream from disk
+
+    def __post_init__(self) -> None:
+        if not 8 <= int(self.image_size) <= 256:
+            raise ConfigError(f"image_size={self.image_size} is outside 8–256")
+        if not 0.05 <= float(self.val_fraction) <= 0.5:
+            raise ConfigError(f"val_fraction={self.val_fraction} is outside 0.05–0.5")
+        if not 0.0 <= float(self.augment) <= 1.0:
+            raise ConfigError(f"augment={self.augment} is outside 0–1")
+        if int(self.cache_limit_mb) < 0:
+            raise ConfigError("cache_limit_mb must be ≥ 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataConfig":
+        _check_unknown(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class VGGConfig(_JsonMixin):
+    """VGG-16 transfer options."""
+
+    blocks: int = 5  # convolutional blocks of VGG-16 kept as feature extractor (1–5)
+    fine_tune_last: bool = False  # also train the last kept block
+    pretrained: bool = True  # ImageNet weights; False = random init, labelled so everywhere
+    head_units: int = 256  # hidden units of the new classifier head (0 = linear head)
+    cached_views: int = 4  # augmented views whose frozen features are cached (1 = no augmentation)
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.blocks) <= 5:
+            raise ConfigError(f"VGG blocks={self.blocks} is outside 1–5")
+        if int(self.head_units) < 0:
+            raise ConfigError("head_units must be ≥ 0")
+        if not 1 <= int(self.cached_views) <= 32:
+            raise ConfigError(f"cached_views={self.cached_views} is outside 1–32")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VGGConfig":
+        _check_unknown(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RunConfig(_JsonMixin):
+    """Everything one training run needs; written as ``config.json`` next to the run."""
+
+    model: str = "flag_cnn"  # a name from flagvision.models.list_models()
+    hparams: HyperParams = field(default_factory=HyperParams)
+    data: DataConfig = field(default_factory=DataConfig)
+    vgg: VGGConfig = field(default_factory=VGGConfig)
+    weight_decay: float = 0.0  # L2 penalty passed to the optimizer (0–0.1)
+    patience: int = 0  # early stopping: epochs without val-accuracy gain (0 = off)
+    seed: int = 0  # seeds weights init, shuffling and augmentation
+    device: str = "auto"  # auto, cpu, cuda
+    threads: int = 0  # torch intra-op threads (0 = all cores)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.weight_decay) <= 0.1:
+            raise ConfigError(f"weight_decay={self.weight_decay} is outside 0–0.1")
+        if int(self.patience) < 0:
+            raise ConfigError("patience must be ≥ 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device={self.device!r} is not one of auto, cpu, cuda")
+        if self.model == "flag_cnn":
+            check_cnn_geometry(self.hparams, self.data.image_size)
+        elif self.model == "vgg16_transfer" and self.data.image_size < 2**self.vgg.blocks:
+            raise ConfigError(
+                f"{self.vgg.blocks} VGG-16 blocks halve a {self.data.image_size}px image to nothing; "
+                f"use image_size ≥ {2**self.vgg.blocks} or fewer blocks"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        _check_unknown(cls, data)
+        data = dict(data)
+        for key, sub in (("hparams", HyperParams), ("data", DataConfig), ("vgg", VGGConfig)):
+            if isinstance(data.get(key), dict):
+                data[key] = sub.from_dict(data[key])
+        return cls(**data)
+
+    def with_hparams(self, **changes: Any) -> "RunConfig":
+        return replace(self, hparams=self.hparams.with_changes(**changes))
+
+    @property
+    def label(self) -> str:
+        """Human name of the model, marking random-init VGG explicitly."""
+        if self.model == "vgg16_transfer":
+            return "VGG-16 transfer" + ("" if self.vgg.pretrained else " (random init)")
+        return "Custom CNN"
+
+
+def cnn_feature_size(hp: HyperParams, image_size: int) -> int:
+    """Side of the feature map after conv1 → pool → conv2 → pool (valid convolutions, 2×2 pool)."""
+    side = image_size
+    for k in (hp.kernel_size_conv1, hp.kernel_size_conv2):
+        side = (side - k + 1) // 2
+    return side
+
+
+MAX_FC1_WEIGHTS = 64_000_000  # ~256 MB of fp32 weights in fc1 alone: beyond that, refuse
+
+
+def check_cnn_geometry(hp: HyperParams, image_size: int) -> None:
+    """Refuse a combination whose feature map vanishes or whose fc1 would be absurdly large."""
+    side = cnn_feature_size(hp, image_size)
+    if side < 1:
+        smallest = next(s for s in range(8, 257) if cnn_feature_size(hp, s) >= 1)
+        raise ConfigError(
+            f"kernel sizes {hp.kernel_size_conv1} and {hp.kernel_size_conv2} shrink a "
+            f"{image_size}px image to nothing after two conv+pool stages; use image_size ≥ {smallest} "
+            "or smaller kernels"
+        )
+    fc1_weights = hp.num_filters_conv2 * side * side * hp.fc1_units
+    if fc1_weights > MAX_FC1_WEIGHTS:
+        raise ConfigError(
+            f"fc1 would hold {fc1_weights / 1e6:.0f}M weights ({hp.num_filters_conv2} filters × "
+            f"{side}×{side} × {hp.fc1_units} units), more than {MAX_FC1_WEIGHTS // 1_000_000}M; "
+            "use a smaller image_size, fewer conv2 filters or fewer fc1 units"
+        )

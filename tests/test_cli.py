@@ -1,0 +1,135 @@
+"""The CLI as a shell user meets it: real subprocesses, exit codes, no tracebacks for user errors."""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import make_pattern_dataset, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = make_pattern_dataset(root / "data", per_class=15)
+    ws = root / "ws"
+    out = run_cli("--workspace", str(ws), "train", "--data", str(data), "--epochs", "3", "--image-size", "32", "--lr", "1e-3")
+    assert out.returncode == 0, out.stderr
+    return ws, data, out
+
+
+def test_train_writes_checkpoint_and_store_rows(trained):
+    ws, data, out = trained
+    assert "epoch   3/3" in out.stdout
+    ckpt = ws / "runs" / "1" / "checkpoint"
+    card = json.loads((ckpt / "card.json").read_text())
+    assert (ckpt / "model.safetensors").is_file()
+    assert card["model"] == "flag_cnn" and card["class_names"] == ["diagonal", "horizontal", "vertical"]
+    assert card["config"]["hparams"]["epochs"] == 3 and card["config"]["hparams"]["optimizer"] == "NAdam"
+    assert json.loads((ws / "runs" / "1" / "config.json").read_text())["data"]["image_size"] == 32
+    from flagvision.store import Store
+
+    store = Store(ws / "flagvision.db")
+    run = store.get_run(1)
+    assert run["status"] == "succeeded" and run["test_acc"] is not None
+    assert [m["epoch"] for m in store.get_metrics(1)] == [1, 2, 3]
+
+
+def test_evaluate_and_predict_json(trained):
+    ws, data, _ = trained
+    ckpt = ws / "runs" / "1" / "checkpoint"
+    out = run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {"accuracy", "per_class", "confusion", "class_names", "n_images"}
+    assert result["n_images"] == 45 and len(result["confusion"]) == 3
+    out = run_cli("predict", "--checkpoint", str(ckpt), str(data / "vertical" / "000.png"), "--top-k", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    pred = json.loads(out.stdout)["predictions"][0]
+    assert len(pred["top"]) == 2 and pred["top"][0]["probability"] >= pred["top"][1]["probability"]
+
+
+def test_bad_files_are_skipped_and_reported(tmp_path):
+    data = make_pattern_dataset(tmp_path / "data", per_class=8)
+    (data / "vertical" / "zero.jpg").write_bytes(b"")
+    (data / "vertical" / "text.jpg").write_text("this is not a jpeg")
+    good = (data / "horizontal" / "000.png").read_bytes()
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.open(BytesIO(good)).convert("RGB").save(buf, "JPEG")
+    (data / "horizontal" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    out = run_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(data), "--epochs", "1", "--image-size", "32")
+    assert out.returncode == 0, out.stderr
+    for name in ("zero.jpg", "text.jpg", "truncated.jpg"):
+        assert name in out.stderr
+    assert "3 unreadable file(s) skipped; training on the other 24" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("case", ["one_class", "empty", "missing"])
+def test_unusable_dataset_refused_clearly(tmp_path, case):
+    data = tmp_path / "data"
+    if case == "one_class":
+        make_pattern_dataset(data, per_class=4)
+        for extra in ("horizontal", "vertical"):
+            shutil.rmtree(data / extra)
+    elif case == "empty":
+        data.mkdir()
+    out = run_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(data), "--epochs", "1")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    expected = {"one_class": "only one class", "empty": "no class sub-folders", "missing": "is not a folder"}[case]
+    assert expected in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--num-filters-conv1", "12"], "step 8"),
+        (["--lr", "0.5"], "outside its range"),
+        (["--kernel-size-conv1", "7", "--kernel-size-conv2", "7", "--image-size", "16"], "smaller kernels"),
+    ],
+)
+def test_out_of_range_hyperparameters_refused(tmp_path, tiny_dataset, args, fragment):
+    out = run_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset), *args)
+    assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_choices_refused_by_argparse(tmp_path, tiny_dataset):
+    out = run_cli("train", "--data", str(tiny_dataset), "--optimizer", "AdamW")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_vgg_without_weights_names_both_ways(tmp_path, tiny_dataset):
+    out = run_cli(
+        "--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset), "--model", "vgg16_transfer",
+        "--epochs", "1", env={"TORCH_HOME": str(tmp_path / "torch")},
+    )
+    assert out.returncode == 2, out.stderr
+    assert "weights import" in out.stderr and "--no-pretrained" in out.stderr
+
+
+def test_vgg_random_init_is_labelled(tmp_path, tiny_dataset):
+    out = run_cli(
+        "--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset), "--model", "vgg16_transfer",
+        "--no-pretrained", "--vgg-blocks", "2", "--epochs", "1", "--image-size", "32",
+        env={"TORCH_HOME": str(tmp_path / "torch")},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "random init" in out.stdout
+    ckpt = tmp_path / "ws" / "runs" / "1" / "checkpoint"
+    card = json.loads((ckpt / "card.json").read_text())
+    assert card["pretrained"] is False and "random init" in card["label"]
+    out = run_cli("predict", "--checkpoint", str(ckpt), str(tiny_dataset / "vertical" / "000.png"), "--json")
+    assert "random init" in json.loads(out.stdout)["model"]
+
+
+def test_predict_unreadable_image_exit_code(trained, tmp_path):
+    ws, _, _ = trained
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    out = run_cli("predict", "--checkpoint", str(ws / "runs" / "1"), str(bad))
+    assert out.returncode == 2 and "not a recognised image" in out.stdout
