@@ -86,7 +86,12 @@ class TensorSplit:
         return int(self.labels.shape[0])
 
     def subset(self, indices: torch.Tensor) -> "TensorSplit":
-        return TensorSplit(self.images[indices], self.labels[indices], [self.paths[i] for i in indices.tolist()])
+        picked = indices.tolist()
+        if isinstance(self.images, LazyImages):  # stay lazy: select paths, decode nothing
+            images: torch.Tensor | LazyImages = LazyImages([self.images.paths[i] for i in picked], self.images.image_size)
+        else:
+            images = self.images[indices]
+        return TensorSplit(images, self.labels[indices], [self.paths[i] for i in picked])
 
     def class_counts(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels, minlength=num_classes).tolist()
