@@ -26,8 +26,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .workspace import WorkspaceError
 
     from .importer import DatasetImportError
+    from .jobs import JobError
 
-    return (ConfigError, DatasetError, CheckpointError, ImageError, WeightsError, WorkspaceError, DatasetImportError)
+    return (ConfigError, DatasetError, CheckpointError, ImageError, WeightsError, WorkspaceError, DatasetImportError, JobError)
 
 
 def _flag(name: str) -> str:
@@ -229,9 +230,15 @@ def cmd_data(args) -> int:
         from .synth import SynthConfig, synthesize
 
         given = {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "size": args.size}
-        cfg = SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+        try:
+            cfg = SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         t0 = time.perf_counter()
-        synthesize(Path(args.out), cfg, progress=_print_progress("rendering"))
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            raise ConfigError(f"{out} is not empty; pass --force to replace it")
+        synthesize(out, cfg, progress=_print_progress("rendering"), overwrite=args.force)
         total = (cfg.train_per_class + cfg.test_per_class) * 24
         print(f"wrote {total} images to {args.out} in {time.perf_counter() - t0:.1f}s")
     elif args.data_command == "builtin":
@@ -334,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--test-per-class", type=int, default=None)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--size", type=int, default=None, help="image side in px")
+    d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     dsub.add_parser("builtin", help="build the built-in dataset into the workspace if missing")
     d = dsub.add_parser("sheet", help="contact sheet of a dataset")
     d.add_argument("--data", required=True)

@@ -55,6 +55,12 @@ class StoreCallback(Callback):
         # A resumed run continues after its last checkpointed epoch; later logged epochs are void.
         done = state.history.epochs[-1].epoch if state.history.epochs else 0
         self.store.delete_metrics_after(self.run_id, done)
+        # A process killed between saving the checkpoint and logging the epoch left that epoch in
+        # the checkpoint's history only; log it now so the curve has no gap.
+        logged = {m["epoch"] for m in self.store.get_metrics(self.run_id)} if done else set()
+        for m in state.history.epochs:
+            if m.epoch not in logged:
+                self.store.log_epoch(self.run_id, **m.to_dict())
         self.store.update_run(self.run_id, status="running", started_at=time.time(), error=None)
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics, improved: bool) -> None:
