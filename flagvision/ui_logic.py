@@ -1,0 +1,443 @@
+"""Pure helpers behind the Streamlit pages: widget descriptions, tables, ETA, config assembly.
+
+Nothing here imports Streamlit (the app in ``pages/`` does), so every rule a page follows is
+unit-testable: which widget a hyperparameter gets and with what range, how widget values become a
+validated :class:`~flagvision.config.RunConfig`, how runs and jobs become table rows, how long a
+running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .config import HYPERPARAMS, PARAM_SPECS, ConfigError, DataConfig, HyperParams, ParamSpec, RunConfig, VGGConfig
+from .workspace import BUILTIN_DATASET, Workspace
+
+MODEL_LABELS = {"flag_cnn": "Custom CNN", "vgg16_transfer": "VGG-16 transfer"}
+LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
+ACTIVE_JOB_STATES = ("queued", "running")
+
+
+# -- widgets from specs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WidgetSpec:
+    """How a page should draw one hyperparameter (the page maps ``widget`` to an ``st.*`` call)."""
+
+    name: str
+    widget: str  # "slider" (int/float, with step), "select_slider" (log grid), "selectbox"
+    label: str
+    help: str
+    options: tuple[Any, ...] = ()  # select_slider / selectbox choices
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    default: Any = None
+
+
+def model_label(name: str, pretrained: bool = True) -> str:
+    label = MODEL_LABELS.get(name, name)
+    if name == "vgg16_transfer" and not pretrained:
+        label += " (random init)"
+    return label
+
+
+def help_text(spec: ParamSpec) -> str:
+    return f"{spec.help}. Range: {spec.describe_range()}; seed default {format_value(spec.name, spec.default)}."
+
+
+def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[float]:
+    """Log-spaced values from ``spec.low`` to ``spec.high`` (both included) plus the default.
+
+    Rounded to three significant digits so the labels stay readable (1.8e-04, not 1.7782794e-04).
+    """
+    lo, hi = math.log10(spec.low), math.log10(spec.high)
+    n = max(2, round((hi - lo) * per_decade) + 1)
+    values = {float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n)}
+    values.add(float(spec.default))
+    return sorted(v for v in values if spec.low <= v <= spec.high)
+
+
+def nearest(options: Sequence[float], value: float) -> float:
+    """The option closest to ``value`` (on a log scale when all are positive)."""
+    if all(o > 0 for o in options) and value > 0:
+        return min(options, key=lambda o: abs(math.log(o) - math.log(value)))
+    return min(options, key=lambda o: abs(o - value))
+
+
+def widget_for(spec: ParamSpec) -> WidgetSpec:
+    """The widget a hyperparameter gets: int → stepped slider, log float → select slider over a
+    log grid, float → slider in hundredths, categorical → select box."""
+    common = dict(name=spec.name, label=spec.name, help=help_text(spec), default=spec.default)
+    if spec.kind == "categorical":
+        return WidgetSpec(widget="selectbox", options=tuple(spec.choices), **common)
+    if spec.kind == "int":
+        return WidgetSpec(widget="slider", low=int(spec.low), high=int(spec.high), step=int(spec.step or 1), **common)
+    if spec.log:
+        return WidgetSpec(widget="select_slider", options=tuple(log_grid(spec)), **common)
+    return WidgetSpec(widget="slider", low=float(spec.low), high=float(spec.high), step=0.01, **common)
+
+
+def hyperparameter_widgets(exclude: Iterable[str] = ()) -> list[WidgetSpec]:
+    skip = set(exclude)
+    return [widget_for(s) for s in HYPERPARAMS if s.name not in skip]
+
+
+def format_value(name: str, value: Any) -> str:
+    spec = PARAM_SPECS.get(name)
+    if isinstance(value, float) and spec is not None and spec.log:
+        return f"{value:.2e}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# -- widget values → config ---------------------------------------------------------------------
+
+
+def build_run_config(
+    model: str,
+    hparams: dict[str, Any],
+    dataset_path: str | Path,
+    image_size: int = 64,
+    augment: float = 0.5,
+    vgg: dict[str, Any] | None = None,
+    **extra: Any,
+) -> RunConfig:
+    """A validated RunConfig from widget values; raises ConfigError with the message to show."""
+    hp = HyperParams.from_dict({**HyperParams().to_dict(), **hparams})
+    data = DataConfig(path=str(dataset_path), image_size=int(image_size), augment=float(augment))
+    vgg_cfg = VGGConfig.from_dict({**VGGConfig().to_dict(), **(vgg or {})})
+    return RunConfig(model=model, hparams=hp, data=data, vgg=vgg_cfg, **extra)
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+def dataset_choices(ws: Workspace) -> list[str]:
+    """Dataset names of the workspace, the built-in one first (even before it is generated)."""
+    names = [n for n in ws.list_datasets() if n != BUILTIN_DATASET]
+    return [BUILTIN_DATASET, *names]
+
+
+def dataset_title(name: str) -> str:
+    return "Built-in flags (generated)" if name == BUILTIN_DATASET else name
+
+
+def sample_paths_per_class(path: str | Path, per_class: int = 4, split: str | None = None) -> dict[str, list[Path]]:
+    """The first ``per_class`` image files of each class (train split when there is one)."""
+    from .data import scan_dataset
+
+    index = scan_dataset(path)
+    samples = index.eval if split == "test" and index.eval else index.train
+    out: dict[str, list[Path]] = {name: [] for name in index.class_names}
+    for s in samples:
+        bucket = out[index.class_names[s.label]]
+        if len(bucket) < per_class:
+            bucket.append(s.path)
+    return out
+
+
+# -- jobs and runs as rows ----------------------------------------------------------------------
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {s:02d}s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h {m:02d}m"
+
+
+def job_eta(job: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds left for a running job from its progress (0–1) and time since it started."""
+    now = time.time() if now is None else now
+    progress, started = job.get("progress"), job.get("started_at")
+    if job.get("state") != "running" or not started or not progress or progress <= 0.0:
+        return None
+    elapsed = max(0.0, now - started)
+    return elapsed * (1.0 - progress) / progress
+
+
+def epochs_eta(metrics: Sequence[dict[str, Any]], total_epochs: int) -> float | None:
+    """Seconds left from the mean epoch time so far; None before the first epoch."""
+    times = [m["seconds"] for m in metrics if m.get("seconds")]
+    if not times:
+        return None
+    return max(0, total_epochs - len(metrics)) * sum(times) / len(times)
+
+
+def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None = None) -> str:
+    if job["kind"] == "study":
+        return f"Study {job.get('study_name') or job['id']}"
+    run = (runs_by_id or {}).get(job.get("run_id"))
+    name = run["name"] if run else f"run {job.get('run_id')}"
+    return f"Train #{job.get('run_id')}: {name}"
+
+
+def job_row(job: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    return {
+        "job": job["id"],
+        "kind": job["kind"],
+        "state": job["state"],
+        "progress": round(100 * (job.get("progress") or 0.0)),
+        "status": job.get("progress_text") or "",
+        "eta": format_duration(job_eta(job, now)),
+        "run": job.get("run_id"),
+        "study": job.get("study_name"),
+    }
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100 * x, 1)
+
+
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """One runs-table row: accuracies in percent, times readable."""
+    duration = None
+    if run.get("started_at") and run.get("finished_at"):
+        duration = run["finished_at"] - run["started_at"]
+    cfg = run.get("config") or {}
+    return {
+        "id": run["id"],
+        "name": run.get("name") or "",
+        "model": run.get("label") or model_label(run.get("model") or ""),
+        "model_key": run.get("model"),
+        "status": run.get("status"),
+        "dataset": run.get("dataset"),
+        "epochs": (cfg.get("hparams") or {}).get("epochs"),
+        "best_epoch": run.get("best_epoch"),
+        "val_acc_%": _pct(run.get("best_val_acc")),
+        "test_acc_%": _pct(run.get("test_acc")),
+        "duration": format_duration(duration),
+        "study": run.get("study_name") or "",
+        "trial": run.get("trial_number"),
+        "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"])) if run.get("created_at") else "",
+    }
+
+
+SORT_KEYS = {
+    "newest first": ("id", True),
+    "best test accuracy": ("test_acc_%", True),
+    "best validation accuracy": ("val_acc_%", True),
+    "name": ("name", False),
+}
+
+
+def runs_table(
+    runs: Sequence[dict[str, Any]],
+    models: Iterable[str] | None = None,
+    statuses: Iterable[str] | None = None,
+    sort: str = "newest first",
+) -> list[dict[str, Any]]:
+    """Rows of the runs table, filtered by model key and status, sorted (missing values last)."""
+    models = set(models) if models else None
+    statuses = set(statuses) if statuses else None
+    rows = [
+        run_row(r) for r in runs
+        if (models is None or r.get("model") in models) and (statuses is None or r.get("status") in statuses)
+    ]
+    if sort not in SORT_KEYS:
+        raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
+    key, reverse = SORT_KEYS[sort]
+    present = [r for r in rows if r.get(key) is not None]
+    missing = [r for r in rows if r.get(key) is None]
+    present.sort(key=lambda r: r[key], reverse=reverse)
+    return present + missing
+
+
+def best_runs_per_model(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each model, the succeeded run with the best test accuracy (then validation accuracy)."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r.get("status") != "succeeded":
+            continue
+        key = r.get("label") or r.get("model") or "?"
+        score = (r.get("test_acc") or -1.0, r.get("best_val_acc") or -1.0)
+        old = best.get(key)
+        if old is None or score > (old.get("test_acc") or -1.0, old.get("best_val_acc") or -1.0):
+            best[key] = r
+    return [best[k] for k in sorted(best)]
+
+
+def checkpoint_choices(runs: Sequence[dict[str, Any]], model: str) -> list[dict[str, Any]]:
+    """Succeeded runs of ``model`` whose checkpoint exists, best test accuracy first."""
+    out = []
+    for r in runs:
+        if r.get("model") != model or r.get("status") != "succeeded":
+            continue
+        ckpt = r.get("checkpoint_path") or (str(Path(r["run_dir"]) / "checkpoint") if r.get("run_dir") else None)
+        if ckpt and (Path(ckpt) / "card.json").is_file():
+            out.append({**r, "checkpoint_path": ckpt})
+    out.sort(key=lambda r: (r.get("test_acc") or -1.0, r["id"]), reverse=True)
+    return out
+
+
+def checkpoint_label(run: dict[str, Any]) -> str:
+    acc = run.get("test_acc")
+    acc_text = f" · test {acc:.1%}" if acc is not None else ""
+    return f"#{run['id']} {run.get('name') or ''} ({run.get('label') or run.get('model')}){acc_text}"
+
+
+def resumable(run: dict[str, Any], has_state: bool) -> bool:
+    return run.get("status") in ("failed", "cancelled") and has_state
+
+
+def topk_rows(top: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+    return [{"class": name, "probability": p} for name, p in top]
+
+
+def batch_summary_row(filename: str, results: dict[str, Any], badge: str | None) -> dict[str, Any]:
+    """One row of the Predict page's batch table: per model the top-1 and its confidence."""
+    row: dict[str, Any] = {"photo": filename}
+    for label, pred in results.items():
+        row[f"{label}"] = f"{pred.label} ({pred.confidence:.0%})"
+    if badge is not None:
+        row["agreement"] = badge
+    return row
+
+
+AGREEMENT_ICONS = {"agree": "✅", "partly agree": "🟡", "disagree": "❌"}
+
+
+def agreement_badge(text: str) -> str:
+    return f"{AGREEMENT_ICONS.get(text, '')} models {text}".strip()
+
+
+# Hyperparameters that only shape the custom CNN; VGG-16 transfer uses the rest (lr, optimizer,
+# batch size, dropout in its head, epochs).
+CNN_ONLY_PARAMS = ("num_filters_conv1", "num_filters_conv2", "kernel_size_conv1", "kernel_size_conv2", "fc1_units", "activation")
+IMAGE_SIZES = (32, 48, 64, 96, 128, 160, 192, 224)
+
+
+def param_applies(model: str, name: str) -> bool:
+    return model == "flag_cnn" or name not in CNN_ONLY_PARAMS
+
+
+# -- study search space from widgets ------------------------------------------------------------
+
+
+def range_widget_default(spec: ParamSpec) -> Any:
+    """The full range of a parameter as a range widget's value: (low, high) or all choices."""
+    if spec.kind == "categorical":
+        return list(spec.choices)
+    if spec.log:
+        grid = log_grid(spec)
+        return (grid[0], grid[-1])
+    return (spec.low, spec.high)
+
+
+def space_override(spec: ParamSpec, value: Any) -> dict[str, Any] | None:
+    """What a range widget's value means for the study (a ``study.ParamOverride`` as a dict).
+
+    The full range → None (searched as defined); low == high → fixed; a narrower range → low/high;
+    a subset of choices → choices (one choice → fixed). An empty choice list is refused.
+    """
+    if spec.kind == "categorical":
+        chosen = [c for c in spec.choices if c in set(value)]
+        if not chosen:
+            raise ConfigError(f"{spec.name}: choose at least one of {', '.join(spec.choices)}")
+        if len(chosen) == len(spec.choices):
+            return None
+        if len(chosen) == 1:
+            return {"name": spec.name, "fixed": chosen[0]}
+        return {"name": spec.name, "choices": chosen}
+    low, high = (float(v) for v in value)
+    if spec.kind == "int":
+        low, high = int(low), int(high)
+    if low == high:
+        return {"name": spec.name, "fixed": low}
+    full = range_widget_default(spec)
+    if math.isclose(low, full[0]) and math.isclose(high, full[1]):
+        return None
+    # A log grid's ends are rounded to 3 digits: keep them inside the spec's own range.
+    return {"name": spec.name, "low": max(low, spec.low), "high": min(high, spec.high)}
+
+
+def describe_override(spec: ParamSpec, override: dict[str, Any] | None) -> str:
+    if override is None:
+        return f"{spec.describe_range()} (full range)"
+    if "fixed" in override:
+        return f"fixed at {format_value(spec.name, override['fixed'])}"
+    if "choices" in override:
+        return "one of " + ", ".join(override["choices"])
+    return f"{format_value(spec.name, override['low'])}–{format_value(spec.name, override['high'])}"
+
+
+def trial_rows(trials: Sequence[dict[str, Any]], searched: Sequence[str]) -> list[dict[str, Any]]:
+    """Trials table rows (from ``study.study_results``' trial dicts): value in %, searched params."""
+    rows = []
+    for t in trials:
+        row = {
+            "trial": t["number"], "state": t["state"],
+            "val_acc_%": None if t.get("value") is None else round(100 * t["value"], 1),
+            "epochs": t.get("epochs"), "duration": format_duration(t.get("duration_s")),
+            "run": t.get("run_id"), "preset": "yes" if t.get("preset") else "",
+        }
+        params = t.get("params") or {}
+        for name in searched:
+            if name in params:
+                row[name] = format_value(name, params[name])
+        rows.append(row)
+    return rows
+
+
+def trial_dict(trial: Any) -> dict[str, Any]:
+    """An Optuna FrozenTrial as the plain dict :func:`trial_rows` reads (any state, running too)."""
+    start, end = trial.datetime_start, trial.datetime_complete
+    duration = (end - start).total_seconds() if start and end else None
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value if trial.state.name == "COMPLETE" or trial.value is not None else None,
+        "epochs": max(trial.intermediate_values) if trial.intermediate_values else None,
+        "duration_s": duration,
+        "run_id": trial.user_attrs.get("run_id"),
+        "preset": bool(trial.user_attrs.get("preset")),
+        "params": dict(trial.params),
+    }
+
+
+# -- prediction of uploaded photos --------------------------------------------------------------
+
+
+@dataclass
+class PhotoResult:
+    """One photo through every chosen model: top-k, Grad-CAM overlay, agreement of two models."""
+
+    name: str
+    image: Any  # PIL RGB
+    predictions: dict[str, Any]  # model slot ("cnn"/"vgg") → predict.Prediction
+    overlays: dict[str, Any]  # model slot → PIL overlay
+    agreement: str | None  # predict.agreement(...) when two models answered
+
+
+def analyse_photo(name: str, data: bytes, predictors: dict[str, Any], k: int = 5, gradcam: bool = True) -> PhotoResult:
+    """Decode ``data`` and run each predictor on it; ImageError (naming ``name``) if unreadable."""
+    from .images import ImageError, open_image
+    from .predict import agreement, overlay_heatmap
+
+    try:
+        image = open_image(data)
+    except ImageError as exc:
+        raise ImageError(str(exc).replace("uploaded image", name, 1)) from None
+    predictions, overlays = {}, {}
+    for slot, predictor in predictors.items():
+        predictions[slot] = predictor.predict([image], k=k)[0]
+        if gradcam:
+            overlays[slot] = overlay_heatmap(image, predictor.gradcam(image))
+    badge = None
+    if len(predictions) == 2:
+        a, b = predictions.values()
+        badge = agreement(a, b)
+    return PhotoResult(name, image, predictions, overlays, badge)

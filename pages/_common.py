@@ -1,0 +1,165 @@
+"""Streamlit-side helpers shared by the pages (the only module besides the pages that imports
+Streamlit): the workspace and store, the error guard, hyperparameter widgets generated from the
+config specs, cached predictors, figure display.
+
+Session-state keys are page-prefixed (``train_*``, ``study_*``...); widget keys too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+from flagvision import jobs
+from flagvision.config import ConfigError, ParamSpec
+from flagvision.store import Store
+from flagvision.ui_logic import WidgetSpec, format_value, nearest, widget_for
+from flagvision.workspace import Workspace
+
+PAGES = {
+    "home": ("pages/home.py", "Home", ":material/home:"),
+    "dataset": ("pages/dataset.py", "Dataset", ":material/photo_library:"),
+    "train": ("pages/train.py", "Train", ":material/model_training:"),
+    "study": ("pages/study.py", "Study", ":material/science:"),
+    "runs": ("pages/runs.py", "Runs", ":material/table_chart:"),
+    "predict": ("pages/predict.py", "Predict", ":material/center_focus_strong:"),
+}
+
+
+def workspace() -> Workspace:
+    """The workspace of this app: ``$FLAGVISION_HOME`` or ``./workspace`` (created if missing)."""
+    return Workspace.open()
+
+
+def store(ws: Workspace | None = None) -> Store:
+    """The process-wide store of the workspace (one SQLite connection shared by script threads)."""
+    return jobs.open_store(ws or workspace())
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def show_error(exc: BaseException, what: str = "") -> None:
+    """A user error (ValueError family: ConfigError, DatasetError, JobError...) is shown as is; an
+    unexpected one gets a short message here and its traceback on stderr."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(exc, (ValueError, FileNotFoundError, FileExistsError, PermissionError)):
+        st.error(f"{prefix}{exc}", icon=":material/error:")
+    else:
+        traceback.print_exception(exc, file=sys.stderr)
+        st.error(
+            f"{prefix}unexpected error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "The details are in the server log.",
+            icon=":material/bug_report:",
+        )
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a page body (or a fragment) so that any exception becomes an ``st.error``.
+
+    Streamlit's own control flow (``st.rerun``, ``st.stop``) derives from BaseException, not
+    Exception, so it passes through untouched.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the guard's whole purpose
+            show_error(exc)
+            return None
+
+    return wrapper
+
+
+# -- hyperparameter widgets ---------------------------------------------------------------------
+
+
+def param_widget(spec: ParamSpec, key: str, value: Any = None, disabled: bool = False) -> Any:
+    """Draw the widget :func:`flagvision.ui_logic.widget_for` chooses for ``spec``; return its value."""
+    w: WidgetSpec = widget_for(spec)
+    value = w.default if value is None else value
+    if w.widget == "selectbox":
+        options = list(w.options)
+        index = options.index(value) if value in options else 0
+        return st.selectbox(w.label, options, index=index, key=key, help=w.help, disabled=disabled)
+    if w.widget == "select_slider":
+        options = list(w.options)
+        return st.select_slider(
+            w.label, options=options, value=nearest(options, float(value)), key=key, help=w.help,
+            format_func=lambda v: format_value(spec.name, v), disabled=disabled,
+        )
+    if spec.kind == "int":
+        return st.slider(w.label, int(w.low), int(w.high), int(value), int(w.step), key=key, help=w.help, disabled=disabled)
+    return st.slider(w.label, float(w.low), float(w.high), float(value), float(w.step), key=key, help=w.help, disabled=disabled)
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def figure(builder: str, *args: Any, key: str, **kwargs: Any) -> None:
+    """``st.plotly_chart(flagvision.plots.<builder>(...))``; says so if that builder is missing."""
+    try:
+        from flagvision import plots
+
+        build = getattr(plots, builder)
+    except (ImportError, AttributeError):
+        st.info(f"Chart unavailable: flagvision.plots.{builder} is not installed.")
+        return
+    st.plotly_chart(build(*args, **kwargs), key=key, width="stretch")
+
+
+# -- predictors ---------------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def _predictor(path: str, mtime: float):
+    from flagvision.predict import Predictor
+
+    return Predictor.from_checkpoint(path)
+
+
+def predictor(checkpoint_path: str | os.PathLike[str]):
+    """A cached :class:`~flagvision.predict.Predictor`, keyed by checkpoint path and card mtime
+    (a retrained checkpoint at the same path is reloaded)."""
+    path = Path(checkpoint_path)
+    card = path / "card.json" if path.is_dir() else path
+    mtime = card.stat().st_mtime if card.exists() else 0.0
+    weights = path / "model.safetensors"
+    if weights.exists():
+        mtime = max(mtime, weights.stat().st_mtime)
+    return _predictor(str(path), mtime)
+
+
+# -- small UI pieces ----------------------------------------------------------------------------
+
+
+def progress_callback(bar: Any, text: str) -> Callable[[int, int], None]:
+    """An ``(done, total)`` callback that drives an ``st.progress`` bar."""
+
+    def update(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{text} {done}/{total}")
+
+    return update
+
+
+def state_badge(state: str) -> str:
+    colours = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
+    return f":{colours.get(state, 'gray')}-badge[{state}]"
+
+
+def page_link(name: str, label: str | None = None) -> None:
+    path, title, icon = PAGES[name]
+    st.page_link(path, label=label or title, icon=icon)
+
+
+__all__ = [
+    "ConfigError", "PAGES", "figure", "guarded", "page_link", "param_widget", "predictor",
+    "progress_callback", "show_error", "state_badge", "store", "workspace",
+]

@@ -1,0 +1,82 @@
+"""Home: what FlagVision does, the built-in dataset, jobs, best models, links to every page."""
+
+import streamlit as st
+
+from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
+from flagvision.synth import read_manifest
+from flagvision.ui_logic import best_runs_per_model, job_row
+from pages import _common as ui
+
+
+@ui.guarded
+def main() -> None:
+    ws = ui.workspace()
+    store = ui.store(ws)
+    st.title("FlagVision")
+    st.markdown(
+        "Train and compare image classifiers of **24 European flags**: the seed's custom CNN against "
+        "a VGG-16 transfer model.  \n"
+        "Tune the CNN's hyperparameters with Optuna; every run's curves, checkpoints and evaluation stay "
+        "in one workspace.  \n"
+        "Drop photos on **Predict** to see both models' top-5 answers and where they looked (Grad-CAM)."
+    )
+
+    st.subheader("Built-in dataset")
+    if builtin_ready(ws):
+        manifest = read_manifest(builtin_path(ws)) or {}
+        counts = manifest.get("counts", {})
+        per_split = ", ".join(f"{sum(c.values())} {split}" for split, c in counts.items())
+        st.success(
+            f"Ready: {len(manifest.get('class_names', []))} classes, {manifest.get('num_images', '?')} images "
+            f"({per_split}) at {builtin_path(ws)}",
+            icon=":material/check_circle:",
+        )
+    else:
+        st.info("The built-in flag dataset has not been generated yet (about a minute on two cores).")
+        if st.button("Generate the built-in dataset", key="home_build", type="primary"):
+            bar = st.progress(0.0, text="Rendering flag scenes…")
+            ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
+            bar.progress(1.0, text="Done")
+            st.rerun()
+
+    st.subheader("Jobs")
+    active = store.list_jobs(("queued", "running"))
+    recent = store.list_jobs(("succeeded", "failed", "cancelled"), limit=5)
+    if active:
+        st.dataframe([job_row(j) for j in active], hide_index=True, key="home_active_jobs")
+    else:
+        st.caption("Nothing running.")
+    if recent:
+        st.caption("Recently finished")
+        st.dataframe([job_row(j) for j in recent], hide_index=True, key="home_recent_jobs")
+
+    st.subheader("Best models")
+    best = best_runs_per_model(store.list_runs(status="succeeded"))
+    if not best:
+        st.caption("No finished run yet: start one on the Train page.")
+    cols = st.columns(max(1, len(best)))
+    for col, run in zip(cols, best):
+        acc = run.get("test_acc")
+        col.metric(
+            run.get("label") or run.get("model"),
+            f"{acc:.1%}" if acc is not None else "–",
+            help=f"Run #{run['id']} {run.get('name') or ''}: test accuracy on {run.get('dataset')}",
+        )
+        col.caption(f"run #{run['id']} · {run.get('dataset')}")
+
+    st.subheader("Pages")
+    cols = st.columns(3)
+    descriptions = {
+        "dataset": "Browse, import and preview datasets",
+        "train": "Train one model in the background, live curves",
+        "study": "Optuna search over the CNN's hyperparameters",
+        "runs": "Compare runs, confusion matrices, export",
+        "predict": "Classify your photos with both models",
+    }
+    for i, (name, text) in enumerate(descriptions.items()):
+        with cols[i % 3]:
+            ui.page_link(name)
+            st.caption(text)
+
+
+main()

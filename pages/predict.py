@@ -1,0 +1,112 @@
+"""Predict: drop photos (or use the camera); both models' top-5, agreement, Grad-CAM, batch table."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from flagvision.images import IMAGE_SUFFIXES, ImageError
+from flagvision.ui_logic import (
+    agreement_badge, analyse_photo, batch_summary_row, checkpoint_choices, checkpoint_label, model_label,
+)
+from pages import _common as ui
+
+SLOTS = {
+    "cnn": ("flag_cnn", "Custom CNN", "Train a custom CNN on the Train page (model: Custom CNN)."),
+    "vgg": ("vgg16_transfer", "VGG-16 transfer", "Train a VGG-16 transfer model on the Train page (model: VGG-16 transfer)."),
+}
+
+
+def _choose_models(store) -> dict[str, str]:
+    """Checkpoint path per model slot (only slots with a succeeded run)."""
+    runs = store.list_runs(status="succeeded")
+    chosen: dict[str, str] = {}
+    cols = st.columns(2)
+    for col, (slot, (model, title, how)) in zip(cols, SLOTS.items()):
+        with col:
+            options = checkpoint_choices(runs, model)
+            if not options:
+                st.info(f"**{title}**: no trained model yet. {how}", icon=":material/info:")
+                ui.page_link("train", "Open the Train page")
+                continue
+            by_id = {r["id"]: r for r in options}
+            run_id = st.selectbox(f"{title} checkpoint", list(by_id), format_func=lambda i, runs=by_id: checkpoint_label(runs[i]),
+                                  key=f"predict_ckpt_{slot}")
+            chosen[slot] = by_id[run_id]["checkpoint_path"]
+    return chosen
+
+
+def _photos() -> list[tuple[str, bytes]]:
+    files = st.file_uploader(
+        "Photos of flags", accept_multiple_files=True, key="predict_files",
+        type=[s.lstrip(".") for s in IMAGE_SUFFIXES],
+        help="Drag and drop one or many photos; each is classified by both models.",
+    )
+    photos = [(f.name, f.getvalue()) for f in files or []]
+    if st.toggle("Use the camera", key="predict_camera_on"):
+        shot = st.camera_input("Take a photo", key="predict_camera")
+        if shot is not None:
+            photos.append(("camera photo", shot.getvalue()))
+    return photos
+
+
+def _show_result(index: int, result, labels: dict[str, str]) -> None:
+    with st.container(border=True):
+        head = f"**{result.name}**"
+        if result.agreement:
+            head += f" · {agreement_badge(result.agreement)}"
+        st.markdown(head)
+        cols = st.columns([1, 2, 2])
+        cols[0].image(result.image, caption="photo", width="stretch")
+        for col, slot in zip(cols[1:], SLOTS):
+            with col:
+                if slot not in result.predictions:
+                    st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
+                    continue
+                pred = result.predictions[slot]
+                inner = st.columns([3, 2])
+                with inner[0]:
+                    ui.figure("topk_bars", pred.top, title=labels[slot], key=f"predict_topk_{slot}_{index}")
+                with inner[1]:
+                    if slot in result.overlays:
+                        st.image(result.overlays[slot], caption=f"Grad-CAM: {pred.label}", width="stretch")
+
+
+@ui.guarded
+def main() -> None:
+    ws = ui.workspace()
+    store = ui.store(ws)
+    st.title("Predict")
+    st.caption("Each photo gets the checkpoint's own evaluation preprocessing; Grad-CAM shows where the model looked.")
+    checkpoints = _choose_models(store)
+    photos = _photos()
+    if not checkpoints:
+        st.warning("No trained model yet: train one on the Train page first.")
+        return
+    if not photos:
+        st.caption("Drop photos above to classify them.")
+        return
+    predictors = {slot: ui.predictor(path) for slot, path in checkpoints.items()}
+    labels = {slot: p.label for slot, p in predictors.items()}
+    gradcam = st.toggle("Grad-CAM overlays", True, key="predict_gradcam")
+    bar = st.progress(0.0, text="Classifying…") if len(photos) > 1 else None
+    summary = []
+    for i, (name, data) in enumerate(photos, 1):
+        try:
+            result = analyse_photo(name, data, predictors, k=5, gradcam=gradcam)
+        except ImageError as exc:
+            st.error(str(exc), icon=":material/broken_image:")
+            summary.append({"photo": name, "error": "unreadable image"})
+            continue
+        finally:
+            if bar is not None:
+                bar.progress(i / len(photos), text=f"Classified {i}/{len(photos)}")
+        _show_result(i, result, labels)
+        summary.append(batch_summary_row(name, {labels[s]: p for s, p in result.predictions.items()}, result.agreement))
+    if bar is not None:
+        bar.empty()
+    if len(photos) > 1:
+        st.subheader("Summary")
+        st.dataframe(summary, hide_index=True, key="predict_summary")
+
+
+main()

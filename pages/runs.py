@@ -1,0 +1,160 @@
+"""Runs: the table of all runs, overlaid curves, one run's evaluation, export and delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from flagvision.models import list_models
+from flagvision.store import RUN_STATUSES
+from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
+from pages import _common as ui
+
+GALLERY_MAX = 24
+
+
+def _table(runs: list[dict]) -> list[dict]:
+    c1, c2, c3 = st.columns(3)
+    models = c1.multiselect("Model", list_models(), format_func=model_label, key="runs_filter_model",
+                            placeholder="all models")
+    statuses = c2.multiselect("Status", list(RUN_STATUSES), key="runs_filter_status", placeholder="all statuses")
+    sort = c3.selectbox("Sort by", list(SORT_KEYS), key="runs_sort")
+    rows = runs_table(runs, models=models, statuses=statuses, sort=sort)
+    st.dataframe(
+        rows, hide_index=True, key="runs_table",
+        column_order=["id", "name", "model", "status", "dataset", "epochs", "best_epoch", "val_acc_%", "test_acc_%",
+                      "duration", "study", "trial", "created"],
+        column_config={
+            "val_acc_%": st.column_config.NumberColumn("best val acc", format="%.1f%%"),
+            "test_acc_%": st.column_config.NumberColumn("test acc", format="%.1f%%"),
+        },
+    )
+    return rows
+
+
+def _compare(store, rows: list[dict]) -> None:
+    st.subheader("Compare curves")
+    labels = {r["id"]: f"#{r['id']} {r['name']}" for r in rows}
+    chosen = st.multiselect("Runs to overlay", list(labels), default=list(labels)[:3], format_func=labels.get,
+                            key="runs_compare")
+    if not chosen:
+        st.caption("Pick runs to overlay their curves.")
+        return
+    metrics = store.get_metrics_many(chosen)
+    series = {labels[i]: metrics[i] for i in chosen}
+    c_loss, c_acc = st.columns(2)
+    with c_loss:
+        ui.figure("training_curves", series, metric="loss", key="runs_compare_loss")
+    with c_acc:
+        ui.figure("training_curves", series, metric="acc", key="runs_compare_acc")
+
+
+def _evaluation(run: dict) -> None:
+    from flagvision.training import load_evaluation
+
+    run_dir = Path(run.get("run_dir") or "")
+    evaluation = load_evaluation(run_dir) if run_dir.is_dir() else None
+    if not evaluation:
+        st.caption("No evaluation yet: it is written when a run finishes at least one epoch.")
+        return
+    st.markdown(
+        f"**{evaluation['accuracy']:.1%}** accuracy on {evaluation['n_images']} images "
+        f"({evaluation.get('split', 'validation')}), loss {evaluation['loss']:.3f}"
+    )
+    # The heatmap keeps square cells at a fixed size (24 legible rows): give it the full width.
+    ui.figure("confusion_heatmap", evaluation["confusion"], evaluation["class_names"], key=f"runs_confusion_{run['id']}")
+    ui.figure("per_class_bars", evaluation["per_class"], title="Per-class accuracy", key=f"runs_per_class_{run['id']}")
+    wrong = evaluation.get("misclassified") or []
+    st.markdown(f"**Misclassified images** ({len(wrong)})")
+    if not wrong:
+        st.caption("None: every evaluation image was classified correctly.")
+    shown = [w for w in wrong if Path(w["path"]).is_file()][:GALLERY_MAX]
+    cols = st.columns(6)
+    for i, item in enumerate(shown):
+        with cols[i % 6]:
+            st.image(item["path"], caption=f"true {item['true']} → {item['predicted']}", width=110)
+    if len(wrong) > len(shown):
+        st.caption(f"{len(wrong) - len(shown)} more not shown.")
+
+
+def _export(run: dict) -> None:
+    from flagvision.export import available_formats, export_checkpoint, export_filename
+
+    ckpt = Path(run.get("checkpoint_path") or "")
+    if not (ckpt / "card.json").is_file():
+        st.caption("No checkpoint to export yet.")
+        return
+    c1, c2 = st.columns([1, 2])
+    fmt = c1.selectbox("Export format", available_formats(), key=f"runs_export_fmt_{run['id']}",
+                       help="TorchScript always; ONNX when the onnx package is installed")
+    if c2.button("Prepare export", key=f"runs_export_{run['id']}", icon=":material/build:"):
+        with st.spinner("Tracing the model…"):
+            st.session_state["runs_export"] = {
+                "run": run["id"], "fmt": fmt, "data": export_checkpoint(ckpt, fmt),
+                "name": export_filename(ckpt, fmt, stem=f"run{run['id']}"),
+            }
+    prepared = st.session_state.get("runs_export")
+    if prepared and prepared["run"] == run["id"] and prepared["fmt"] == fmt:
+        st.download_button(
+            f"Download {prepared['name']} ({len(prepared['data']) / 2**20:.1f} MB)", prepared["data"],
+            file_name=prepared["name"], mime="application/octet-stream", key=f"runs_download_{run['id']}",
+            icon=":material/download:",
+        )
+
+
+def _delete(ws, store, run: dict) -> None:
+    from flagvision.runs import delete_run
+
+    if run["status"] in ("queued", "running"):
+        st.caption("A run that is queued or running cannot be deleted; cancel it on the Train page first.")
+        return
+    confirm = st.checkbox(f"Yes, delete run #{run['id']} with its checkpoint and metrics",
+                          key=f"runs_delete_confirm_{run['id']}")
+    if st.button("Delete run", key=f"runs_delete_{run['id']}", disabled=not confirm, icon=":material/delete:"):
+        delete_run(ws, store, run["id"])
+        st.session_state.pop("runs_selected", None)
+        st.toast(f"Run #{run['id']} deleted.")
+        st.rerun()
+
+
+@ui.guarded
+def main() -> None:
+    ws = ui.workspace()
+    store = ui.store(ws)
+    st.title("Runs")
+    runs = store.list_runs()
+    if not runs:
+        st.info("No runs yet: start one on the Train page or run a study.")
+        ui.page_link("train", "Go to the Train page")
+        return
+    rows = _table(runs)
+    _compare(store, rows)
+
+    st.subheader("One run")
+    by_id = {r["id"]: r for r in runs}
+    ids = [r["id"] for r in rows] or list(by_id)
+    if st.session_state.get("runs_selected") not in ids:
+        st.session_state["runs_selected"] = ids[0]
+    run_id = st.selectbox("Run", ids, key="runs_selected",
+                          format_func=lambda i: f"#{i} {by_id[i].get('name') or ''} ({by_id[i]['status']})")
+    run = by_id[run_id]
+    tab_eval, tab_config, tab_export, tab_delete = st.tabs(["Evaluation", "Config and log", "Export", "Delete"])
+    with tab_eval:
+        _evaluation(run)
+    with tab_config:
+        st.json(run["config"], expanded=False)
+        if run.get("error"):
+            st.error(run["error"])
+        log = Path(run.get("run_dir") or "") / "log.txt"
+        if log.is_file():
+            from flagvision.jobs import read_log_tail
+
+            st.code(read_log_tail(log, 40) or "(empty)", language=None)
+    with tab_export:
+        _export(run)
+    with tab_delete:
+        _delete(ws, store, run)
+
+
+main()

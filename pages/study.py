@@ -1,0 +1,225 @@
+"""Study: configure and start an Optuna study of the custom CNN, watch its trials live, act on it."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from flagvision import jobs
+from flagvision.config import HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
+from flagvision.ui_logic import (
+    IMAGE_SIZES, dataset_choices, dataset_title, describe_override, format_value, log_grid,
+    range_widget_default, space_override, trial_dict, trial_rows,
+)
+from pages import _common as ui
+
+ACTIVE = ("queued", "running")
+
+
+def _range_widget(spec, key: str):
+    """A range widget for one searchable parameter; return its value."""
+    help_text = f"{spec.help}. Full range {spec.describe_range()}. Pull both ends together to fix the value."
+    default = range_widget_default(spec)
+    if spec.kind == "categorical":
+        return st.multiselect(spec.name, list(spec.choices), default=default, key=key,
+                              help=f"{spec.help}. Keep one choice to fix it.")
+    if spec.kind == "int":
+        return st.slider(spec.name, int(spec.low), int(spec.high), (int(default[0]), int(default[1])),
+                         int(spec.step or 1), key=key, help=help_text)
+    if spec.log:
+        return st.select_slider(spec.name, options=log_grid(spec), value=default, key=key, help=help_text,
+                                format_func=lambda v: format_value(spec.name, v))
+    return st.slider(spec.name, float(spec.low), float(spec.high), (float(default[0]), float(default[1])), 0.01,
+                     key=key, help=help_text)
+
+
+def _new_study(ws) -> None:
+    from flagvision.study import PRUNERS, SAMPLERS, StudyConfig
+
+    with st.expander("New study", expanded=not st.session_state.get("study_selected"), icon=":material/add:"):
+        c1, c2, c3 = st.columns(3)
+        if "study_new_name" not in st.session_state:
+            st.session_state["study_new_name"] = f"study-{time.strftime('%Y%m%d-%H%M')}"
+        name = c1.text_input("Study name", key="study_new_name")
+        dataset = c2.selectbox("Dataset", dataset_choices(ws), format_func=dataset_title, key="study_dataset")
+        image_size = c3.select_slider("Image size", IMAGE_SIZES, 64, key="study_image_size",
+                                      help="Square network input of every trial (8–256 px)")
+        c1, c2, c3, c4 = st.columns(4)
+        n_trials = c1.slider("Trials", 1, 100, 20, 1, key="study_n_trials", help="Total trials of the study (1–100 here)")
+        epochs_spec = PARAM_SPECS["epochs"]
+        epochs = c2.slider("Epochs per trial", int(epochs_spec.low), 30, 5, 1, key="study_epochs",
+                           help="Constant within a study (the seed used 5)")
+        sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler")
+        pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index("median"), key="study_pruner",
+                              help="Stops unpromising trials early, judged by their per-epoch validation accuracy")
+        st.markdown("**Search space** — narrow a range, or pull both ends together to fix a parameter.")
+        overrides, lines = [], []
+        cols = st.columns(2)
+        for i, spec in enumerate(s for s in HYPERPARAMS if s.name in SEARCHABLE):
+            with cols[i % 2]:
+                value = _range_widget(spec, key=f"study_range_{spec.name}")
+                try:
+                    override = space_override(spec, value)
+                except ConfigError as exc:
+                    st.error(str(exc))
+                    override = {"invalid": True}
+                if override and not override.get("invalid"):
+                    overrides.append(override)
+                    st.caption(f"→ {describe_override(spec, override)}")
+                elif override:
+                    lines.append(spec.name)
+        try:
+            if lines:
+                raise ConfigError(f"fix the search space of {', '.join(lines)} first")
+            base = RunConfig(model="flag_cnn", data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size)))
+            cfg = StudyConfig.from_dict({
+                "name": name.strip(), "n_trials": int(n_trials), "epochs_per_trial": int(epochs),
+                "sampler": sampler, "pruner": pruner, "space": overrides, "base": base.to_dict(),
+            })
+        except ConfigError as exc:
+            st.error(f"This study cannot start: {exc}", icon=":material/error:")
+            st.button("Start study", key="study_start", type="primary", disabled=True)
+            return
+        if st.button("Start study", key="study_start", type="primary", icon=":material/play_arrow:"):
+            if dataset == "builtin" and not (ws.dataset_dir(dataset) / "manifest.json").is_file():
+                from flagvision.builtin import ensure_builtin
+
+                bar = st.progress(0.0, text="Rendering flag scenes…")
+                ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
+            job_id = jobs.submit_study(ws, {"config": cfg.to_dict()}, study_name=cfg.name)
+            st.session_state["study_selected"] = cfg.name
+            st.toast(f"Study {cfg.name} queued as job {job_id}.", icon=":material/rocket_launch:")
+            st.rerun()
+
+
+def _study_job(store, name: str) -> dict | None:
+    for job in store.list_jobs(limit=200):
+        if job["kind"] == "study" and job.get("study_name") == name:
+            return job
+    return None
+
+
+def _show(fig_result, key: str) -> None:
+    if fig_result.figure is None:
+        st.caption(fig_result.message)
+    else:
+        st.plotly_chart(fig_result.figure, key=key, width="stretch")
+
+
+def _watch(ws) -> None:
+    from flagvision import study as fv_study
+
+    store = ui.store(ws)
+    url = ws.storage_url
+    studies = fv_study.list_studies(url)
+    names = [s["name"] for s in studies]
+    job_names = [j["study_name"] for j in store.list_jobs(ACTIVE) if j["kind"] == "study" and j.get("study_name")]
+    names += [n for n in job_names if n not in names]  # queued, not created in storage yet
+    if not names:
+        st.caption("No study yet: configure one above and press Start study.")
+        return
+    if st.session_state.get("study_selected") not in names:
+        st.session_state["study_selected"] = names[0]
+    name = st.selectbox("Study", names, key="study_selected")
+    job = _study_job(store, name)
+    active = bool(job and job["state"] in ACTIVE)
+
+    @st.fragment(run_every=2 if active else None)
+    @ui.guarded
+    def live() -> None:
+        job_now = _study_job(store, name)
+        if job_now and job_now["state"] in ACTIVE:
+            st.progress(float(job_now.get("progress") or 0.0), text=job_now.get("progress_text") or job_now["state"])
+            if st.button("Cancel study", key="study_cancel", icon=":material/stop:"):
+                jobs.cancel(ws, job_now["id"])
+                st.rerun()
+        elif job_now and job_now.get("error"):
+            st.error(f"Study job {job_now['state']}: {job_now['error'].splitlines()[0]}")
+        if name not in [s["name"] for s in fv_study.list_studies(url)]:
+            st.info("The study is queued; its trials appear once the worker starts it.")
+            return
+        study = fv_study.load_study(url, name)
+        cfg = fv_study.stored_config(study)
+        trials = [trial_dict(t) for t in study.get_trials(deepcopy=False)]
+        searched = list(cfg.search_space().searched) if cfg else sorted({k for t in trials for k in t["params"]})
+        done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
+        st.markdown(f"**{done} of {cfg.n_trials if cfg else '?'} trials finished**, "
+                    f"{sum(t['state'] == 'RUNNING' for t in trials)} running")
+        st.dataframe(trial_rows(trials, searched), hide_index=True, key="study_trials")
+
+        tabs = st.tabs(["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"])
+        with tabs[0]:
+            _show(fv_study.plot_history(study), "study_fig_history")
+        with tabs[1]:
+            _show(fv_study.plot_importances(study), "study_fig_importances")
+        with tabs[2]:
+            _show(fv_study.plot_parallel(study), "study_fig_parallel")
+        with tabs[3]:
+            _show(fv_study.plot_intermediate(study), "study_fig_intermediate")
+        with tabs[4]:
+            with_runs = [t for t in trials if t.get("run_id") is not None]
+            if not with_runs:
+                st.caption("No trial has started training yet.")
+            else:
+                by_number = {t["number"]: t for t in with_runs}
+                number = st.selectbox("Trial", list(by_number), key="study_trial_curve",
+                                      format_func=lambda n: f"#{n} · {by_number[n]['state'].lower()} · run {by_number[n]['run_id']}")
+                metrics = store.get_metrics(int(by_number[number]["run_id"]))
+                c_loss, c_acc = st.columns(2)
+                with c_loss:
+                    ui.figure("training_curves", metrics, metric="loss", key="study_trial_loss")
+                with c_acc:
+                    ui.figure("training_curves", metrics, metric="acc", key="study_trial_acc")
+        st.markdown("**What mattered**")
+        st.info(fv_study.what_mattered(study), icon=":material/lightbulb:")
+        if active and not (job_now and job_now["state"] in ACTIVE):
+            st.rerun()  # the job ended: stop polling
+
+    live()
+    _actions(ws, name)
+
+
+def _actions(ws, name: str) -> None:
+    from flagvision import study as fv_study
+
+    st.subheader("Next steps")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**optuna-dashboard**")
+        handle = st.session_state.get("study_dashboard")
+        if handle is not None and handle.running:
+            st.link_button("Open optuna-dashboard", handle.url, icon=":material/open_in_new:")
+            st.caption(f"Running at {handle.url}")
+            if st.button("Stop the dashboard", key="study_dashboard_stop"):
+                handle.stop()
+                del st.session_state["study_dashboard"]
+                st.rerun()
+        elif st.button("Start optuna-dashboard", key="study_dashboard_start", icon=":material/monitoring:"):
+            from flagvision.dashboard import start_dashboard
+
+            with st.spinner("Starting optuna-dashboard…"):
+                st.session_state["study_dashboard"] = start_dashboard(ws.storage_url)
+            st.rerun()
+    with c2:
+        st.markdown("**Final model**")
+        epochs = st.slider("Epochs for the final training", 1, 100, 10, 1, key="study_final_epochs",
+                           help="The seed trained its final model for 10 epochs")
+        if st.button("Train final model with best parameters", key="study_final", type="primary"):
+            job_id, run_id = fv_study.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
+            st.session_state["train_run_id"] = run_id
+            st.success(f"Run #{run_id} queued as job {job_id}; watch it on the Train page.")
+            ui.page_link("train", "Watch it on the Train page")
+
+
+@ui.guarded
+def main() -> None:
+    ws = ui.workspace()
+    st.title("Study")
+    st.caption("An Optuna search over the custom CNN's hyperparameters; every trial is a run with live curves.")
+    _new_study(ws)
+    st.divider()
+    _watch(ws)
+
+
+main()

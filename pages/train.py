@@ -1,0 +1,198 @@
+"""Train: configure one run from the hyperparameter specs, start it as a background job, watch it.
+
+The live panel is a fragment that re-reads the store every second while the run is active, so the
+curves trail the worker by at most an epoch write plus a second; the rest of the page stays idle.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from flagvision import jobs
+from flagvision.config import HYPERPARAMS, PARAM_SPECS, ConfigError, VGGConfig
+from flagvision.models import list_models
+from flagvision.training import has_resumable_state
+from flagvision.ui_logic import (
+    IMAGE_SIZES, build_run_config, dataset_choices, dataset_title, epochs_eta, format_duration,
+    job_eta, model_label, param_applies, resumable,
+)
+from flagvision.weights import weights_status
+from flagvision.workspace import BUILTIN_DATASET
+from pages import _common as ui
+
+ACTIVE = ("queued", "running")
+
+
+def _model_section() -> tuple[str, dict]:
+    model = st.selectbox("Model", list_models(), format_func=model_label, key="train_model",
+                         help="The seed's custom CNN, or a section of VGG-16 as a frozen feature extractor + new head")
+    vgg: dict = {}
+    if model == "vgg16_transfer":
+        defaults = VGGConfig()
+        c1, c2 = st.columns(2)
+        vgg["blocks"] = c1.slider("VGG-16 blocks", 1, 5, defaults.blocks, 1, key="train_vgg_blocks",
+                                  help="Convolutional blocks of VGG-16 kept as feature extractor. Range: 1–5")
+        vgg["cached_views"] = c2.slider("Cached views", 1, 32, defaults.cached_views, 1, key="train_vgg_views",
+                                        help="Augmented views whose frozen features are computed once and cached "
+                                             "(1 = no augmentation). Range: 1–32")
+        vgg["head_units"] = c1.select_slider("Head units", [0, 64, 128, 256, 512, 1024], defaults.head_units,
+                                             key="train_vgg_head", help="Hidden units of the new head (0 = linear). Range: ≥ 0")
+        vgg["fine_tune_last"] = c2.checkbox("Fine-tune the last block", defaults.fine_tune_last, key="train_vgg_ft",
+                                            help="Also train the last kept block (slower: no feature cache)")
+        status = weights_status()
+        if status["available"]:
+            st.success("ImageNet weights available.", icon=":material/check_circle:")
+            random_init = st.checkbox("Random initialisation instead of ImageNet weights", False, key="train_vgg_random")
+        else:
+            st.warning(status["message"], icon=":material/warning:")
+            random_init = st.checkbox("Random initialisation (no ImageNet weights): results will be labelled "
+                                      "“random init”", True, key="train_vgg_random")
+            if not random_init:
+                raise ConfigError("VGG-16 ImageNet weights are missing: tick random initialisation or get the weights")
+        vgg["pretrained"] = not random_init
+    return model, vgg
+
+
+def _config_form(ws):
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        st.subheader("Model and data")
+        try:
+            model, vgg = _model_section()
+        except ConfigError as exc:
+            st.error(str(exc))
+            model, vgg = None, {}
+        choices = dataset_choices(ws)
+        dataset = st.selectbox("Dataset", choices, format_func=dataset_title, key="train_dataset")
+        c1, c2 = st.columns(2)
+        image_size = c1.select_slider("Image size", IMAGE_SIZES, 64, key="train_image_size",
+                                      help="Square network input in pixels. Range: 8–256")
+        augment = c2.slider("Augmentation strength", 0.0, 1.0, 0.5, 0.05, key="train_augment",
+                            help="0 = none, 1 = strong. Range: 0–1")
+        epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs")
+        name = st.text_input("Run name", key="train_run_name", placeholder="optional")
+        start_slot = st.container()
+    with right:
+        st.subheader("Hyperparameters")
+        st.caption("Ranges and defaults are the seed's (hover a label for its range).")
+        hparams = {"epochs": epochs}
+        for spec in HYPERPARAMS:
+            if spec.name == "epochs":
+                continue
+            applies = model is None or param_applies(model, spec.name)
+            hparams[spec.name] = ui.param_widget(spec, key=f"train_hp_{spec.name}", disabled=not applies)
+        if model == "vgg16_transfer":
+            st.caption("Greyed out: shapes of the custom CNN, not used by VGG-16 transfer.")
+    return model, vgg, dataset, image_size, augment, hparams, name, start_slot
+
+
+def _start(ws) -> None:
+    model, vgg, dataset, image_size, augment, hparams, name, start_slot = _config_form(ws)
+    with start_slot:
+        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name)
+
+
+def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name) -> None:
+    if model is None:
+        st.button("Start training", key="train_start", type="primary", disabled=True)
+        return
+    path = ws.dataset_dir(dataset)
+    try:
+        cfg = build_run_config(model, hparams, path, image_size=image_size, augment=augment, vgg=vgg)
+    except ConfigError as exc:
+        st.error(f"This configuration cannot be trained: {exc}", icon=":material/error:")
+        st.button("Start training", key="train_start", type="primary", disabled=True)
+        return
+    if dataset == BUILTIN_DATASET and not (path / "manifest.json").is_file():
+        st.warning("The built-in dataset will be generated first (about a minute).")
+    if st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:"):
+        if dataset == BUILTIN_DATASET:
+            from flagvision.builtin import ensure_builtin
+
+            if not (path / "manifest.json").is_file():
+                bar = st.progress(0.0, text="Rendering flag scenes…")
+                ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
+        job_id, run_id = jobs.submit_training(ws, cfg, name=name.strip())
+        st.session_state["train_run_id"] = run_id
+        st.toast(f"Run #{run_id} queued as job {job_id}.", icon=":material/rocket_launch:")
+        st.rerun()
+
+
+def _live(ws) -> None:
+    store = ui.store(ws)
+    runs = [r for r in store.list_runs(limit=50) if not r.get("study_name")]
+    if not runs:
+        st.caption("No run yet. Configure one above and press Start training.")
+        return
+    ids = [r["id"] for r in runs]
+    if st.session_state.get("train_run_id") not in ids:
+        st.session_state["train_run_id"] = ids[0]
+    by_id = {r["id"]: r for r in runs}
+    run_id = st.selectbox("Run to watch", ids, key="train_run_id",
+                          format_func=lambda i: f"#{i} {by_id[i].get('name') or ''} · {by_id[i]['status']}")
+    started_active = by_id[run_id]["status"] in ACTIVE
+
+    @st.fragment(run_every=1 if started_active else None)
+    @ui.guarded
+    def panel() -> None:
+        run = store.get_run(run_id)
+        if run is None:
+            st.info(f"Run #{run_id} was deleted.")
+            return
+        job = store.get_job(run["job_id"]) if run.get("job_id") else None
+        metrics = store.get_metrics(run_id)
+        total = (run["config"].get("hparams") or {}).get("epochs") or 1
+        st.markdown(f"**#{run_id} {run.get('name') or ''}** · {run.get('label')} · {ui.state_badge(run['status'])}")
+        if run["status"] in ACTIVE:
+            eta = job_eta(job) if job else None
+            eta = eta if eta is not None else epochs_eta(metrics, total)
+            text = (job or {}).get("progress_text") or run["status"]
+            st.progress(float((job or {}).get("progress") or 0.0),
+                        text=f"{text} · {len(metrics)}/{total} epochs · ETA {format_duration(eta)}")
+        elif run.get("error"):
+            st.error(f"Run #{run_id} {run['status']}: {run['error']}")
+        else:
+            best = run.get("best_val_acc")
+            test = run.get("test_acc")
+            st.caption(
+                f"{len(metrics)}/{total} epochs · best val acc {best:.1%}" if best is not None else f"{len(metrics)} epochs"
+            )
+            if test is not None:
+                st.caption(f"Test accuracy of the best epoch: {test:.1%}")
+        if metrics:
+            c_loss, c_acc = st.columns(2)
+            with c_loss:
+                ui.figure("training_curves", metrics, metric="loss", key=f"train_loss_{run_id}")
+            with c_acc:
+                ui.figure("training_curves", metrics, metric="acc", key=f"train_acc_{run_id}")
+        else:
+            st.caption("Curves appear after the first epoch.")
+        c1, c2, _ = st.columns([1, 1, 3])
+        if job and job["state"] in ACTIVE:
+            if c1.button("Cancel", key=f"train_cancel_{run_id}", icon=":material/stop:"):
+                state = jobs.cancel(ws, job["id"])
+                st.toast(f"Job {job['id']}: {state}")
+                st.rerun()
+        if resumable(run, has_resumable_state(ws.run_dir(run_id))):
+            if c2.button("Resume", key=f"train_resume_{run_id}", icon=":material/replay:"):
+                jobs.resume_run(ws, run_id)
+                st.rerun()
+        if started_active and run["status"] not in ACTIVE:
+            st.rerun()  # finished: one full rerun turns the polling off and refreshes the rest
+        if not started_active and run["status"] in ACTIVE:
+            st.rerun()  # resumed elsewhere: start polling
+
+    panel()
+
+
+@ui.guarded
+def main() -> None:
+    ws = ui.workspace()
+    st.title("Train")
+    _start(ws)
+    st.divider()
+    st.subheader("Live training")
+    _live(ws)
+
+
+main()

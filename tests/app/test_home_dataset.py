@@ -1,0 +1,85 @@
+"""Home and Dataset pages, driven through AppTest against a tiny workspace."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from conftest import app, no_exceptions, png_bytes
+
+
+def test_home_shows_dataset_links_and_sidebar(app_ws):
+    at = app()
+    no_exceptions(at)
+    assert at.title[0].value == "FlagVision"
+    assert any("Ready: 24 classes" in s.value for s in at.success)
+    links = {link.label for link in at.get("page_link")}
+    assert {"Dataset", "Train", "Study", "Runs", "Predict"} <= links
+    assert any(str(app_ws.root) in c.value for c in at.sidebar.caption)
+    assert any("No finished run yet" in c.value for c in at.caption)
+
+
+def test_home_best_models_per_model(trained_ws):
+    at = app()
+    no_exceptions(at)
+    labels = {m.label for m in at.metric}
+    assert {"Custom CNN", "VGG-16 transfer (random init)"} <= labels
+
+
+def test_home_offers_to_build_missing_builtin(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLAGVISION_HOME", str(tmp_path / "empty"))
+    at = app()
+    no_exceptions(at)
+    assert at.button(key="home_build").label == "Generate the built-in dataset"
+
+
+def test_dataset_counts_samples_augmentation_flags(app_ws):
+    at = app("dataset")
+    no_exceptions(at)
+    assert not at.error
+    assert "24 classes" in at.markdown[0].value
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # class counts of train and test
+    images_before = len(at.get("imgs"))
+    at.slider(key="dataset_aug_strength").set_value(1.0).run()
+    at.selectbox(key="dataset_aug_class").set_value("Germany").run()
+    no_exceptions(at)
+    assert not at.error
+    assert len(at.get("imgs")) == images_before
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_dataset_zip_upload_imports_and_reports_skipped(app_ws):
+    data = _zip({
+        "shapes/red/a.png": png_bytes((220, 20, 20)),
+        "shapes/red/b.png": png_bytes((200, 40, 40)),
+        "shapes/blue/a.png": png_bytes((20, 20, 220)),
+        "shapes/blue/b.png": png_bytes((40, 40, 200)),
+        "shapes/blue/broken.jpg": b"\xff\xd8 truncated",
+        "shapes/notes.txt": b"hello",
+    })
+    at = app("dataset")
+    at.file_uploader(key="dataset_zip").set_value(("my shapes.zip", data, "application/zip")).run()
+    at.text_input(key="dataset_import_name").input("shapes").run()
+    at.button(key="dataset_import").click().run()
+    no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Imported **shapes**: 4 images in 2 classes" in s.value for s in at.success)
+    assert any("2 file(s) skipped" in w.value for w in at.warning)
+    assert at.selectbox(key="dataset_choice").value == "shapes"
+    assert (app_ws.dataset_dir("shapes") / "red" / "a.png").is_file()
+
+
+def test_dataset_bad_zip_is_a_clear_error(app_ws):
+    at = app("dataset")
+    at.file_uploader(key="dataset_zip").set_value(("junk.zip", b"not a zip at all", "application/zip")).run()
+    at.button(key="dataset_import").click().run()
+    no_exceptions(at)
+    assert any("not a readable zip" in e.value or "neither a folder nor a zip" in e.value for e in at.error)

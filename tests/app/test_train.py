@@ -1,0 +1,101 @@
+"""Train page: widgets from the specs, config errors before submitting, Start → job, Cancel."""
+
+from __future__ import annotations
+
+from conftest import app, no_exceptions, wait_for
+
+from flagvision import jobs
+from flagvision.config import HYPERPARAMS
+
+
+def test_every_hyperparameter_has_a_widget_with_its_range(app_ws):
+    at = app("train")
+    no_exceptions(at)
+    for spec in HYPERPARAMS:
+        widget = [*at.slider, *at.select_slider, *at.selectbox]
+        match = [w for w in widget if w.key == f"train_hp_{spec.name}"]
+        assert len(match) == 1, spec.name
+        assert spec.describe_range() in match[0].help
+    assert at.slider(key="train_hp_num_filters_conv1").min == 8
+    assert at.slider(key="train_hp_num_filters_conv1").max == 64
+
+
+def test_impossible_config_is_an_error_before_start(app_ws):
+    at = app("train")
+    at.select_slider(key="train_image_size").set_value(224).run()
+    at.slider(key="train_hp_num_filters_conv2").set_value(128).run()
+    at.slider(key="train_hp_fc1_units").set_value(512).run()
+    at.slider(key="train_hp_kernel_size_conv1").set_value(3).run()
+    no_exceptions(at)
+    assert any("cannot be trained" in e.value and "fc1" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+
+
+def test_vgg_shows_weights_status_and_random_init(app_ws, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))  # no weights cached here
+    at = app("train")
+    at.selectbox(key="train_model").set_value("vgg16_transfer").run()
+    no_exceptions(at)
+    assert any("not in the local cache" in w.value for w in at.warning)
+    assert at.checkbox(key="train_vgg_random").value is True
+    assert at.slider(key="train_hp_num_filters_conv1").disabled
+    at.checkbox(key="train_vgg_random").uncheck().run()
+    assert any("weights are missing" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+
+
+def test_start_creates_a_job_and_cancel_stops_it(app_ws):
+    at = app("train")
+    at.select_slider(key="train_image_size").set_value(32).run()
+    at.slider(key="train_hp_epochs").set_value(1).run()
+    at.slider(key="train_hp_num_filters_conv1").set_value(8).run()
+    at.select_slider(key="train_hp_lr").set_value(1e-3).run()
+    at.selectbox(key="train_hp_optimizer").set_value("Adam").run()
+    at.text_input(key="train_run_name").input("from the app").run()
+    at.button(key="train_start").click().run()
+    no_exceptions(at)
+    store = jobs.open_store(app_ws)
+    runs = store.list_runs()
+    assert len(runs) == 1 and runs[0]["name"] == "from the app"
+    cfg = runs[0]["config"]
+    assert cfg["hparams"]["num_filters_conv1"] == 8 and cfg["hparams"]["lr"] == 1e-3
+    assert cfg["hparams"]["optimizer"] == "Adam" and cfg["data"]["image_size"] == 32
+    job = store.get_job(runs[0]["job_id"])
+    assert job["state"] in ("queued", "running")
+    assert at.selectbox(key="train_run_id").value == runs[0]["id"]
+    at.button(key=f"train_cancel_{runs[0]['id']}").click().run()
+    no_exceptions(at)
+
+    def finished():
+        jobs.tick(app_ws)  # what the sidebar does every 2 s: reaps a worker killed before it could record
+        j = store.get_job(job["id"])
+        return j if j["state"] in ("cancelled", "succeeded", "failed") else None
+
+    final = wait_for(finished)
+    assert final["state"] == "cancelled", final
+
+
+def test_resume_button_for_a_cancelled_run_with_state(trained_ws):
+    """A cancelled run that saved an epoch offers Resume; pressing it queues a job."""
+    import shutil
+
+    from flagvision.runs import create_run
+    from flagvision.training import read_run_config
+
+    store = jobs.open_store(trained_ws)
+    done = next(r for r in store.list_runs() if r["name"] == "tiny cnn")
+    cfg = read_run_config(trained_ws.run_dir(done["id"]))
+    run_id, run_dir = create_run(trained_ws, store, cfg, name="interrupted", status="cancelled")
+    shutil.copytree(trained_ws.run_dir(done["id"]) / "checkpoint", run_dir / "checkpoint")
+    try:
+        at = app("train")
+        at.selectbox(key="train_run_id").set_value(run_id).run()
+        at.button(key=f"train_resume_{run_id}").click().run()
+        no_exceptions(at)
+        assert any(j["run_id"] == run_id for j in store.list_jobs(("queued", "running", "succeeded", "failed")))
+    finally:
+        for j in store.list_jobs(("queued", "running")):
+            jobs.cancel(trained_ws, j["id"], force=True)
+        from flagvision.runs import delete_run
+
+        delete_run(trained_ws, store, run_id)

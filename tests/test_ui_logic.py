@@ -1,0 +1,102 @@
+"""Pure helpers behind the pages (no Streamlit)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flagvision import ui_logic as ui
+from flagvision.config import HYPERPARAMS, PARAM_SPECS, ConfigError
+
+
+def test_every_hyperparameter_gets_a_widget_within_its_spec():
+    widgets = {w.name: w for w in ui.hyperparameter_widgets()}
+    assert set(widgets) == {s.name for s in HYPERPARAMS}
+    for spec in HYPERPARAMS:
+        w = widgets[spec.name]
+        assert spec.describe_range() in w.help
+        if spec.kind == "categorical":
+            assert w.widget == "selectbox" and w.options == spec.choices
+        elif spec.kind == "int":
+            assert (w.widget, w.low, w.high, w.step) == ("slider", spec.low, spec.high, spec.step)
+        elif spec.log:
+            assert w.widget == "select_slider"
+            assert w.options[0] == spec.low and w.options[-1] == spec.high and spec.default in w.options
+        else:
+            assert (w.low, w.high) == (spec.low, spec.high)
+
+
+def test_log_grid_is_sorted_readable_and_in_range():
+    grid = ui.log_grid(PARAM_SPECS["lr"])
+    assert grid == sorted(grid) and len(grid) >= 20
+    assert all(1e-5 <= v <= 1e-3 for v in grid)
+    assert ui.nearest(grid, 2e-4) in grid
+
+
+def test_build_run_config_validates():
+    cfg = ui.build_run_config("flag_cnn", {"lr": 1e-3, "epochs": 2}, "/data", image_size=32)
+    assert cfg.hparams.lr == 1e-3 and cfg.hparams.num_filters_conv1 == 24 and cfg.data.image_size == 32
+    with pytest.raises(ConfigError, match="fc1"):
+        ui.build_run_config("flag_cnn", {"num_filters_conv2": 128, "fc1_units": 512, "kernel_size_conv1": 3}, "/d", 224)
+    vgg = ui.build_run_config("vgg16_transfer", {}, "/d", vgg={"pretrained": False, "blocks": 2})
+    assert vgg.label == "VGG-16 transfer (random init)"
+
+
+def test_space_override_full_narrow_fixed_choices():
+    fc1 = PARAM_SPECS["fc1_units"]
+    assert ui.space_override(fc1, (64, 512)) is None
+    assert ui.space_override(fc1, (128, 128)) == {"name": "fc1_units", "fixed": 128}
+    assert ui.space_override(fc1, (64, 256)) == {"name": "fc1_units", "low": 64, "high": 256}
+    act = PARAM_SPECS["activation"]
+    assert ui.space_override(act, list(act.choices)) is None
+    assert ui.space_override(act, ["ELU"]) == {"name": "activation", "fixed": "ELU"}
+    assert ui.space_override(act, ["Tanh", "ReLU"]) == {"name": "activation", "choices": ["ReLU", "Tanh"]}
+    with pytest.raises(ConfigError):
+        ui.space_override(act, [])
+    lr = PARAM_SPECS["lr"]
+    assert ui.space_override(lr, ui.range_widget_default(lr)) is None
+
+
+def test_space_overrides_make_a_valid_study_config():
+    from flagvision.study import StudyConfig
+
+    overrides = [ui.space_override(PARAM_SPECS["fc1_units"], (64, 128)), ui.space_override(PARAM_SPECS["optimizer"], ["Adam"])]
+    cfg = StudyConfig.from_dict({"name": "x", "space": overrides})
+    assert cfg.search_space().fixed == {"optimizer": "Adam"}
+
+
+def test_runs_table_filters_sorts_missing_last():
+    runs = [
+        {"id": 1, "name": "a", "model": "flag_cnn", "status": "succeeded", "test_acc": 0.5, "created_at": 1.0},
+        {"id": 2, "name": "b", "model": "vgg16_transfer", "status": "failed", "test_acc": None, "created_at": 2.0},
+        {"id": 3, "name": "c", "model": "flag_cnn", "status": "succeeded", "test_acc": 0.9, "created_at": 3.0},
+    ]
+    assert [r["id"] for r in ui.runs_table(runs)] == [3, 2, 1]
+    assert [r["id"] for r in ui.runs_table(runs, sort="best test accuracy")] == [3, 1, 2]
+    assert [r["id"] for r in ui.runs_table(runs, models=["flag_cnn"], statuses=["succeeded"])] == [3, 1]
+    assert ui.runs_table(runs)[0]["test_acc_%"] == 90.0
+    with pytest.raises(ValueError, match="valid"):
+        ui.runs_table(runs, sort="colour")
+    best = ui.best_runs_per_model(runs)
+    assert [r["id"] for r in best] == [3]
+
+
+def test_eta_and_durations():
+    job = {"state": "running", "progress": 0.25, "started_at": 100.0}
+    assert ui.job_eta(job, now=130.0) == pytest.approx(90.0)
+    assert ui.job_eta({**job, "progress": 0.0}, now=130.0) is None
+    assert ui.epochs_eta([{"seconds": 10}, {"seconds": 20}], 5) == pytest.approx(45.0)
+    assert ui.epochs_eta([], 5) is None
+    assert ui.format_duration(75) == "1m 15s" and ui.format_duration(None) == "–"
+    assert ui.format_duration(3 * 3600 + 120) == "3h 02m"
+
+
+def test_analyse_photo_names_a_corrupt_file():
+    from flagvision.images import ImageError
+
+    with pytest.raises(ImageError, match="holiday.jpg"):
+        ui.analyse_photo("holiday.jpg", b"garbage", {})
+
+
+def test_dataset_choices_builtin_first(workspace):
+    (workspace.datasets_dir / "aaa").mkdir()
+    assert ui.dataset_choices(workspace) == ["builtin", "aaa"]
