@@ -1,6 +1,6 @@
 """FlagVision app: ``streamlit run streamlit_app.py``.
 
-Navigation over ``pages/`` and the shared sidebar (workspace, live jobs). The sidebar's fragment
+Navigation over ``app_pages/`` and the shared sidebar (workspace, live jobs). The sidebar's fragment
 polls the store every 2 s and calls ``jobs.tick`` (reap dead workers, start queued jobs), so the
 queue moves on while the app is open. Training and studies run in worker processes, never here.
 """
@@ -13,7 +13,7 @@ import streamlit as st
 
 from flagvision import jobs
 from flagvision.ui_logic import format_duration, job_eta, job_title
-from pages import _common as ui
+from app_pages import _common as ui
 
 st.set_page_config(page_title="FlagVision", page_icon=":material/flag:", layout="wide")
 

@@ -45,6 +45,17 @@ def _by_epoch(metrics: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [rows[e] for e in sorted(rows)]
 
 
+def _epoch_step(last_epoch: int, max_ticks: int = 12) -> int:
+    """A whole tick step for an epoch axis (1, 2, 5, 10, 20, 50...) giving at most ``max_ticks`` ticks:
+    Plotly's own choice for a few epochs is 0.5, and 1, 1.5, 2 is no way to count epochs."""
+    step, factors = 1, (2, 2.5, 2)  # 1 → 2 → 5 → 10 → 20 → 50 → 100...
+    i = 0
+    while last_epoch / step > max_ticks:
+        step = int(step * factors[i % 3])
+        i += 1
+    return step
+
+
 def _empty_note(fig: go.Figure, text: str) -> None:
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
 
@@ -66,9 +77,11 @@ def training_curves(
     convert = _percent if metric == "acc" else (lambda v: None if v is None else float(v))
 
     fig = go.Figure()
+    last_epoch = 0
     for i, (label, rows) in enumerate(runs.items()):
         rows = _by_epoch(rows)
         epochs = [int(r["epoch"]) for r in rows]
+        last_epoch = max([last_epoch, *epochs])
         colour = colours[i % len(colours)]
         for j, (split, split_name, dash) in enumerate(_SPLITS):
             values = [convert(r.get(f"{split}_{metric}")) for r in rows]
@@ -91,7 +104,8 @@ def training_curves(
                     ),
                 )
             )
-    fig.update_xaxes(title_text="Epoch", tickformat="d", rangemode="tozero")
+    fig.update_xaxes(title_text="Epoch", tickformat="d", rangemode="tozero", tickmode="linear", tick0=0,
+                     dtick=_epoch_step(last_epoch))
     fig.update_yaxes(title_text=_TITLES[metric])
     if metric == "acc":
         fig.update_yaxes(**_PERCENT_AXIS)
@@ -181,6 +195,7 @@ def _hbars(
             marker_color=colour or qualitative.Plotly[0],
             text=[f"{v:.1f}%" if percent else f"{v:g}" for v in shown],
             textposition="auto",
+            textangle=0,  # "auto" turns a label that does not fit its bar sideways; keep it readable
             hovertemplate="%{y}: " + ("%{x:.1f}%" if percent else "%{x}") + "<extra></extra>",
         )
     )

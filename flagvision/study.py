@@ -787,7 +787,6 @@ def what_mattered(study: optuna.Study) -> str:
             f"Only {len(complete)} trial(s) completed so far; at least 2 are needed to say which "
             "parameters mattered."
         )
-    cfg = stored_config(study)
     best = complete[0]
     sentences = [f"The best trial (#{best.number}) reached {best.value:.1%} validation accuracy."]
     preset = next((t for t in complete if t.user_attrs.get("preset")), None)

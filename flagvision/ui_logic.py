@@ -1,6 +1,6 @@
 """Pure helpers behind the Streamlit pages: widget descriptions, tables, ETA, config assembly.
 
-Nothing here imports Streamlit (the app in ``pages/`` does), so every rule a page follows is
+Nothing here imports Streamlit (the app in ``app_pages/`` does), so every rule a page follows is
 unit-testable: which widget a hyperparameter gets and with what range, how widget values become a
 validated :class:`~flagvision.config.RunConfig`, how runs and jobs become table rows, how long a
 running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.
@@ -186,6 +186,9 @@ def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None 
 
 
 def job_row(job: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """One jobs-table row. A training job has no study and a study job no run: those cells are
+    empty text, not ``None`` (which a table shows as the word "None")."""
+    run_id = job.get("run_id")
     return {
         "job": job["id"],
         "kind": job["kind"],
@@ -193,8 +196,8 @@ def job_row(job: dict[str, Any], now: float | None = None) -> dict[str, Any]:
         "progress": round(100 * (job.get("progress") or 0.0)),
         "status": job.get("progress_text") or "",
         "eta": format_duration(job_eta(job, now)),
-        "run": job.get("run_id"),
-        "study": job.get("study_name"),
+        "run": "" if run_id is None else f"#{run_id}",
+        "study": job.get("study_name") or "",
     }
 
 

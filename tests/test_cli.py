@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import make_pattern_dataset, run_cli
+from fv_helpers import make_pattern_dataset, run_cli
 
 
 @pytest.fixture(scope="module")

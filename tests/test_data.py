@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import make_pattern_dataset
+from fv_helpers import make_pattern_dataset
 from flagvision.config import DataConfig
 from flagvision.data import CACHE_DIR, DatasetError, LazyImages, augment_batch, load_dataset, load_eval_images, summarize
 

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from conftest import make_pattern_dataset
+from fv_helpers import make_pattern_dataset
 from flagvision.importer import DatasetImportError, import_dataset
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_pattern_dataset, run_cli
+from fv_helpers import make_pattern_dataset, run_cli
 from flagvision import cli, jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.store import FINISHED_STATES

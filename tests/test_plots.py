@@ -40,6 +40,16 @@ def test_training_curves_single_run(metric: str, title: str) -> None:
     assert fig.data[0].line.dash == "dash" and fig.data[1].line.dash == "solid"
 
 
+@pytest.mark.parametrize("epochs, step", [(1, 1), (2, 1), (5, 1), (12, 1), (30, 5), (100, 10)])
+def test_epoch_axis_has_whole_ticks(epochs: int, step: int) -> None:
+    """Epochs are counted 1, 2, 3 (never 0.5 steps); a long run gets a coarser whole step."""
+    xaxis = plots.training_curves(_rows(epochs), "loss").layout.xaxis
+    assert xaxis.tickmode == "linear" and xaxis.tick0 == 0 and xaxis.dtick == step
+    overlaid = plots.training_curves({"short": _rows(2), "long": _rows(epochs)}, "acc").layout.xaxis
+    assert overlaid.dtick == step  # the longest run decides
+    assert plots.training_curves([], "loss").layout.xaxis.dtick == 1
+
+
 def test_accuracy_is_percent_on_fixed_axis() -> None:
     fig = plots.training_curves(_rows(3), "acc")
     assert list(fig.layout.yaxis.range) == [0, 100]
@@ -118,6 +128,16 @@ def test_class_counts_bars() -> None:
     assert list(fig.data[0].y) == list(counts)
     assert list(fig.data[0].x) == [40, 38, 41]
     assert fig.layout.xaxis.title.text == "Images"
+
+
+@pytest.mark.parametrize("fig", [
+    plots.per_class_bars({"France": 0.9, "Austria": 0.04}),
+    plots.topk_bars([("Italy", 0.01), ("France", 0.99)]),
+    plots.class_counts_bars({"Austria": 40, "Belgium": 3}),
+], ids=["per_class", "topk", "class_counts"])
+def test_bar_labels_stay_horizontal(fig: go.Figure) -> None:
+    """A label that does not fit inside its bar is not turned sideways (Plotly's default)."""
+    assert fig.data[0].textangle == 0
 
 
 def test_library_modules_do_not_import_streamlit() -> None:

@@ -90,6 +90,18 @@ def test_eta_and_durations():
     assert ui.format_duration(3 * 3600 + 120) == "3h 02m"
 
 
+def test_job_rows_have_no_none_cells():
+    """The jobs table shows an empty cell, not "None", for a training job's study and a study's run."""
+    base = {"state": "running", "progress": 0.5, "progress_text": "epoch 1/2", "started_at": None}
+    train = ui.job_row({**base, "id": 1, "kind": "train", "run_id": 7, "study_name": None})
+    study = ui.job_row({**base, "id": 2, "kind": "study", "run_id": None, "study_name": "s1"})
+    assert (train["run"], train["study"]) == ("#7", "")
+    assert (study["run"], study["study"]) == ("", "s1")
+    assert train["progress"] == 50
+    for row in (train, study):
+        assert None not in row.values(), row
+
+
 def test_analyse_photo_names_a_corrupt_file():
     from flagvision.images import ImageError
 

@@ -9,7 +9,7 @@ import streamlit as st
 from flagvision.models import list_models
 from flagvision.store import RUN_STATUSES
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
-from pages import _common as ui
+from app_pages import _common as ui
 
 GALLERY_MAX = 24
 

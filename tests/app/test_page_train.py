@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import app, no_exceptions, wait_for
+from app_helpers import app, no_exceptions, wait_for
 
 from flagvision import jobs
 from flagvision.config import HYPERPARAMS
@@ -90,6 +90,11 @@ def test_resume_button_for_a_cancelled_run_with_state(trained_ws):
     try:
         at = app("train")
         at.selectbox(key="train_run_id").set_value(run_id).run()
+        # The choice names the run; its status (which changes while the panel polls) is beside it.
+        assert at.selectbox(key="train_run_id").value == run_id
+        assert f"#{run_id} interrupted" in at.selectbox(key="train_run_id").options
+        assert not any("cancelled" in o or "succeeded" in o for o in at.selectbox(key="train_run_id").options)
+        assert any(f"#{run_id} interrupted" in m.value and "cancelled" in m.value for m in at.markdown)
         at.button(key=f"train_resume_{run_id}").click().run()
         no_exceptions(at)
         assert any(j["run_id"] == run_id for j in store.list_jobs(("queued", "running", "succeeded", "failed")))

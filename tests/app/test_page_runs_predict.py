@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import app, no_exceptions, png_bytes
+from app_helpers import app, no_exceptions, png_bytes
 
 from flagvision import jobs
 

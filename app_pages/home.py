@@ -5,7 +5,7 @@ import streamlit as st
 from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
 from flagvision.synth import read_manifest
 from flagvision.ui_logic import best_runs_per_model, job_row
-from pages import _common as ui
+from app_pages import _common as ui
 
 
 @ui.guarded

@@ -12,7 +12,7 @@ from flagvision.ui_logic import (
     IMAGE_SIZES, dataset_choices, dataset_title, describe_override, format_value, log_grid,
     range_widget_default, space_override, trial_dict, trial_rows,
 )
-from pages import _common as ui
+from app_pages import _common as ui
 
 ACTIVE = ("queued", "running")
 
@@ -34,7 +34,42 @@ def _range_widget(spec, key: str):
                      key=key, help=help_text)
 
 
-def _new_study(ws) -> None:
+def _range_check(spec):
+    """What :func:`_range_widget` of ``spec`` can hold, for :func:`_reset_invalid_values`."""
+    if spec.kind == "categorical":
+        return ui.each_of(spec.name, ui.one_of(spec.name, spec.choices))
+    if not spec.log:
+        return ui.pair_of(spec.name, ui.value_check(spec))
+    grid, in_range = log_grid(spec), ui.value_check(spec)
+
+    def on_grid(value):
+        if in_range(value) not in grid:
+            raise ConfigError(f"{spec.name}={value!r} is not a step of its slider")
+        return value
+
+    return ui.pair_of(spec.name, on_grid)
+
+
+def _reset_invalid_values(ws) -> bool:
+    """Values no widget could hold (a tampered or stale session) are reset, and said so, before
+    any widget is drawn: the widgets would otherwise fail, or quietly fall back to a default."""
+    from flagvision.study import PRUNERS, SAMPLERS
+
+    checks = {f"study_range_{spec.name}": _range_check(spec) for spec in HYPERPARAMS if spec.name in SEARCHABLE}
+    checks.update({
+        "study_new_name": ui.is_text("study name"),
+        "study_dataset": ui.one_of("dataset", dataset_choices(ws)),
+        "study_image_size": ui.one_of("image size", IMAGE_SIZES),
+        "study_n_trials": ui.in_range("trials", 1, 100, integer=True),
+        "study_epochs": ui.in_range("epochs per trial", int(PARAM_SPECS["epochs"].low), 30, integer=True),
+        "study_sampler": ui.one_of("sampler", SAMPLERS),
+        "study_pruner": ui.one_of("pruner", PRUNERS),
+        "study_final_epochs": ui.in_range("epochs for the final training", 1, 100, integer=True),
+    })
+    return ui.reset_invalid_state(checks)
+
+
+def _new_study(ws, blocked: bool = False) -> None:
     from flagvision.study import PRUNERS, SAMPLERS, StudyConfig
 
     with st.expander("New study", expanded=not st.session_state.get("study_selected"), icon=":material/add:"):
@@ -81,6 +116,9 @@ def _new_study(ws) -> None:
             st.error(f"This study cannot start: {exc}", icon=":material/error:")
             st.button("Start study", key="study_start", type="primary", disabled=True)
             return
+        if blocked:  # values were just reset: a click in this run must not start a study of the defaults
+            st.button("Start study", key="study_start", type="primary", disabled=True)
+            return
         if st.button("Start study", key="study_start", type="primary", icon=":material/play_arrow:"):
             if dataset == "builtin" and not (ws.dataset_dir(dataset) / "manifest.json").is_file():
                 from flagvision.builtin import ensure_builtin
@@ -100,6 +138,20 @@ def _study_job(store, name: str) -> dict | None:
     return None
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _importance_views(url: str, name: str, n_complete: int):
+    """The importance figure and the "what mattered" text of a study.
+
+    Both rest on parameter importances (fANOVA: seconds of CPU for a few dozen trials) over the
+    complete trials only, so they change only when a trial completes: ``n_complete`` is in the
+    cache key for that, and the live panel's 2 s polls between two completions cost nothing.
+    """
+    from flagvision import study as fv_study
+
+    study = fv_study.load_study(url, name)
+    return fv_study.plot_importances(study), fv_study.what_mattered(study)
+
+
 def _show(fig_result, key: str) -> None:
     if fig_result.figure is None:
         st.caption(fig_result.message)
@@ -107,7 +159,7 @@ def _show(fig_result, key: str) -> None:
         st.plotly_chart(fig_result.figure, key=key, width="stretch")
 
 
-def _watch(ws) -> None:
+def _watch(ws, blocked: bool = False) -> None:
     from flagvision import study as fv_study
 
     store = ui.store(ws)
@@ -144,6 +196,7 @@ def _watch(ws) -> None:
         trials = [trial_dict(t) for t in study.get_trials(deepcopy=False)]
         searched = list(cfg.search_space().searched) if cfg else sorted({k for t in trials for k in t["params"]})
         done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
+        importances, mattered = _importance_views(url, name, sum(t["state"] == "COMPLETE" for t in trials))
         st.markdown(f"**{done} of {cfg.n_trials if cfg else '?'} trials finished**, "
                     f"{sum(t['state'] == 'RUNNING' for t in trials)} running")
         st.dataframe(trial_rows(trials, searched), hide_index=True, key="study_trials")
@@ -152,7 +205,7 @@ def _watch(ws) -> None:
         with tabs[0]:
             _show(fv_study.plot_history(study), "study_fig_history")
         with tabs[1]:
-            _show(fv_study.plot_importances(study), "study_fig_importances")
+            _show(importances, "study_fig_importances")
         with tabs[2]:
             _show(fv_study.plot_parallel(study), "study_fig_parallel")
         with tabs[3]:
@@ -172,15 +225,15 @@ def _watch(ws) -> None:
                 with c_acc:
                     ui.figure("training_curves", metrics, metric="acc", key="study_trial_acc")
         st.markdown("**What mattered**")
-        st.info(fv_study.what_mattered(study), icon=":material/lightbulb:")
+        st.info(mattered, icon=":material/lightbulb:")
         if active and not (job_now and job_now["state"] in ACTIVE):
             st.rerun()  # the job ended: stop polling
 
     live()
-    _actions(ws, name)
+    _actions(ws, name, blocked)
 
 
-def _actions(ws, name: str) -> None:
+def _actions(ws, name: str, blocked: bool = False) -> None:
     from flagvision import study as fv_study
 
     st.subheader("Next steps")
@@ -205,7 +258,7 @@ def _actions(ws, name: str) -> None:
         st.markdown("**Final model**")
         epochs = st.slider("Epochs for the final training", 1, 100, 10, 1, key="study_final_epochs",
                            help="The seed trained its final model for 10 epochs")
-        if st.button("Train final model with best parameters", key="study_final", type="primary"):
+        if st.button("Train final model with best parameters", key="study_final", type="primary", disabled=blocked):
             job_id, run_id = fv_study.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
             st.session_state["train_run_id"] = run_id
             st.success(f"Run #{run_id} queued as job {job_id}; watch it on the Train page.")
@@ -217,9 +270,10 @@ def main() -> None:
     ws = ui.workspace()
     st.title("Study")
     st.caption("An Optuna search over the custom CNN's hyperparameters; every trial is a run with live curves.")
-    _new_study(ws)
+    blocked = _reset_invalid_values(ws)
+    _new_study(ws, blocked)
     st.divider()
-    _watch(ws)
+    _watch(ws, blocked)
 
 
 main()

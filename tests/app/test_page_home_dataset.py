@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from conftest import app, no_exceptions, png_bytes
+from app_helpers import app, no_exceptions, png_bytes
 
 
 def test_home_shows_dataset_links_and_sidebar(app_ws):

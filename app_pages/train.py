@@ -18,7 +18,7 @@ from flagvision.ui_logic import (
 )
 from flagvision.weights import weights_status
 from flagvision.workspace import BUILTIN_DATASET
-from pages import _common as ui
+from app_pages import _common as ui
 
 ACTIVE = ("queued", "running")
 
@@ -86,14 +86,14 @@ def _config_form(ws):
     return model, vgg, dataset, image_size, augment, hparams, name, start_slot
 
 
-def _start(ws) -> None:
+def _start(ws, blocked: bool = False) -> None:
     model, vgg, dataset, image_size, augment, hparams, name, start_slot = _config_form(ws)
     with start_slot:
-        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name)
+        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked)
 
 
-def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name) -> None:
-    if model is None:
+def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked: bool = False) -> None:
+    if model is None or blocked:  # blocked: values were just reset; a click in this run must not train them
         st.button("Start training", key="train_start", type="primary", disabled=True)
         return
     path = ws.dataset_dir(dataset)
@@ -128,8 +128,10 @@ def _live(ws) -> None:
     if st.session_state.get("train_run_id") not in ids:
         st.session_state["train_run_id"] = ids[0]
     by_id = {r["id"]: r for r in runs}
+    # No status in the label: it would be the one of this full run and go stale while the panel
+    # below polls; the panel's header shows the live one beside the curves.
     run_id = st.selectbox("Run to watch", ids, key="train_run_id",
-                          format_func=lambda i: f"#{i} {by_id[i].get('name') or ''} · {by_id[i]['status']}")
+                          format_func=lambda i: f"#{i} {by_id[i].get('name') or by_id[i].get('label') or ''}".rstrip())
     started_active = by_id[run_id]["status"] in ACTIVE
 
     @st.fragment(run_every=1 if started_active else None)
@@ -185,11 +187,25 @@ def _live(ws) -> None:
     panel()
 
 
+def _reset_invalid_values(ws) -> bool:
+    """Values no widget could hold (a tampered or stale session) are reset, and said so, before
+    any widget is drawn: the widgets would otherwise fail, or quietly fall back to a default."""
+    checks = {f"train_hp_{spec.name}": ui.value_check(spec) for spec in HYPERPARAMS}
+    checks.update({
+        "train_model": ui.one_of("model", list_models()),
+        "train_dataset": ui.one_of("dataset", dataset_choices(ws)),
+        "train_image_size": ui.one_of("image size", IMAGE_SIZES),
+        "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),
+    })
+    return ui.reset_invalid_state(checks)
+
+
 @ui.guarded
 def main() -> None:
     ws = ui.workspace()
     st.title("Train")
-    _start(ws)
+    blocked = _reset_invalid_values(ws)
+    _start(ws, blocked)
     st.divider()
     st.subheader("Live training")
     _live(ws)

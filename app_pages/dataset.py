@@ -11,7 +11,7 @@ from flagvision.flags import FLAG_NAMES, render_flag
 from flagvision.importer import import_dataset
 from flagvision.ui_logic import dataset_choices, dataset_title, sample_paths_per_class
 from flagvision.workspace import BUILTIN_DATASET, Workspace
-from pages import _common as ui
+from app_pages import _common as ui
 
 SAMPLES_PER_CLASS = 3
 CLASSES_PER_ROW = 4

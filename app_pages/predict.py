@@ -6,9 +6,9 @@ import streamlit as st
 
 from flagvision.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
-    agreement_badge, analyse_photo, batch_summary_row, checkpoint_choices, checkpoint_label, model_label,
+    agreement_badge, analyse_photo, batch_summary_row, checkpoint_choices, checkpoint_label,
 )
-from pages import _common as ui
+from app_pages import _common as ui
 
 SLOTS = {
     "cnn": ("flag_cnn", "Custom CNN", "Train a custom CNN on the Train page (model: Custom CNN)."),
@@ -63,9 +63,12 @@ def _show_result(index: int, result, labels: dict[str, str]) -> None:
                     st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
                     continue
                 pred = result.predictions[slot]
+                # The model's name above the chart, not as its Plotly title: a title does not wrap, and
+                # "VGG-16 transfer (random init)" was cut off in the narrow column.
+                st.markdown(f"**{labels[slot]}**")
                 inner = st.columns([3, 2])
                 with inner[0]:
-                    ui.figure("topk_bars", pred.top, title=labels[slot], key=f"predict_topk_{slot}_{index}")
+                    ui.figure("topk_bars", pred.top, key=f"predict_topk_{slot}_{index}")
                 with inner[1]:
                     if slot in result.overlays:
                         st.image(result.overlays[slot], caption=f"Grad-CAM: {pred.label}", width="stretch")
