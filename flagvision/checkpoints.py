@@ -11,6 +11,7 @@ its exact eval preprocessing. The resumable state of an unfinished run sits besi
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -45,6 +46,30 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def _atomic_write_all(writes: list[tuple[Path, Any]]) -> None:
+    """Write several files so that they change together: every temporary file is written (and
+    synced) before the first is renamed into place, so a failed write (a full disk) leaves all the
+    previous files as they were, not new weights beside an old card or optimizer state."""
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writes:
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            tmps.append((tmp, path))
+            write(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in tmps:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _json_writer(data: Any):
+    return lambda p: Path(p).write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     _atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(data, indent=2, sort_keys=True)))
 
@@ -76,8 +101,10 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module, card
     """Write weights then card (the card last: a folder with a card always has its weights)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(_state_dict(model), str(p)))
-    write_json_atomic(folder / CARD_FILE, card)
+    _atomic_write_all([
+        (folder / WEIGHTS_FILE, lambda p: save_file(_state_dict(model), str(p))),
+        (folder / CARD_FILE, _json_writer(card)),
+    ])
     return folder
 
 
@@ -103,9 +130,22 @@ def read_card(folder: Path) -> dict:
     for key in ("model", "config", "class_names", "input_size", "normalization"):
         if key not in card:
             raise CheckpointError(f"{folder / CARD_FILE}: card lacks '{key}'")
-    if not isinstance(card["class_names"], list) or len(card["class_names"]) < 2:
-        raise CheckpointError(f"{folder / CARD_FILE}: card needs a list of at least two class names")
+    names = card["class_names"]
+    if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)):
+        raise CheckpointError(f"{folder / CARD_FILE}: card needs a list of at least two distinct class names")
+    norm = card["normalization"]
+    for key in ("mean", "std"):
+        values = norm.get(key) if isinstance(norm, dict) else None
+        if (not isinstance(values, list) or len(values) != 3
+                or not all(_finite_number(v) and (key == "mean" or v > 0) for v in values)):
+            raise CheckpointError(f"{folder / CARD_FILE}: card's normalization needs a {key} of 3 numbers"
+                                  + (" above 0" if key == "std" else ""))
     return card
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu"):
@@ -116,8 +156,17 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     card = read_card(folder)
     try:
         cfg = RunConfig.from_dict(card["config"])
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, TypeError, AttributeError, KeyError) as exc:
         raise CheckpointError(f"{folder}: the card's config is invalid: {exc}") from None
+    # The preprocessing follows the card: it must be the one the weights were trained with (a
+    # hostile input_size could also ask for a gigantic resize).
+    if card["model"] != cfg.model:
+        raise CheckpointError(f"{folder}: the card says model {card['model']!r} but its config says {cfg.model!r}")
+    if card["input_size"] != cfg.data.image_size or isinstance(card["input_size"], bool):
+        raise CheckpointError(
+            f"{folder}: the card's input_size {card['input_size']!r} differs from its config's image size "
+            f"{cfg.data.image_size}"
+        )
     try:
         # The weights file holds the whole network, so ImageNet weights are not needed to rebuild it.
         model = get_model(cfg.model, len(card["class_names"]), cfg, from_checkpoint=True)
@@ -147,17 +196,17 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
 def save_last_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, epoch: int) -> None:
     """State after ``epoch`` completed, enough to continue with ``epoch + 1``."""
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / LAST_WEIGHTS, lambda p: save_file(_state_dict(model), str(p)))
-    _atomic_write(folder / LAST_OPTIMIZER, lambda p: torch.save(optimizer.state_dict(), p))
-    write_json_atomic(
-        folder / LAST_CARD,
-        {
-            "next_epoch": epoch + 1,
-            "history": [m.to_dict() for m in history.epochs],
-            "best_epoch": history.best_epoch,
-            "best_val_acc": history.best_val_acc,
-        },
-    )
+    meta = {
+        "next_epoch": epoch + 1,
+        "history": [m.to_dict() for m in history.epochs],
+        "best_epoch": history.best_epoch,
+        "best_val_acc": history.best_val_acc,
+    }
+    _atomic_write_all([
+        (folder / LAST_WEIGHTS, lambda p: save_file(_state_dict(model), str(p))),
+        (folder / LAST_OPTIMIZER, lambda p: torch.save(optimizer.state_dict(), p)),
+        (folder / LAST_CARD, _json_writer(meta)),
+    ])
 
 
 def load_last_state(folder: Path, model: torch.nn.Module) -> ResumeState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def open_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int = MAX_
     """Decode ``source`` (a path or the file's bytes) to an RGB image, or raise ImageError."""
     label = os.path.basename(os.fspath(source)) if not isinstance(source, bytes) else "uploaded image"
     try:
+        if not isinstance(source, bytes) and not stat.S_ISREG(os.stat(source).st_mode):
+            # A FIFO or device named like a photo would block or never end when read.
+            raise ImageError(f"{label}: not a regular file")
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read ({exc.strerror or exc})") from None
@@ -55,8 +59,13 @@ def open_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int = MAX_
             img.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{label}: not a recognised image file (or too large to decode safely)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # PIL refuses far larger images (> 2x its own limit) from the header, before our check above.
+        raise ImageError(
+            f"{label}: too large to decode safely: more than the {max_pixels // 1_000_000} megapixel limit; resize it first"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not a recognised image file") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{label}: the image data is damaged or truncated ({exc})") from None
     return to_rgb(img)

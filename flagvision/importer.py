@@ -13,8 +13,10 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .data import DatasetError, scan_dataset
@@ -56,8 +58,40 @@ def _safe_member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return path
 
 
+def _declared_entries(source: Path) -> int | None:
+    """The entry count the zip's end record declares, read without parsing the central directory
+    (parsing 100,000 entries takes seconds); None if it cannot be read (ZipFile says why)."""
+    try:
+        with open(source, "rb") as f:
+            end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # stable since Python 2; handles zip64
+    except (OSError, zipfile.BadZipFile, struct.error):
+        return None
+    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The entry's bytes, read with a hard cap (the header's size may lie); a damaged, encrypted or
+    oddly compressed entry refuses the whole archive with a message instead of a traceback."""
+    try:
+        with archive.open(info) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except NotImplementedError as exc:
+        raise DatasetImportError(f"{info.filename} uses a compression method that cannot be read ({exc}); "
+                                 "re-create the zip with ordinary (deflate) compression") from None
+    except RuntimeError:  # zipfile says "encrypted, password required" (after its subclass above)
+        raise DatasetImportError(f"{info.filename} is encrypted; password-protected zips are not supported") from None
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError) as exc:
+        raise DatasetImportError(f"the zip is damaged at {info.filename} ({exc}); nothing was imported") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DatasetImportError(f"{info.filename} expands past the {MAX_FILE_BYTES // 2**20} MB limit per file")
+    return data
+
+
 def _extract_zip(source: Path, dest: Path) -> list[tuple[str, str]]:
     skipped: list[tuple[str, str]] = []
+    declared = _declared_entries(source)
+    if declared is not None and declared > MAX_ENTRIES:
+        raise DatasetImportError(f"the zip holds {declared} entries, more than the {MAX_ENTRIES} allowed")
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -83,19 +117,19 @@ def _extract_zip(source: Path, dest: Path) -> list[tuple[str, str]]:
             if not is_image_name(rel.name):
                 skipped.append((info.filename, "not an image file" + (" (nested archive)" if rel.suffix.lower() == ".zip" else "")))
                 continue
-            # Read with a hard cap: the header's size may lie.
-            with archive.open(info) as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-            if len(data) > MAX_FILE_BYTES:
-                raise DatasetImportError(f"{info.filename} expands past the {MAX_FILE_BYTES // 2**20} MB limit per file")
+            data = _read_member(archive, info)
             try:
                 open_image(data)
             except ImageError as exc:
                 skipped.append((info.filename, str(exc).replace("uploaded image", rel.name)))
                 continue
             target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            except OSError as exc:  # a name too long for the disk, a file and a folder of one name
+                skipped.append((info.filename, f"cannot be stored ({exc.strerror or exc})"))
+                continue
     return skipped
 
 
@@ -111,6 +145,9 @@ def _copy_folder(source: Path, dest: Path) -> list[tuple[str, str]]:
                 skipped.append((str(rel), "symbolic link; not followed"))
                 continue
             if not is_image_name(fname):
+                continue
+            if not src.is_file():  # a FIFO or device named like a photo: never read it
+                skipped.append((str(rel), "not a regular file"))
                 continue
             count += 1
             if count > MAX_ENTRIES:
@@ -146,6 +183,8 @@ def import_dataset(ws: Workspace, source: Path | bytes, name: str | None = None)
             tmp.write(source)
         try:
             return import_dataset(ws, Path(tmp.name), name=name or "upload")
+        except DatasetImportError as exc:  # name the upload, not our temporary copy of it
+            raise DatasetImportError(str(exc).replace(Path(tmp.name).name, "the uploaded file")) from None
         finally:
             os.unlink(tmp.name)
     source = Path(source)

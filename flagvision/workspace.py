@@ -56,10 +56,10 @@ class Workspace:
         return self.root / "runs"
 
     def dataset_dir(self, name: str = BUILTIN_DATASET) -> Path:
-        return self.confine(self.datasets_dir / name)
+        return self.confine(self.datasets_dir / _plain_name(name, self.datasets_dir))
 
     def run_dir(self, run_id: int | str) -> Path:
-        return self.confine(self.runs_dir / str(run_id))
+        return self.confine(self.runs_dir / _plain_name(run_id, self.runs_dir))
 
     def list_datasets(self) -> list[str]:
         return sorted(p.name for p in self.datasets_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -77,3 +77,12 @@ class Workspace:
         if resolved != self.root and self.root not in resolved.parents:
             raise WorkspaceError(f"{path} is outside the workspace {self.root}")
         return resolved
+
+
+def _plain_name(name: int | str, parent: Path) -> str:
+    """``name`` if it is one folder name; "..", "." or a path would leave ``parent`` (for the
+    workspace root or a sibling folder, which confine() alone would let through)."""
+    text = str(name)
+    if text in ("", ".", "..") or "/" in text or "\\" in text or "\0" in text:
+        raise WorkspaceError(f"{text!r} is not a folder name inside {parent}")
+    return text
