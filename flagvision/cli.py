@@ -109,9 +109,10 @@ def cmd_train(args) -> int:
     from .training import run_training
 
     ws = _workspace(args)
-    if not args.data:
-        args.data = str(ensure_builtin(ws, progress=_print_progress("building the built-in dataset")))
     cfg = resolve_run_config(args)
+    if not cfg.data.path:  # neither --data nor a path in --config: the built-in flags
+        builtin = ensure_builtin(ws, progress=_print_progress("building the built-in dataset"))
+        cfg = cfg.with_changes(data=cfg.data.with_changes(path=str(builtin)))
     store = Store(ws.db_path)
     if args.background:
         from .jobs import submit_training
@@ -252,6 +253,19 @@ def cmd_data(args) -> int:
             t0 = time.perf_counter()
             path = ensure_builtin(ws, progress=_print_progress("rendering"))
             print(f"built-in dataset ready at {path} ({time.perf_counter() - t0:.0f}s)")
+    elif args.data_command == "checkset":
+        from .checkset import make_checkset
+
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            raise ConfigError(f"{out} is not empty; pass --force to replace it")
+        try:
+            manifest = make_checkset(out, per_class=args.per_class, seed=args.seed, size=args.size,
+                                     progress=_print_progress("rendering"), overwrite=args.force)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        print(f"wrote {manifest['per_class'] * len(manifest['class_names'])} check images to {out}; "
+              f"evaluate a model on them with: python -m flagvision evaluate --checkpoint DIR --data {out}")
     elif args.data_command == "sheet":
         from .synth import contact_sheet
 
@@ -343,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=None, help="image side in px")
     d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     dsub.add_parser("builtin", help="build the built-in dataset into the workspace if missing")
+    d = dsub.add_parser("checkset", help="render check images by a second route (not the generator) to test models on")
+    d.add_argument("--out", required=True)
+    d.add_argument("--per-class", type=int, default=10)
+    d.add_argument("--seed", type=int, default=1234)
+    d.add_argument("--size", type=int, default=128, help="image side in px")
+    d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     d = dsub.add_parser("sheet", help="contact sheet of a dataset")
     d.add_argument("--data", required=True)
     d.add_argument("--out", required=True)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .owners import reap_orphan_runs
 from .store import FINISHED_STATES, Store
 from .workspace import Workspace
 
@@ -297,6 +298,9 @@ def reap(ws: Workspace, stale_after_s: float = STALE_AFTER_S, hung_after_s: floa
         store.finish_job(job["id"], state, error=error)
         _finish_run_row(store, job, state, why)
         reaped.append(job["id"])
+    # Runs trained outside a live job (a foreground `train`, a trial of a foreground `tune`) whose
+    # process was killed: nothing else would ever end them.
+    reap_orphan_runs(store, {j["id"] for j in store.list_jobs(("queued", "running"))})
     return reaped
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .engine import Callback, EpochMetrics, FitState
+from .owners import mark_owner
 from .store import Store
 from .training import RunResult, write_run_config
 from .workspace import Workspace
@@ -62,6 +63,9 @@ class StoreCallback(Callback):
             if m.epoch not in logged:
                 self.store.log_epoch(self.run_id, **m.to_dict())
         self.store.update_run(self.run_id, status="running", started_at=time.time(), error=None)
+        run = self.store.get_run(self.run_id)
+        if run and run.get("run_dir"):
+            mark_owner(Path(run["run_dir"]))
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics, improved: bool) -> None:
         self.store.log_epoch(self.run_id, **metrics.to_dict())
@@ -76,3 +80,4 @@ def finish_run(store: Store, run_id: int, result: RunResult | None, status: str,
     if result is not None and result.evaluation is not None:
         fields["test_acc"] = result.evaluation.accuracy
     store.update_run(run_id, **fields)
+

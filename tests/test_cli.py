@@ -133,3 +133,19 @@ def test_predict_unreadable_image_exit_code(trained, tmp_path):
     bad.write_text("nope")
     out = run_cli("predict", "--checkpoint", str(ws / "runs" / "1"), str(bad))
     assert out.returncode == 2 and "not a recognised image" in out.stdout
+
+
+def test_data_checkset_writes_an_imagefolder_and_keeps_existing_output(tmp_path, capsys):
+    from flagvision.cli import main
+
+    out = tmp_path / "check"
+    assert main(["data", "checkset", "--out", str(out), "--per-class", "1", "--size", "48"]) == 0
+    assert "wrote 24 check images" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if p.is_dir())[:2] == ["Austria", "Belgium"]
+    assert len(list(out.glob("*/*.jpg"))) == 24
+    before = sorted(p.read_bytes() for p in out.glob("*/*.jpg"))
+    assert main(["data", "checkset", "--out", str(out), "--per-class", "1", "--size", "48"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in out.glob("*/*.jpg")) == before  # refused: nothing touched
+    assert main(["data", "checkset", "--out", str(tmp_path / "bad"), "--size", "8"]) == 2
+    assert "size 32..1024" in capsys.readouterr().err

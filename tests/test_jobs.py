@@ -121,14 +121,25 @@ def test_queued_job_is_cancelled_at_once_with_its_run(ws, tiny_dataset):
 
 
 def test_tick_is_cheap_when_nothing_changes(ws):
+    """The app calls tick every couple of seconds: with nothing to do it reads a few rows and writes
+    nothing (counted as SQL statements, not timed), however many jobs and runs have finished."""
     store = jobs.open_store(ws)
     for _ in range(20):
         store.create_job("study", {}, state="succeeded")
+        store.create_run(name="old", model="flag_cnn", status="succeeded")
     jobs.tick(ws)
-    t0 = time.perf_counter()
-    for _ in range(50):
-        jobs.tick(ws)
-    assert (time.perf_counter() - t0) / 50 < 0.02
+    statements: list[str] = []
+    with store._lock:
+        store._connection().set_trace_callback(statements.append)
+    try:
+        for _ in range(10):
+            jobs.tick(ws)
+    finally:
+        with store._lock:
+            store._connection().set_trace_callback(None)
+    per_tick = len(statements) / 10
+    assert 0 < per_tick <= 6, statements[:12]
+    assert all(st.lstrip().upper().startswith(("SELECT", "PRAGMA")) for st in statements), statements
 
 
 def test_reap_dead_unstarted_and_hung_workers(ws):
@@ -283,6 +294,40 @@ def test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs(ws, mediu
     assert all(m["created_at"] < resumed["started_at"] for m in metrics if m["epoch"] < saved)
     assert all(m["created_at"] > resumed["started_at"] for m in metrics if m["epoch"] > saved)
     assert "resuming run" in Path(resumed["log_path"]).read_text()
+
+
+def test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable(ws, medium_dataset, tmp_path):
+    """`python -m flagvision train` (no job) killed mid-run: nothing records its end itself, so the
+    app's poll (jobs.tick) must: the run turns failed naming the pid and the resume command; a run
+    whose owner is alive, or a process that merely reuses nothing, is left alone."""
+    from flagvision.owners import owner_alive
+
+    store = jobs.open_store(ws)
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(small_config(medium_dataset, 40).to_json())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flagvision", "--workspace", str(ws.root), "train", "--config", str(cfg_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: store.list_runs() and (store.last_epoch(store.list_runs()[0]["id"]) or 0) >= 2, 90,
+                 "two foreground epochs", every=0.05)
+        run_id = store.list_runs()[0]["id"]
+        jobs.tick(ws)
+        assert store.get_run(run_id)["status"] == "running" and owner_alive(ws.run_dir(run_id)) is True
+        assert store.get_run(run_id)["dataset"] == str(medium_dataset)  # --config's data path, not the built-in
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert owner_alive(ws.run_dir(run_id)) is False
+    jobs.tick(ws)
+    run = store.get_run(run_id)
+    assert run["status"] == "failed" and f"pid {proc.pid}" in run["error"]
+    assert f"jobs resume --run {run_id}" in run["error"]
+    resumed = jobs.resume_run(ws, run_id)
+    job = wait_for(lambda: job_finished(ws, resumed), 90, "the resumed run", ws)
+    assert job["state"] == "succeeded", job["error"]
+    assert [m["epoch"] for m in store.get_metrics(run_id)] == list(range(1, 41))
 
 
 def test_exception_in_the_worker_fails_the_job_with_its_message(ws, tmp_path):
