@@ -389,6 +389,9 @@ F = "fault"
 case("SIGKILL a training worker mid-epoch", "jobs / worker",
      "reaped as failed (“worker died”, log tail), last checkpoint kept, resumed with no repeated epoch",
      "tests/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs")
+case("SIGKILL a foreground `python -m flagvision train` mid-run", "CLI + app poll (`jobs.tick`)",
+     "the next poll marks the run failed, naming the dead pid and `jobs resume --run ID`; resumed to the end",
+     "tests/test_jobs.py::test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable")
 case("SIGKILL the Streamlit server (whole process group) while a job runs", "app server + jobs",
      "the job's worker survives and succeeds; a new server starts on the same workspace and its page lists the finished run",
      f"{T_FA}::test_killing_the_app_server_loses_no_job")
