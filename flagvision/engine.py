@@ -22,6 +22,9 @@ from .data import DatasetBundle, TensorSplit, augment_batch, normalize, normaliz
 from .runtime import resolve_device, seed_everything, set_threads
 
 EVAL_BATCH = 256
+# Optimizers with a fused CPU kernel (one pass over each parameter, no temporaries); the others get
+# the multi-tensor ("foreach") implementation, which torch only picks by itself on CUDA.
+_FUSED_ON_CPU = ("Adam", "SGD", "Adagrad")
 
 
 @dataclass
@@ -91,11 +94,32 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     params = list(params)
     if not params:
         raise ConfigError("the model has no trainable parameters")
-    if name == "SGD":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer {name!r} is not supported; valid: {', '.join(OPTIMIZERS)}")
-    return getattr(torch.optim, name)(params, lr=lr, weight_decay=weight_decay)
+    # Same algorithm, faster implementation (see bench.py "tuning"); CUDA keeps torch's own choice.
+    impl: dict[str, bool] = {}
+    if all(p.device.type == "cpu" for p in params):
+        impl = {"fused": True} if name in _FUSED_ON_CPU else {"foreach": True}
+    if name == "SGD":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, **impl)
+    return getattr(torch.optim, name)(params, lr=lr, weight_decay=weight_decay, **impl)
+
+
+def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
+    """True on CPU for a model with convolutions: oneDNN's native layout is channels_last (NHWC).
+
+    The conv weights are converted once and the input of each batch is made NHWC, so convolution
+    and max-pooling skip their layout reorders; values are unchanged.
+    """
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _input_layout(model: nn.Module) -> torch.memory_format:
+    """NHWC when the model's first convolution was converted to it (by fit), else NCHW."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def model_normalization(model: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
@@ -124,11 +148,13 @@ def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device 
     """Logits for uint8 images (any length), in eval mode, batched."""
     device = device or next(model.parameters()).device
     mean, std = model_normalization(model)
+    layout = _input_layout(model)
     model.eval()
     out = []
     for start in range(0, len(images), EVAL_BATCH):
         batch = images[start : start + EVAL_BATCH]
-        out.append(model(normalize(batch.to(device), mean, std)).float().cpu())
+        x = normalize(batch.to(device), mean, std).contiguous(memory_format=layout)
+        out.append(model(x).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -168,6 +194,9 @@ def fit(
     # Seed per (seed, start epoch): a resumed run is reproducible too, without replaying epochs.
     gen = seed_everything(cfg.seed * 1000 + start_epoch)
     model.to(device)
+    if prefers_channels_last(model, device):
+        model.to(memory_format=torch.channels_last)  # in place: same Parameter objects, NHWC strides
+    layout = _input_layout(model)
     params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else model.parameters()
     optimizer = make_optimizer(hp.optimizer, params, hp.lr, cfg.weight_decay)
     if resume and resume.optimizer_state:
@@ -200,7 +229,7 @@ def fit(
                 logits = step.train_logits(idx, gen)
             else:
                 x = augment_batch(data.train.images[idx], strength, gen).to(device)
-                logits = model(normalize_float(x, mean, std))
+                logits = model(normalize_float(x, mean, std).contiguous(memory_format=layout))
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -250,6 +279,7 @@ class _FeatureStep:
     def __init__(self, model, data: DatasetBundle, cfg: RunConfig, gen: torch.Generator, device):
         self.model, self.data, self.device = model, data, device
         mean, std = model_normalization(model)
+        self.layout = _input_layout(model)
         views = max(1, cfg.vgg.cached_views)
         feats = []
         for v in range(views):
@@ -265,7 +295,7 @@ class _FeatureStep:
         out = []
         for start in range(0, len(images), 64):
             x = augment_batch(images[start : start + 64], strength, gen).to(self.device)
-            out.append(self.model.extract_features(normalize_float(x, mean, std)))
+            out.append(self.model.extract_features(normalize_float(x, mean, std).contiguous(memory_format=self.layout)))
         return torch.cat(out)
 
     def train_logits(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

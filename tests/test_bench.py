@@ -1,0 +1,27 @@
+"""The benchmark's smoke run: every section runs end to end at tiny sizes and writes its report."""
+
+import pytest
+
+from flagvision import bench
+from flagvision.cli import main
+
+
+def test_quick_bench_runs_every_section_and_writes_markdown(tiny_dataset, workspace, tmp_path, capsys):
+    out = tmp_path / "BENCH.md"
+    code = main(["--workspace", str(workspace.root), "bench", "--quick", "--data", str(tiny_dataset), "--out", str(out)])
+    assert code == 0
+    text = out.read_text()
+    assert "--quick" in text and "| section | measure | value | target | met |" in text
+    for title in ("Targets missed: distance and reason", "Training epoch", "What was tried", "Where the time goes", "Time to 90 %", "VGG-16 feature cache",
+                  "Inference", "Studies with pruning", "Memory"):
+        assert f"## {title}" in text
+    assert "random init" in text  # no ImageNet weights in the test environment: labelled, never "pretrained"
+    assert "falls back to streaming | yes" in text
+    printed = capsys.readouterr().out
+    assert "speed-up, whole epoch" in printed
+
+
+def test_sections_are_validated():
+    assert bench.parse_sections("memory,epoch") == ("epoch", "memory")  # run in the canonical order
+    with pytest.raises(Exception, match="valid: epoch"):
+        bench.parse_sections("epoch,warp")
