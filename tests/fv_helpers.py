@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +51,49 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
         [sys.executable, "-m", "flagvision", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=timeout,
     )
+
+
+def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
+              compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip archive in memory; ``symlinks`` maps entry names to link targets (stored as links)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return buf.getvalue()
+
+
+def wait_for(predicate, timeout: float, what: str, ws=None, every: float = 0.1):
+    """Poll ``predicate`` (calling ``jobs.tick`` like the app does when ``ws`` is given) until it
+    returns a truthy value, which is returned."""
+    from flagvision import jobs
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if ws is not None:
+            jobs.tick(ws)
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def app(page: str | None = None, timeout: float = 60):
+    """An AppTest of the whole app (navigation + sidebar), switched to ``page`` and run."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=timeout)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def no_exceptions(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]

@@ -1,25 +1,11 @@
 """Importing a user's folder or zip: valid data lands, hostile archives write nothing anywhere."""
 
-import io
-import stat
 import zipfile
 
 import pytest
 
-from fv_helpers import make_pattern_dataset
+from fv_helpers import make_pattern_dataset, zip_bytes
 from flagvision.importer import DatasetImportError, import_dataset
-
-
-def _zip(entries: dict[str, bytes], symlinks: dict[str, str] | None = None, compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-        for name, target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -36,8 +22,8 @@ def test_zip_import_strips_top_folder_and_skips_junk(workspace, image_entries):
     entries = dict(image_entries)
     entries["flags/vertical/notes.txt"] = b"hello"
     entries["flags/vertical/fake.jpg"] = b"not an image"
-    entries["flags/inner.zip"] = _zip({"a.png": b"x"})
-    dest, report = import_dataset(workspace, _zip(entries), name="mine")
+    entries["flags/inner.zip"] = zip_bytes({"a.png": b"x"})
+    dest, report = import_dataset(workspace, zip_bytes(entries), name="mine")
     assert dest == workspace.datasets_dir / "mine"
     assert sorted(p.name for p in dest.iterdir()) == ["diagonal", "horizontal", "vertical"]
     assert report["images"] == 9
@@ -66,7 +52,7 @@ def test_folder_import_copies_only_images(workspace, tmp_path):
 def test_hostile_zips_write_nothing(workspace, tmp_path, entries, symlinks, fragment):
     before = _tree(workspace.root)
     with pytest.raises(DatasetImportError, match=fragment):
-        import_dataset(workspace, _zip(entries, symlinks), name="hostile")
+        import_dataset(workspace, zip_bytes(entries, symlinks), name="hostile")
     assert _tree(workspace.root) == before
     assert not (tmp_path / "evil").exists()
 
@@ -76,7 +62,7 @@ def test_too_many_entries(workspace, monkeypatch):
 
     monkeypatch.setattr(importer, "MAX_ENTRIES", 50)
     with pytest.raises(DatasetImportError, match="more than the 50 allowed"):
-        import_dataset(workspace, _zip({f"c{i % 2}/{i}.png": b"x" for i in range(100)}, compression=zipfile.ZIP_STORED))
+        import_dataset(workspace, zip_bytes({f"c{i % 2}/{i}.png": b"x" for i in range(100)}, compression=zipfile.ZIP_STORED))
 
 
 def test_not_a_zip_and_existing_name(workspace, image_entries, tmp_path):
@@ -84,12 +70,12 @@ def test_not_a_zip_and_existing_name(workspace, image_entries, tmp_path):
     fake.write_text("I am not a zip")
     with pytest.raises(DatasetImportError, match="neither a folder nor a zip"):
         import_dataset(workspace, fake)
-    import_dataset(workspace, _zip(image_entries), name="taken")
+    import_dataset(workspace, zip_bytes(image_entries), name="taken")
     with pytest.raises(DatasetImportError, match="already exists"):
-        import_dataset(workspace, _zip(image_entries), name="taken")
+        import_dataset(workspace, zip_bytes(image_entries), name="taken")
 
 
 def test_zip_without_classes_refused(workspace):
     with pytest.raises(DatasetImportError, match="no class sub-folders|only one class"):
-        import_dataset(workspace, _zip({"only/a.png": b"x"}))
+        import_dataset(workspace, zip_bytes({"only/a.png": b"x"}))
     assert workspace.list_datasets() == []

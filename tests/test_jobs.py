@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fv_helpers import make_pattern_dataset, run_cli
+from fv_helpers import make_pattern_dataset, run_cli, wait_for
 from flagvision import cli, jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.store import FINISHED_STATES
@@ -47,20 +47,6 @@ def small_config(data: Path, epochs: int) -> RunConfig:
     return RunConfig(
         data=DataConfig(path=str(data), image_size=32), hparams=HyperParams(epochs=epochs, lr=1e-3), threads=1
     )
-
-
-def wait_for(predicate, timeout: float, what: str, ws: Workspace | None = None, every: float = 0.1):
-    """Poll ``predicate`` (calling ``jobs.tick`` like the app does) until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if ws is not None:
-            jobs.tick(ws)
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def job_finished(ws: Workspace, job_id: int):
@@ -363,7 +349,9 @@ def test_cli_background_train_cancel_and_jobs_commands(ws, medium_dataset, capsy
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    wait_for(lambda: (store.last_epoch(1) or 0) >= 2, 60, "two epochs")
+    # The epoch rows and the job's progress text are written one after the other: wait for both.
+    wait_for(lambda: (store.last_epoch(1) or 0) >= 2 and (store.get_job(1)["progress_text"] or "").startswith("epoch"),
+             60, "two epochs")
     code, text, _ = jobs_cli("list")
     assert code == 0 and "   1  train  running" in text and "epoch" in text
     code, text, _ = jobs_cli("show", "1")

@@ -9,20 +9,7 @@ REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "streamlit_app.py")
 TIMEOUT = 60
 
-
-def app(page: str | None = None):
-    """An AppTest of the whole app (navigation + sidebar), switched to ``page`` and run."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    if page:
-        at.switch_page(f"app_pages/{page}.py").run()
-    return at
-
-
-def no_exceptions(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+from fv_helpers import app, no_exceptions  # noqa: E402,F401  (re-exported for the page tests)
 
 
 def png_bytes(color=(200, 30, 30), size=(48, 32)) -> bytes:

@@ -15,16 +15,17 @@ import hashlib
 import io
 import os
 import pickle
-import stat
 import struct
 import sys
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: also when run as a script
+from fv_helpers import app, no_exceptions, zip_bytes  # noqa: E402,F401  (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "streamlit_app.py")
@@ -99,19 +100,6 @@ def bomb_png() -> bytes:
 
 
 # -- zips ---------------------------------------------------------------------------------------
-
-
-def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
-              compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-        for name, target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return buf.getvalue()
 
 
 def raw_zip(entries: list[tuple[str, bytes]], flag_bits: int = 0, method: int = 0) -> bytes:
@@ -198,20 +186,6 @@ def tree_state(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
                 out[rel] = "special"
     return out
 
-
-def app(page: str | None = None):
-    """An AppTest of the whole app (navigation + sidebar), switched to ``page`` and run."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    if page:
-        at.switch_page(f"app_pages/{page}.py").run()
-    return at
-
-
-def no_exceptions(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 # -- the case table -----------------------------------------------------------------------------

@@ -9,9 +9,7 @@ SIGKILLed study worker (tests/test_study.py::test_killed_worker_trial_fails_by_h
 from __future__ import annotations
 
 import errno
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fv_helpers import make_pattern_dataset
+from fv_helpers import make_pattern_dataset, wait_for
 from reliability_kit import REPO, app, no_exceptions
 from flagvision import jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
@@ -33,19 +31,6 @@ def small_config(data: Path, epochs: int, **hp) -> RunConfig:
     return RunConfig(data=DataConfig(path=str(data), image_size=32),
                      hparams=HyperParams(epochs=epochs, lr=1e-3, num_filters_conv1=8, num_filters_conv2=16,
                                          fc1_units=64, **hp), threads=1)
-
-
-def wait_for(predicate, timeout: float, what: str, ws=None, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        if ws is not None:
-            jobs.tick(ws)
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 @pytest.fixture
@@ -236,7 +221,7 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
     trainings = [train_job]
     store = jobs.open_store(ws)
     problems: list[str] = []
-    polls = {"app": 0, "dashboard": 0}
+    polls = {"app": 0, "dashboard": 0, "listed": 0}
     stop = threading.Event()
 
     def app_poller():
@@ -262,6 +247,7 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
                         body = r.read().decode()
                     if r.status != 200:
                         problems.append(f"dashboard status {r.status}")
+                    polls["listed"] += '"stress"' in body  # once the study job has created it
                     polls["dashboard"] += 1
                 except Exception as exc:  # noqa: BLE001
                     problems.append(f"dashboard: {exc!r}")
@@ -300,7 +286,7 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
     for text, where in ((logs, "worker logs"), (dash_log, "dashboard log"), ("\n".join(problems), "pollers")):
         assert "database is locked" not in text.lower(), where
     assert not problems, problems[:5]
-    assert polls["app"] > seconds * 2 and polls["dashboard"] > seconds / 4, polls
+    assert polls["app"] > seconds * 2 and polls["dashboard"] > seconds / 4 and polls["listed"] > 0, polls
     assert sum(len(store.get_metrics(store.get_job(j)["run_id"])) for j in trainings) >= 20
     import sqlite3
 
