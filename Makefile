@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+# Two pytest workers: the long tests mostly wait on subprocesses and fixed durations, so the suite
+# overlaps them (override with `make test PYTEST_ARGS=-n0` for a serial run).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test bench clean
 
