@@ -3,6 +3,8 @@
 Navigation over ``app_pages/`` and the shared sidebar (workspace, live jobs). The sidebar's fragment
 polls the store every 2 s and calls ``jobs.tick`` (reap dead workers, start queued jobs), so the
 queue moves on while the app is open. Training and studies run in worker processes, never here.
+After the first page is drawn, the pages' heavy imports (torch, Optuna, Plotly) are warmed in the
+background, so that the first visit of each page does not pay them.
 """
 
 from __future__ import annotations
@@ -58,3 +60,4 @@ with st.sidebar:
     _jobs_panel()
 
 navigation.run()
+ui.warm_up()  # after the page: the imports must not delay its first paint

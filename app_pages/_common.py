@@ -1,6 +1,6 @@
 """Streamlit-side helpers shared by the pages (the only module besides the pages that imports
 Streamlit): the workspace and store, the error guard, hyperparameter widgets generated from the
-config specs, cached predictors, figure display.
+config specs, cached predictors and study storage, lazy tabs, figure display, the import warm-up.
 
 Session-state keys are page-prefixed (``train_*``, ``study_*``...); widget keys too.
 """
@@ -8,8 +8,11 @@ Session-state keys are page-prefixed (``train_*``, ``study_*``...); widget keys 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +43,63 @@ def workspace() -> Workspace:
 def store(ws: Workspace | None = None) -> Store:
     """The process-wide store of the workspace (one SQLite connection shared by script threads)."""
     return jobs.open_store(ws or workspace())
+
+
+# -- first paint --------------------------------------------------------------------------------
+
+# What the pages import on their first visit: torch and torchvision (Dataset, Train, Runs,
+# Predict), Optuna with SQLAlchemy (Study), Plotly (every chart). Seconds of CPU in all, paid once
+# per server process: better while the reader looks at the first page than on the next click
+# (measured: a cold first Study visit paid 6 s of imports, and SQLAlchemy set-up 1.3 s more).
+WARM_MODULES = (
+    "flagvision.plots", "flagvision.data", "flagvision.models", "flagvision.training", "flagvision.study",
+    "optuna.visualization", "flagvision.predict",
+)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up(delay_s: float = 1.0) -> threading.Thread:
+    """Import :data:`WARM_MODULES` and run Plotly's and Optuna's first-use set-up (on scratch data)
+    in a daemon thread, once per server process. Call it after a page has been drawn: the imports
+    would otherwise compete with that first script run."""
+
+    def run() -> None:
+        time.sleep(delay_s)
+        for name in WARM_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - the page importing it will report it properly
+                print(f"flagvision app: warm-up import of {name} failed: {exc}", file=sys.stderr)
+        try:  # Plotly imports its figure classes and validators on the first figure built
+            from flagvision import plots
+
+            plots.training_curves([]).to_plotly_json()
+            plots.class_counts_bars({"a": 1}).to_plotly_json()
+        except Exception:  # noqa: BLE001 - a warm-up only
+            pass
+        try:  # SQLAlchemy sets up Optuna's tables and queries on first use (over a second)
+            import optuna
+
+            from flagvision.study import open_storage
+
+            scratch = open_storage("sqlite:///:memory:")
+            optuna.get_all_study_names(scratch)
+            scratch.get_all_trials(0, deepcopy=False)
+        except Exception:  # noqa: BLE001 - no study 0 in an empty storage; the queries are warm
+            pass
+
+    thread = threading.Thread(target=run, name="flagvision-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def lazy_tabs(labels: list[str], key: str) -> list[Any]:
+    """``st.tabs`` whose hidden tabs cost nothing: only the open one's content is drawn (check
+    ``tab.open``), and choosing another tab reruns the page. The open tab's label is in
+    ``st.session_state[key]``."""
+    if st.session_state.get(key) not in labels:
+        st.session_state.pop(key, None)  # a stale or tampered label: back to the first tab
+    return list(st.tabs(labels, key=key, on_change="rerun"))
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -239,6 +299,38 @@ def predictor(checkpoint_path: str | os.PathLike[str]):
     return _predictor(str(path), mtime)
 
 
+# -- studies ------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def study_storage(url: str):
+    """One read-side Optuna storage per storage URL for the whole app. Opening one checks the
+    database schema (a tenth of a second or more), too slow for every rerun and every 2 s poll;
+    an open one still reads what the workers commit."""
+    from flagvision.study import open_storage
+
+    return open_storage(url)
+
+
+def study_names(url: str) -> list[str]:
+    """Names of the studies in the storage at ``url``, oldest first."""
+    import optuna
+
+    return optuna.get_all_study_names(study_storage(url))
+
+
+def load_study(url: str, name: str):
+    """The study ``name`` through the shared storage (StudyError naming the existing ones if absent)."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=study_storage(url))
+    except KeyError:
+        from flagvision.study import load_study as load_reporting_names
+
+        return load_reporting_names(url, name)
+
+
 # -- small UI pieces ----------------------------------------------------------------------------
 
 
@@ -262,7 +354,8 @@ def page_link(name: str, label: str | None = None) -> None:
 
 
 __all__ = [
-    "ConfigError", "PAGES", "drop_invalid_state", "each_of", "figure", "guarded", "in_range", "is_text", "one_of",
-    "page_link", "pair_of", "param_widget", "predictor", "progress_callback", "reset_invalid_state", "show_error",
-    "state_badge", "store", "value_check", "workspace",
+    "ConfigError", "PAGES", "WARM_MODULES", "drop_invalid_state", "each_of", "figure", "guarded", "in_range",
+    "is_text", "lazy_tabs", "load_study", "one_of", "page_link", "pair_of", "param_widget", "predictor",
+    "progress_callback", "reset_invalid_state", "show_error", "state_badge", "store", "study_names",
+    "study_storage", "value_check", "warm_up", "workspace",
 ]

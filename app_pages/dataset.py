@@ -9,13 +9,16 @@ import streamlit as st
 from flagvision.builtin import builtin_ready, ensure_builtin
 from flagvision.flags import FLAG_NAMES, render_flag
 from flagvision.importer import import_dataset
-from flagvision.ui_logic import dataset_choices, dataset_title, sample_paths_per_class
+from flagvision.ui_logic import dataset_choices, dataset_title, image_strip, sample_paths_per_class
 from flagvision.workspace import BUILTIN_DATASET, Workspace
 from app_pages import _common as ui
 
 SAMPLES_PER_CLASS = 3
-CLASSES_PER_ROW = 4
+SAMPLE_TILE_PX = 96  # drawn size of one sample (sharp on a 1.3x screen)
+SAMPLE_SHOWN_PX = 72  # shown size of one sample
 AUG_VIEWS = 6
+FLAG_PX = 120
+VIEWS = ["Samples per class", "Augmentation preview", "The 24 flags"]
 
 
 def handle_zip_upload(ws: Workspace, data: bytes, filename: str, name: str = "") -> dict:
@@ -65,29 +68,51 @@ def _import_section(ws: Workspace) -> None:
                 )
 
 
-def _samples(path: Path) -> None:
-    st.subheader("Samples per class")
-    groups = list(sample_paths_per_class(path, SAMPLES_PER_CLASS).items())
-    for start in range(0, len(groups), CLASSES_PER_ROW):
-        cols = st.columns(CLASSES_PER_ROW)
-        for col, (name, paths) in zip(cols, groups[start : start + CLASSES_PER_ROW]):
-            with col:
-                st.markdown(f"**{name}**")
-                if paths:
-                    st.image([str(p) for p in paths], width=72)
-                else:
-                    st.caption("no images")
-    return None
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sample_strips(path: str, stamp: float) -> tuple[list[bytes], list[str]]:
+    """One PNG per class with its first samples side by side, and the class names as captions."""
+    import io
+
+    strips, names = [], []
+    for name, paths in sample_paths_per_class(path, SAMPLES_PER_CLASS).items():
+        buf = io.BytesIO()
+        image_strip(paths, tile=SAMPLE_TILE_PX, slots=SAMPLES_PER_CLASS).save(buf, format="PNG")
+        strips.append(buf.getvalue())
+        names.append(name if paths else f"{name} (no images)")
+    return strips, names
 
 
-def _augmentation(path: Path) -> None:
+@st.cache_data(show_spinner=False)
+def _flag_pictures(width: int) -> list[bytes]:
+    import io
+
+    out = []
+    for name in FLAG_NAMES:
+        buf = io.BytesIO()
+        render_flag(name, width).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _samples(path: Path, stamp: float) -> None:
+    st.caption(f"The first {SAMPLES_PER_CLASS} training images of each class.")
+    strips, names = _sample_strips(str(path), stamp)
+    # One element for all classes: a grid of 24×3 separate images kept the browser busy for seconds.
+    st.image(strips, caption=names, width=SAMPLES_PER_CLASS * (SAMPLE_SHOWN_PX + 3))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _first_samples(path: str, stamp: float) -> dict[str, list[Path]]:
+    return sample_paths_per_class(path, 1)
+
+
+def _augmentation(path: Path, stamp: float) -> None:
     import torch
 
     from flagvision.data import augment_batch, decode_resized
 
-    st.subheader("Augmentation preview")
     st.caption("One training image and what the training loop may see of it (random per epoch).")
-    groups = sample_paths_per_class(path, 1)
+    groups = _first_samples(str(path), stamp)
     names = [n for n, p in groups.items() if p]
     c1, c2, c3 = st.columns(3)
     cls = c1.selectbox("Class", names, key="dataset_aug_class")
@@ -101,12 +126,7 @@ def _augmentation(path: Path) -> None:
 
 
 def _flags() -> None:
-    st.subheader("The 24 flags")
-    per_row = 6
-    for start in range(0, len(FLAG_NAMES), per_row):
-        cols = st.columns(per_row)
-        for col, name in zip(cols, FLAG_NAMES[start : start + per_row]):
-            col.image(render_flag(name, 120), caption=name)
+    st.image(_flag_pictures(FLAG_PX), caption=list(FLAG_NAMES), width=FLAG_PX)
 
 
 @ui.guarded
@@ -131,7 +151,8 @@ def main() -> None:
             st.rerun()
     else:
         st.caption(f"Folder: `{path}`")
-        summary = _summary(str(path), _folder_stamp(path))
+        stamp = _folder_stamp(path)
+        summary = _summary(str(path), stamp)
         total = sum(sum(c.values()) for c in summary["splits"].values())
         st.markdown(
             f"**{len(summary['classes'])} classes**, {total} images "
@@ -146,8 +167,19 @@ def main() -> None:
         for col, (split, counts) in zip(cols, summary["splits"].items()):
             with col:
                 ui.figure("class_counts_bars", counts, title=f"Images per class · {split}", key=f"dataset_counts_{split}")
-        _samples(path)
-        _augmentation(path)
+        # Only the open tab is drawn: the title, counts and charts paint first, the pictures after.
+        samples_tab, augmentation_tab, flags_tab = ui.lazy_tabs(VIEWS, key="dataset_view")
+        if samples_tab.open:
+            with samples_tab:
+                _samples(path, stamp)
+        if augmentation_tab.open:
+            with augmentation_tab:
+                _augmentation(path, stamp)
+        if flags_tab.open:
+            with flags_tab:
+                _flags()
+        return
+    st.subheader("The 24 flags")
     _flags()
 
 

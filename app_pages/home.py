@@ -4,8 +4,13 @@ import streamlit as st
 
 from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
 from flagvision.synth import read_manifest
-from flagvision.ui_logic import best_runs_per_model, job_row
+from flagvision.ui_logic import best_runs_per_model, job_row, markdown_table
 from app_pages import _common as ui
+
+
+def _job_cells(job: dict) -> dict:
+    row = job_row(job)
+    return {**row, "progress": f"{row['progress']}%"}
 
 
 @ui.guarded
@@ -42,13 +47,15 @@ def main() -> None:
     st.subheader("Jobs")
     active = store.list_jobs(("queued", "running"))
     recent = store.list_jobs(("succeeded", "failed", "cancelled"), limit=5)
+    # Markdown tables, not data frames: a few rows do not need the megabyte of JavaScript a data
+    # frame costs the first paint of this page.
     if active:
-        st.dataframe([job_row(j) for j in active], hide_index=True, key="home_active_jobs")
+        st.markdown(markdown_table([_job_cells(j) for j in active]))
     else:
         st.caption("Nothing running.")
     if recent:
         st.caption("Recently finished")
-        st.dataframe([job_row(j) for j in recent], hide_index=True, key="home_recent_jobs")
+        st.markdown(markdown_table([_job_cells(j) for j in recent]))
 
     st.subheader("Best models")
     best = best_runs_per_model(store.list_runs(status="succeeded"))

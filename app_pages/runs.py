@@ -12,6 +12,7 @@ from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
 from app_pages import _common as ui
 
 GALLERY_MAX = 24
+VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and log", "Export", "Delete"]
 
 
 def _table(runs: list[dict]) -> list[dict]:
@@ -50,32 +51,44 @@ def _compare(store, rows: list[dict]) -> None:
         ui.figure("training_curves", series, metric="acc", key="runs_compare_acc")
 
 
-def _evaluation(run: dict) -> None:
+def _evaluation_of(run: dict) -> dict | None:
     from flagvision.training import load_evaluation
 
     run_dir = Path(run.get("run_dir") or "")
-    evaluation = load_evaluation(run_dir) if run_dir.is_dir() else None
-    if not evaluation:
-        st.caption("No evaluation yet: it is written when a run finishes at least one epoch.")
-        return
-    st.markdown(
-        f"**{evaluation['accuracy']:.1%}** accuracy on {evaluation['n_images']} images "
-        f"({evaluation.get('split', 'validation')}), loss {evaluation['loss']:.3f}"
-    )
+    return load_evaluation(run_dir) if run_dir.is_dir() else None
+
+
+def _per_class(run: dict, evaluation: dict) -> None:
+    ui.figure("per_class_bars", evaluation["per_class"], title="Per-class accuracy", key=f"runs_per_class_{run['id']}")
+
+
+def _confusion(run: dict, evaluation: dict) -> None:
     # The heatmap keeps square cells at a fixed size (24 legible rows): give it the full width.
     ui.figure("confusion_heatmap", evaluation["confusion"], evaluation["class_names"], key=f"runs_confusion_{run['id']}")
-    ui.figure("per_class_bars", evaluation["per_class"], title="Per-class accuracy", key=f"runs_per_class_{run['id']}")
+
+
+def _misclassified(run: dict, evaluation: dict) -> None:
     wrong = evaluation.get("misclassified") or []
     st.markdown(f"**Misclassified images** ({len(wrong)})")
     if not wrong:
         st.caption("None: every evaluation image was classified correctly.")
     shown = [w for w in wrong if Path(w["path"]).is_file()][:GALLERY_MAX]
-    cols = st.columns(6)
-    for i, item in enumerate(shown):
-        with cols[i % 6]:
-            st.image(item["path"], caption=f"true {item['true']} → {item['predicted']}", width=110)
+    if shown:  # one element for the gallery: two dozen separate ones cost the browser far more
+        st.image([item["path"] for item in shown], caption=[f"true {w['true']} → {w['predicted']}" for w in shown],
+                 width=110)
     if len(wrong) > len(shown):
         st.caption(f"{len(wrong) - len(shown)} more not shown.")
+
+
+def _config_and_log(run: dict) -> None:
+    st.json(run["config"], expanded=False)
+    if run.get("error"):
+        st.error(run["error"])
+    log = Path(run.get("run_dir") or "") / "log.txt"
+    if log.is_file():
+        from flagvision.jobs import read_log_tail
+
+        st.code(read_log_tail(log, 40) or "(empty)", language=None)
 
 
 def _export(run: dict) -> None:
@@ -139,22 +152,33 @@ def main() -> None:
     run_id = st.selectbox("Run", ids, key="runs_selected",
                           format_func=lambda i: f"#{i} {by_id[i].get('name') or ''} ({by_id[i]['status']})")
     run = by_id[run_id]
-    tab_eval, tab_config, tab_export, tab_delete = st.tabs(["Evaluation", "Config and log", "Export", "Delete"])
-    with tab_eval:
-        _evaluation(run)
-    with tab_config:
-        st.json(run["config"], expanded=False)
-        if run.get("error"):
-            st.error(run["error"])
-        log = Path(run.get("run_dir") or "") / "log.txt"
-        if log.is_file():
-            from flagvision.jobs import read_log_tail
-
-            st.code(read_log_tail(log, 40) or "(empty)", language=None)
-    with tab_export:
-        _export(run)
-    with tab_delete:
-        _delete(ws, store, run)
+    evaluation = _evaluation_of(run)
+    if evaluation:
+        st.markdown(
+            f"**{evaluation['accuracy']:.1%}** accuracy on {evaluation['n_images']} images "
+            f"({evaluation.get('split', 'validation')}), loss {evaluation['loss']:.3f}"
+        )
+    else:
+        st.caption("No evaluation yet: it is written when a run finishes at least one epoch.")
+    # Only the open tab is drawn: one chart of this run (not two charts, a gallery, the config
+    # viewer, the log and the export widgets) competes with the table and curves for the first paint.
+    *evaluation_tabs, tab_config, tab_export, tab_delete = ui.lazy_tabs(VIEWS, key="runs_view")
+    for tab, show in zip(evaluation_tabs, (_per_class, _confusion, _misclassified)):
+        if tab.open:
+            with tab:
+                if evaluation:
+                    show(run, evaluation)
+                else:
+                    st.caption("Nothing to show before the evaluation.")
+    if tab_config.open:
+        with tab_config:
+            _config_and_log(run)
+    if tab_export.open:
+        with tab_export:
+            _export(run)
+    if tab_delete.open:
+        with tab_delete:
+            _delete(ws, store, run)
 
 
 main()

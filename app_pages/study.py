@@ -15,6 +15,7 @@ from flagvision.ui_logic import (
 from app_pages import _common as ui
 
 ACTIVE = ("queued", "running")
+VIEWS = ["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"]
 
 
 def _range_widget(spec, key: str):
@@ -22,16 +23,16 @@ def _range_widget(spec, key: str):
     help_text = f"{spec.help}. Full range {spec.describe_range()}. Pull both ends together to fix the value."
     default = range_widget_default(spec)
     if spec.kind == "categorical":
-        return st.multiselect(spec.name, list(spec.choices), default=default, key=key,
+        return st.multiselect(spec.name, list(spec.choices), default=default, key=key, persist_state="page",
                               help=f"{spec.help}. Keep one choice to fix it.")
     if spec.kind == "int":
         return st.slider(spec.name, int(spec.low), int(spec.high), (int(default[0]), int(default[1])),
-                         int(spec.step or 1), key=key, help=help_text)
+                         int(spec.step or 1), key=key, help=help_text, persist_state="page")
     if spec.log:
         return st.select_slider(spec.name, options=log_grid(spec), value=default, key=key, help=help_text,
-                                format_func=lambda v: format_value(spec.name, v))
+                                format_func=lambda v: format_value(spec.name, v), persist_state="page")
     return st.slider(spec.name, float(spec.low), float(spec.high), (float(default[0]), float(default[1])), 0.01,
-                     key=key, help=help_text)
+                     key=key, help=help_text, persist_state="page")
 
 
 def _range_check(spec):
@@ -69,66 +70,78 @@ def _reset_invalid_values(ws) -> bool:
     return ui.reset_invalid_state(checks)
 
 
-def _new_study(ws, blocked: bool = False) -> None:
+def _new_study(ws, blocked: bool = False, expanded: bool = True) -> None:
+    # Folded, the form is not drawn at all: its twenty widgets cost the first paint of a page whose
+    # main content is the study below. Its widgets keep their values while it is folded
+    # (persist_state="page"), and lose them on leaving the page, as any widget does.
+    form = st.expander("New study", expanded=expanded, icon=":material/add:", key="study_new_open", on_change="rerun")
+    if form.open:
+        with form:
+            _study_form(ws, blocked)
+
+
+def _study_form(ws, blocked: bool) -> None:
     from flagvision.study import PRUNERS, SAMPLERS, StudyConfig
 
-    with st.expander("New study", expanded=not st.session_state.get("study_selected"), icon=":material/add:"):
-        c1, c2, c3 = st.columns(3)
-        if "study_new_name" not in st.session_state:
-            st.session_state["study_new_name"] = f"study-{time.strftime('%Y%m%d-%H%M')}"
-        name = c1.text_input("Study name", key="study_new_name")
-        dataset = c2.selectbox("Dataset", dataset_choices(ws), format_func=dataset_title, key="study_dataset")
-        image_size = c3.select_slider("Image size", IMAGE_SIZES, 64, key="study_image_size",
-                                      help="Square network input of every trial (8–256 px)")
-        c1, c2, c3, c4 = st.columns(4)
-        n_trials = c1.slider("Trials", 1, 100, 20, 1, key="study_n_trials", help="Total trials of the study (1–100 here)")
-        epochs_spec = PARAM_SPECS["epochs"]
-        epochs = c2.slider("Epochs per trial", int(epochs_spec.low), 30, 5, 1, key="study_epochs",
-                           help="Constant within a study (the seed used 5)")
-        sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler")
-        pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index("median"), key="study_pruner",
-                              help="Stops unpromising trials early, judged by their per-epoch validation accuracy")
-        st.markdown("**Search space** — narrow a range, or pull both ends together to fix a parameter.")
-        overrides, lines = [], []
-        cols = st.columns(2)
-        for i, spec in enumerate(s for s in HYPERPARAMS if s.name in SEARCHABLE):
-            with cols[i % 2]:
-                value = _range_widget(spec, key=f"study_range_{spec.name}")
-                try:
-                    override = space_override(spec, value)
-                except ConfigError as exc:
-                    st.error(str(exc))
-                    override = {"invalid": True}
-                if override and not override.get("invalid"):
-                    overrides.append(override)
-                    st.caption(f"→ {describe_override(spec, override)}")
-                elif override:
-                    lines.append(spec.name)
-        try:
-            if lines:
-                raise ConfigError(f"fix the search space of {', '.join(lines)} first")
-            base = RunConfig(model="flag_cnn", data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size)))
-            cfg = StudyConfig.from_dict({
-                "name": name.strip(), "n_trials": int(n_trials), "epochs_per_trial": int(epochs),
-                "sampler": sampler, "pruner": pruner, "space": overrides, "base": base.to_dict(),
-            })
-        except ConfigError as exc:
-            st.error(f"This study cannot start: {exc}", icon=":material/error:")
-            st.button("Start study", key="study_start", type="primary", disabled=True)
-            return
-        if blocked:  # values were just reset: a click in this run must not start a study of the defaults
-            st.button("Start study", key="study_start", type="primary", disabled=True)
-            return
-        if st.button("Start study", key="study_start", type="primary", icon=":material/play_arrow:"):
-            if dataset == "builtin" and not (ws.dataset_dir(dataset) / "manifest.json").is_file():
-                from flagvision.builtin import ensure_builtin
+    c1, c2, c3 = st.columns(3)
+    if "study_new_name" not in st.session_state:
+        st.session_state["study_new_name"] = f"study-{time.strftime('%Y%m%d-%H%M')}"
+    name = c1.text_input("Study name", key="study_new_name", persist_state="page")
+    dataset = c2.selectbox("Dataset", dataset_choices(ws), format_func=dataset_title, key="study_dataset",
+                           persist_state="page")
+    image_size = c3.select_slider("Image size", IMAGE_SIZES, 64, key="study_image_size", persist_state="page",
+                                  help="Square network input of every trial (8–256 px)")
+    c1, c2, c3, c4 = st.columns(4)
+    n_trials = c1.slider("Trials", 1, 100, 20, 1, key="study_n_trials", persist_state="page",
+                         help="Total trials of the study (1–100 here)")
+    epochs_spec = PARAM_SPECS["epochs"]
+    epochs = c2.slider("Epochs per trial", int(epochs_spec.low), 30, 5, 1, key="study_epochs", persist_state="page",
+                       help="Constant within a study (the seed used 5)")
+    sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler", persist_state="page")
+    pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index("median"), key="study_pruner", persist_state="page",
+                          help="Stops unpromising trials early, judged by their per-epoch validation accuracy")
+    st.markdown("**Search space** — narrow a range, or pull both ends together to fix a parameter.")
+    overrides, lines = [], []
+    cols = st.columns(2)
+    for i, spec in enumerate(s for s in HYPERPARAMS if s.name in SEARCHABLE):
+        with cols[i % 2]:
+            value = _range_widget(spec, key=f"study_range_{spec.name}")
+            try:
+                override = space_override(spec, value)
+            except ConfigError as exc:
+                st.error(str(exc))
+                override = {"invalid": True}
+            if override and not override.get("invalid"):
+                overrides.append(override)
+                st.caption(f"→ {describe_override(spec, override)}")
+            elif override:
+                lines.append(spec.name)
+    try:
+        if lines:
+            raise ConfigError(f"fix the search space of {', '.join(lines)} first")
+        base = RunConfig(model="flag_cnn", data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size)))
+        cfg = StudyConfig.from_dict({
+            "name": name.strip(), "n_trials": int(n_trials), "epochs_per_trial": int(epochs),
+            "sampler": sampler, "pruner": pruner, "space": overrides, "base": base.to_dict(),
+        })
+    except ConfigError as exc:
+        st.error(f"This study cannot start: {exc}", icon=":material/error:")
+        st.button("Start study", key="study_start", type="primary", disabled=True)
+        return
+    if blocked:  # values were just reset: a click in this run must not start a study of the defaults
+        st.button("Start study", key="study_start", type="primary", disabled=True)
+        return
+    if st.button("Start study", key="study_start", type="primary", icon=":material/play_arrow:"):
+        if dataset == "builtin" and not (ws.dataset_dir(dataset) / "manifest.json").is_file():
+            from flagvision.builtin import ensure_builtin
 
-                bar = st.progress(0.0, text="Rendering flag scenes…")
-                ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
-            job_id = jobs.submit_study(ws, {"config": cfg.to_dict()}, study_name=cfg.name)
-            st.session_state["study_selected"] = cfg.name
-            st.toast(f"Study {cfg.name} queued as job {job_id}.", icon=":material/rocket_launch:")
-            st.rerun()
+            bar = st.progress(0.0, text="Rendering flag scenes…")
+            ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
+        job_id = jobs.submit_study(ws, {"config": cfg.to_dict()}, study_name=cfg.name)
+        st.session_state["study_pending_choice"] = cfg.name  # not the select box's key: see _watch
+        st.session_state.pop("study_new_open", None)  # fold the form: the new study is below
+        st.toast(f"Study {cfg.name} queued as job {job_id}.", icon=":material/rocket_launch:")
+        st.rerun()
 
 
 def _study_job(store, name: str) -> dict | None:
@@ -142,13 +155,13 @@ def _study_job(store, name: str) -> dict | None:
 def _importance_views(url: str, name: str, n_complete: int):
     """The importance figure and the "what mattered" text of a study.
 
-    Both rest on parameter importances (fANOVA: seconds of CPU for a few dozen trials) over the
-    complete trials only, so they change only when a trial completes: ``n_complete`` is in the
-    cache key for that, and the live panel's 2 s polls between two completions cost nothing.
+    Both rest on parameter importances over the complete trials only, so they change only when a
+    trial completes: ``n_complete`` is in the cache key for that, and the live panel's 2 s polls
+    between two completions cost nothing.
     """
     from flagvision import study as fv_study
 
-    study = fv_study.load_study(url, name)
+    study = ui.load_study(url, name)
     return fv_study.plot_importances(study), fv_study.what_mattered(study)
 
 
@@ -159,18 +172,42 @@ def _show(fig_result, key: str) -> None:
         st.plotly_chart(fig_result.figure, key=key, width="stretch")
 
 
-def _watch(ws, blocked: bool = False) -> None:
+def _study_names(ws, store) -> list[str]:
+    """The studies of the storage, then those only queued (not created in storage yet)."""
+    names = ui.study_names(ws.storage_url)
+    queued = [j["study_name"] for j in store.list_jobs(ACTIVE) if j["kind"] == "study" and j.get("study_name")]
+    return names + [n for n in queued if n not in names]
+
+
+def _trial_curves(store, trials: list[dict]) -> None:
+    with_runs = [t for t in trials if t.get("run_id") is not None]
+    if not with_runs:
+        st.caption("No trial has started training yet.")
+        return
+    by_number = {t["number"]: t for t in with_runs}
+    number = st.selectbox("Trial", list(by_number), key="study_trial_curve",
+                          format_func=lambda n: f"#{n} · {by_number[n]['state'].lower()} · run {by_number[n]['run_id']}")
+    metrics = store.get_metrics(int(by_number[number]["run_id"]))
+    c_loss, c_acc = st.columns(2)
+    with c_loss:
+        ui.figure("training_curves", metrics, metric="loss", key="study_trial_loss")
+    with c_acc:
+        ui.figure("training_curves", metrics, metric="acc", key="study_trial_acc")
+
+
+def _watch(ws, names: list[str], blocked: bool = False) -> None:
     from flagvision import study as fv_study
 
     store = ui.store(ws)
     url = ws.storage_url
-    studies = fv_study.list_studies(url)
-    names = [s["name"] for s in studies]
-    job_names = [j["study_name"] for j in store.list_jobs(ACTIVE) if j["kind"] == "study" and j.get("study_name")]
-    names += [n for n in job_names if n not in names]  # queued, not created in storage yet
     if not names:
         st.caption("No study yet: configure one above and press Start study.")
         return
+    # Set on the select box's key before st.rerun(), a new study's name was lost when that rerun
+    # merged with a poll of a fragment (whose request carries the browser's older widget values).
+    pending = st.session_state.pop("study_pending_choice", None)
+    if pending in names:
+        st.session_state["study_selected"] = pending
     if st.session_state.get("study_selected") not in names:
         st.session_state["study_selected"] = names[0]
     name = st.selectbox("Study", names, key="study_selected")
@@ -188,44 +225,39 @@ def _watch(ws, blocked: bool = False) -> None:
                 st.rerun()
         elif job_now and job_now.get("error"):
             st.error(f"Study job {job_now['state']}: {job_now['error'].splitlines()[0]}")
-        if name not in [s["name"] for s in fv_study.list_studies(url)]:
+        if name not in ui.study_names(url):
             st.info("The study is queued; its trials appear once the worker starts it.")
             return
-        study = fv_study.load_study(url, name)
+        study = ui.load_study(url, name)
         cfg = fv_study.stored_config(study)
         trials = [trial_dict(t) for t in study.get_trials(deepcopy=False)]
         searched = list(cfg.search_space().searched) if cfg else sorted({k for t in trials for k in t["params"]})
         done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
-        importances, mattered = _importance_views(url, name, sum(t["state"] == "COMPLETE" for t in trials))
+        n_complete = sum(t["state"] == "COMPLETE" for t in trials)
         st.markdown(f"**{done} of {cfg.n_trials if cfg else '?'} trials finished**, "
                     f"{sum(t['state'] == 'RUNNING' for t in trials)} running")
         st.dataframe(trial_rows(trials, searched), hide_index=True, key="study_trials")
 
-        tabs = st.tabs(["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"])
-        with tabs[0]:
-            _show(fv_study.plot_history(study), "study_fig_history")
-        with tabs[1]:
-            _show(importances, "study_fig_importances")
-        with tabs[2]:
-            _show(fv_study.plot_parallel(study), "study_fig_parallel")
-        with tabs[3]:
-            _show(fv_study.plot_intermediate(study), "study_fig_intermediate")
-        with tabs[4]:
-            with_runs = [t for t in trials if t.get("run_id") is not None]
-            if not with_runs:
-                st.caption("No trial has started training yet.")
-            else:
-                by_number = {t["number"]: t for t in with_runs}
-                number = st.selectbox("Trial", list(by_number), key="study_trial_curve",
-                                      format_func=lambda n: f"#{n} · {by_number[n]['state'].lower()} · run {by_number[n]['run_id']}")
-                metrics = store.get_metrics(int(by_number[number]["run_id"]))
-                c_loss, c_acc = st.columns(2)
-                with c_loss:
-                    ui.figure("training_curves", metrics, metric="loss", key="study_trial_loss")
-                with c_acc:
-                    ui.figure("training_curves", metrics, metric="acc", key="study_trial_acc")
+        # Only the open tab is drawn (one chart instead of six): the table and the history paint
+        # first, and a poll redraws one figure.
+        history, importances, parallel, intermediate, curves = ui.lazy_tabs(VIEWS, key="study_view")
+        if history.open:
+            with history:
+                _show(fv_study.plot_history(study), "study_fig_history")
+        if importances.open:
+            with importances:
+                _show(_importance_views(url, name, n_complete)[0], "study_fig_importances")
+        if parallel.open:
+            with parallel:
+                _show(fv_study.plot_parallel(study), "study_fig_parallel")
+        if intermediate.open:
+            with intermediate:
+                _show(fv_study.plot_intermediate(study), "study_fig_intermediate")
+        if curves.open:
+            with curves:
+                _trial_curves(store, trials)
         st.markdown("**What mattered**")
-        st.info(mattered, icon=":material/lightbulb:")
+        st.info(_importance_views(url, name, n_complete)[1], icon=":material/lightbulb:")
         if active and not (job_now and job_now["state"] in ACTIVE):
             st.rerun()  # the job ended: stop polling
 
@@ -260,7 +292,7 @@ def _actions(ws, name: str, blocked: bool = False) -> None:
                            help="The seed trained its final model for 10 epochs")
         if st.button("Train final model with best parameters", key="study_final", type="primary", disabled=blocked):
             job_id, run_id = fv_study.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
-            st.session_state["train_run_id"] = run_id
+            st.session_state["train_watch_next"] = run_id
             st.success(f"Run #{run_id} queued as job {job_id}; watch it on the Train page.")
             ui.page_link("train", "Watch it on the Train page")
 
@@ -271,9 +303,10 @@ def main() -> None:
     st.title("Study")
     st.caption("An Optuna search over the custom CNN's hyperparameters; every trial is a run with live curves.")
     blocked = _reset_invalid_values(ws)
-    _new_study(ws, blocked)
+    names = _study_names(ws, ui.store(ws))
+    _new_study(ws, blocked, expanded=not names)  # folded away once there are studies to watch
     st.divider()
-    _watch(ws, blocked)
+    _watch(ws, names, blocked)
 
 
 main()

@@ -113,7 +113,7 @@ def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked
                 bar = st.progress(0.0, text="Rendering flag scenes…")
                 ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
         job_id, run_id = jobs.submit_training(ws, cfg, name=name.strip())
-        st.session_state["train_run_id"] = run_id
+        st.session_state["train_watch_next"] = run_id  # not the select box's key: see _live
         st.toast(f"Run #{run_id} queued as job {job_id}.", icon=":material/rocket_launch:")
         st.rerun()
 
@@ -125,6 +125,12 @@ def _live(ws) -> None:
         st.caption("No run yet. Configure one above and press Start training.")
         return
     ids = [r["id"] for r in runs]
+    # A run to show next (just started here or on the Study page) waits under its own key: set on
+    # the select box's key before st.rerun(), it was lost when that rerun merged with a poll of a
+    # fragment, whose request carries the browser's (older) value of every widget.
+    pending = st.session_state.pop("train_watch_next", None)
+    if pending in ids:
+        st.session_state["train_run_id"] = pending
     if st.session_state.get("train_run_id") not in ids:
         st.session_state["train_run_id"] = ids[0]
     by_id = {r["id"]: r for r in runs}

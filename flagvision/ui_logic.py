@@ -143,6 +143,35 @@ def sample_paths_per_class(path: str | Path, per_class: int = 4, split: str | No
     return out
 
 
+def image_strip(
+    paths: Sequence[str | Path],
+    tile: int = 96,
+    gap: int = 4,
+    slots: int | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+):
+    """One PIL image holding ``paths`` side by side, each squashed to ``tile``×``tile`` px.
+
+    ``slots`` tiles wide (default: one per path), so that strips of classes with fewer images keep
+    the same scale. A class's samples travel to the browser as one picture instead of one each:
+    the Dataset page shows 24 classes, and seventy-two small images kept the browser busy.
+    Unreadable files leave their tile blank.
+    """
+    from PIL import Image
+
+    from .images import ImageError, open_image
+
+    slots = max(1, len(paths) if slots is None else slots)
+    strip = Image.new("RGB", (slots * (tile + gap) - gap, tile), background)
+    for i, path in enumerate(paths[:slots]):
+        try:
+            picture = open_image(path).convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR)
+        except (ImageError, OSError):
+            continue
+        strip.paste(picture, (i * (tile + gap), 0))
+    return strip
+
+
 # -- jobs and runs as rows ----------------------------------------------------------------------
 
 
@@ -199,6 +228,32 @@ def job_row(job: dict[str, Any], now: float | None = None) -> dict[str, Any]:
         "run": "" if run_id is None else f"#{run_id}",
         "study": job.get("study_name") or "",
     }
+
+
+_MARKDOWN_SPECIALS = "\\`*_[]<>|#~$"
+
+
+def _markdown_cell(value: Any) -> str:
+    text = " ".join(str("" if value is None else value).split())
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in text)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table of ``rows`` (``columns``: which keys, in order; default all
+    keys of the first row). Cells are escaped, so a name cannot start a link, a formula or a new cell.
+
+    For a few rows on a page whose first paint matters: an interactive data frame costs the
+    browser a megabyte of JavaScript, a Markdown table nothing more than the text around it.
+    """
+    if not rows:
+        return ""
+    columns = list(columns or rows[0])
+    lines = [
+        "| " + " | ".join(_markdown_cell(c) for c in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(_markdown_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _pct(x: float | None) -> float | None:

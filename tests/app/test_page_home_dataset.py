@@ -7,6 +7,9 @@ import zipfile
 
 from app_helpers import app, no_exceptions, png_bytes
 
+from flagvision import jobs
+from flagvision.ui_logic import image_strip
+
 
 def test_home_shows_dataset_links_and_sidebar(app_ws):
     at = app()
@@ -17,6 +20,29 @@ def test_home_shows_dataset_links_and_sidebar(app_ws):
     assert {"Dataset", "Train", "Study", "Runs", "Predict"} <= links
     assert any(str(app_ws.root) in c.value for c in at.sidebar.caption)
     assert any("No finished run yet" in c.value for c in at.caption)
+
+
+def test_home_lists_jobs_in_an_escaped_markdown_table(app_ws):
+    """Home's job tables are Markdown (no data frame's JavaScript on its first paint); a name cannot
+    break out of its cell."""
+    store = jobs.open_store(app_ws)
+    store.create_job("study", {}, state="failed", study_name="my_study|$x$")
+    at = app()
+    no_exceptions(at)
+    table = next(m.value for m in at.markdown if m.value.startswith("| job |"))
+    assert "| failed |" in table and "my\\_study\\|\\$x\\$" in table and "| 0% |" in table
+    assert not at.dataframe
+
+
+def test_image_strip_keeps_the_scale_and_skips_unreadable_files(tmp_path):
+    good = tmp_path / "red.png"
+    good.write_bytes(png_bytes((220, 20, 20), size=(40, 20)))
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    strip = image_strip([good, bad], tile=16, gap=2, slots=3)
+    assert strip.size == (3 * 16 + 2 * 2, 16)
+    assert strip.getpixel((8, 8))[0] > 200  # the readable one, squashed into its tile
+    assert strip.getpixel((18 + 8, 8)) == (255, 255, 255)  # the unreadable one leaves a blank tile
 
 
 def test_home_best_models_per_model(trained_ws):
@@ -40,12 +66,25 @@ def test_dataset_counts_samples_augmentation_flags(app_ws):
     assert "24 classes" in at.markdown[0].value
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # class counts of train and test
-    images_before = len(at.get("imgs"))
+    # The tabs below the charts are lazy: only the open one is drawn, samples first.
+    samples = at.get("image")
+    assert len(samples) == 1 and len(samples[0].proto.imgs) == 24  # one strip of samples per class
+    assert not [s for s in at.slider if s.key == "dataset_aug_strength"]
+    at.session_state["dataset_view"] = "The 24 flags"
+    at.run()
+    no_exceptions(at)
+    flags = at.get("image")
+    assert len(flags) == 1 and len(flags[0].proto.imgs) == 24
+    at.session_state["dataset_view"] = "Augmentation preview"
+    at.run()
+    no_exceptions(at)
+    images_before = len(at.get("image"))
+    assert images_before == 1 and len(at.get("image")[0].proto.imgs) == 7  # the original and 6 views
     at.slider(key="dataset_aug_strength").set_value(1.0).run()
     at.selectbox(key="dataset_aug_class").set_value("Germany").run()
     no_exceptions(at)
     assert not at.error
-    assert len(at.get("imgs")) == images_before
+    assert len(at.get("image")) == images_before
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

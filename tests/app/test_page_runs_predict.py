@@ -30,7 +30,25 @@ def test_runs_evaluation_export_and_delete(trained_ws):
     at.selectbox(key="runs_selected").set_value(cnn["id"]).run()
     no_exceptions(at)
     assert any("accuracy on" in m.value for m in at.markdown)
+
+    def charts():
+        return {c.key for c in at.get("plotly_chart")}
+
+    # The run's tabs are lazy: only the open one is drawn (per-class accuracy first).
+    assert f"runs_per_class_{cnn['id']}" in charts() and f"runs_confusion_{cnn['id']}" not in charts()
+    assert not any("Misclassified images" in m.value for m in at.markdown)
+    assert not at.get("json") and not at.get("code")
+    at.session_state["runs_view"] = "Confusion matrix"
+    at.run()
+    assert f"runs_confusion_{cnn['id']}" in charts() and f"runs_per_class_{cnn['id']}" not in charts()
+    at.session_state["runs_view"] = "Misclassified"
+    at.run()
     assert any("Misclassified images" in m.value for m in at.markdown)
+    at.session_state["runs_view"] = "Config and log"
+    at.run()
+    assert at.get("json") and not any(m.value.startswith("**Misclassified") for m in at.markdown)
+    at.session_state["runs_view"] = "Export"
+    at.run()
     at.button(key=f"runs_export_{cnn['id']}").click().run()
     no_exceptions(at)
     assert not at.error, [e.value for e in at.error]
@@ -45,6 +63,8 @@ def test_runs_evaluation_export_and_delete(trained_ws):
                                    status="failed")
     at = app("runs")
     at.selectbox(key="runs_selected").set_value(copy_id).run()
+    at.session_state["runs_view"] = "Delete"
+    at.run()
     assert at.button(key=f"runs_delete_{copy_id}").disabled  # not before confirming
     at.checkbox(key=f"runs_delete_confirm_{copy_id}").check().run()
     at.button(key=f"runs_delete_{copy_id}").click().run()

@@ -50,8 +50,16 @@ def test_existing_study_results_and_final_training(trained_ws):
     assert any("2 of 2 trials finished" in m.value for m in at.markdown)
     trials = at.dataframe[0].value
     assert len(trials) == 2 and "num_filters_conv2" in trials.columns
-    assert len(at.get("plotly_chart")) >= 3  # history, parallel, learning curves, trial curves
     assert any("best trial" in i.value for i in at.info)  # what mattered
+    # The figure tabs are lazy: only the open one is drawn (the history first), each once opened.
+    charts = {"History": len(at.get("plotly_chart"))}
+    for view in ("Importances", "Parallel coordinates", "Learning curves", "Trial curves"):
+        at.session_state["study_view"] = view
+        at.run()
+        no_exceptions(at)
+        charts[view] = len(at.get("plotly_chart"))
+    assert charts["History"] == 1 and charts["Trial curves"] == 2, charts  # the trial's loss and accuracy
+    assert max(charts.values()) <= 2 and sum(charts.values()) >= 4, charts
     at.selectbox(key="study_trial_curve").set_value(1).run()
     no_exceptions(at)
     store = jobs.open_store(trained_ws)
@@ -67,6 +75,25 @@ def test_existing_study_results_and_final_training(trained_ws):
     from flagvision.runs import delete_run
 
     delete_run(trained_ws, store, runs[0]["id"])
+
+
+def test_new_study_form_is_folded_and_not_drawn_once_studies_exist(trained_ws):
+    """With studies to watch, the form is folded and costs nothing; what was set in it survives
+    folding it again."""
+    at = app("study")
+    no_exceptions(at)
+    assert not [b for b in at.button if b.key == "study_start"]
+    at.session_state["study_new_open"] = True
+    at.run()
+    no_exceptions(at)
+    at.slider(key="study_n_trials").set_value(7).run()
+    at.session_state["study_new_open"] = False
+    at.run()
+    assert not [s for s in at.slider if s.key == "study_n_trials"]
+    at.session_state["study_new_open"] = True
+    at.run()
+    no_exceptions(at)
+    assert at.slider(key="study_n_trials").value == 7
 
 
 def test_tampered_session_state_is_reset_not_a_crash(app_ws):
