@@ -48,9 +48,10 @@ def store(ws: Workspace | None = None) -> Store:
 # -- first paint --------------------------------------------------------------------------------
 
 # What the pages import on their first visit: torch and torchvision (Dataset, Train, Runs,
-# Predict), Optuna with SQLAlchemy (Study), Plotly (every chart). Seconds of CPU in all, paid once
-# per server process: better while the reader looks at the first page than on the next click
-# (measured: a cold first Study visit paid 6 s of imports, and SQLAlchemy set-up 1.3 s more).
+# Predict), Optuna with SQLAlchemy (Study), Plotly (every chart), pandas and pyarrow (every data
+# frame). Seconds of CPU in all, paid once per server process: better while the reader looks at
+# the first page than on the next click (measured: a cold first Study visit paid 6 s of imports,
+# SQLAlchemy's set-up 1.3 s and the first data frame 0.6 s more).
 WARM_MODULES = (
     "flagvision.plots", "flagvision.data", "flagvision.models", "flagvision.training", "flagvision.study",
     "optuna.visualization", "flagvision.predict",
@@ -70,11 +71,20 @@ def warm_up(delay_s: float = 1.0) -> threading.Thread:
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - the page importing it will report it properly
                 print(f"flagvision app: warm-up import of {name} failed: {exc}", file=sys.stderr)
-        try:  # Plotly imports its figure classes and validators on the first figure built
+        try:  # Plotly imports its figure classes, validators and JSON engine on first use
+            import plotly.io
+
             from flagvision import plots
 
-            plots.training_curves([]).to_plotly_json()
-            plots.class_counts_bars({"a": 1}).to_plotly_json()
+            plotly.io.to_json(plots.training_curves([]), validate=False)
+            plotly.io.to_json(plots.class_counts_bars({"a": 1}), validate=False)
+        except Exception:  # noqa: BLE001 - a warm-up only
+            pass
+        try:  # the first st.dataframe imports pandas and pyarrow's pandas layer (a second here)
+            import pandas as pd
+            import pyarrow as pa
+
+            pa.Table.from_pandas(pd.DataFrame([{"a": 1, "b": "x"}]))
         except Exception:  # noqa: BLE001 - a warm-up only
             pass
         try:  # SQLAlchemy sets up Optuna's tables and queries on first use (over a second)
