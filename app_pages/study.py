@@ -151,18 +151,26 @@ def _study_job(store, name: str) -> dict | None:
     return None
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _importance_views(url: str, name: str, n_complete: int):
-    """The importance figure and the "what mattered" text of a study.
+# The importance figure and the "what mattered" text rest on parameter importances over the
+# complete trials only, so they change only when a trial completes: ``n_complete`` is in their cache
+# keys for that, and the live panel's 2 s polls between two completions cost nothing. Two caches, so
+# that the figure is built only once its tab is opened.
 
-    Both rest on parameter importances over the complete trials only, so they change only when a
-    trial completes: ``n_complete`` is in the cache key for that, and the live panel's 2 s polls
-    between two completions cost nothing.
-    """
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _importance_figure(url: str, name: str, n_complete: int):
+    """The parameter importance figure of a study (a StudyFigure)."""
     from flagvision import study as fv_study
 
-    study = ui.load_study(url, name)
-    return fv_study.plot_importances(study), fv_study.what_mattered(study)
+    return fv_study.plot_importances(ui.load_study(url, name))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _what_mattered(url: str, name: str, n_complete: int) -> str:
+    """The "what mattered" sentences of a study."""
+    from flagvision import study as fv_study
+
+    return fv_study.what_mattered(ui.load_study(url, name))
 
 
 def _show(fig_result, key: str) -> None:
@@ -246,7 +254,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
                 _show(fv_study.plot_history(study), "study_fig_history")
         if importances.open:
             with importances:
-                _show(_importance_views(url, name, n_complete)[0], "study_fig_importances")
+                _show(_importance_figure(url, name, n_complete), "study_fig_importances")
         if parallel.open:
             with parallel:
                 _show(fv_study.plot_parallel(study), "study_fig_parallel")
@@ -257,7 +265,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
             with curves:
                 _trial_curves(store, trials)
         st.markdown("**What mattered**")
-        st.info(_importance_views(url, name, n_complete)[1], icon=":material/lightbulb:")
+        st.info(_what_mattered(url, name, n_complete), icon=":material/lightbulb:")
         if active and not (job_now and job_now["state"] in ACTIVE):
             st.rerun()  # the job ended: stop polling
 
