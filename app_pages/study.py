@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from flagvision import jobs
-from flagvision.config import HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
+from flagvision.config import CNN_IMAGE_SIZE, HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
 from flagvision.ui_logic import (
     IMAGE_SIZES, dataset_choices, dataset_title, describe_override, format_value, log_grid,
     range_widget_default, space_override, trial_dict, trial_rows,
@@ -89,7 +89,7 @@ def _study_form(ws, blocked: bool) -> None:
     name = c1.text_input("Study name", key="study_new_name", persist_state="page")
     dataset = c2.selectbox("Dataset", dataset_choices(ws), format_func=dataset_title, key="study_dataset",
                            persist_state="page")
-    image_size = c3.select_slider("Image size", IMAGE_SIZES, 64, key="study_image_size", persist_state="page",
+    image_size = c3.select_slider("Image size", IMAGE_SIZES, CNN_IMAGE_SIZE, key="study_image_size", persist_state="page",
                                   help="Square network input of every trial (8–256 px)")
     c1, c2, c3, c4 = st.columns(4)
     n_trials = c1.slider("Trials", 1, 100, 20, 1, key="study_n_trials", persist_state="page",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from flagvision import jobs
-from flagvision.config import HYPERPARAMS, PARAM_SPECS, ConfigError, VGGConfig
+from flagvision.config import DEFAULT_AUGMENT, HYPERPARAMS, PARAM_SPECS, ConfigError, VGGConfig, default_image_size
 from flagvision.models import list_models
 from flagvision.training import has_resumable_state
 from flagvision.ui_logic import (
@@ -53,6 +53,16 @@ def _model_section() -> tuple[str, dict]:
     return model, vgg
 
 
+def _follow_model_size(model: str | None) -> None:
+    """The image size starts at the chosen model's default and follows a change of model, unless
+    the user picked another size (VGG-16 needs 64 px for the 2×2 map its head reads)."""
+    default = default_image_size(model or "flag_cnn")
+    previous = st.session_state.get("train_image_size_default")
+    if st.session_state.get("train_image_size") in (None, previous):
+        st.session_state["train_image_size"] = default
+    st.session_state["train_image_size_default"] = default
+
+
 def _config_form(ws):
     left, right = st.columns([1, 1], gap="large")
     with left:
@@ -65,9 +75,11 @@ def _config_form(ws):
         choices = dataset_choices(ws)
         dataset = st.selectbox("Dataset", choices, format_func=dataset_title, key="train_dataset")
         c1, c2 = st.columns(2)
-        image_size = c1.select_slider("Image size", IMAGE_SIZES, 64, key="train_image_size",
-                                      help="Square network input in pixels. Range: 8–256")
-        augment = c2.slider("Augmentation strength", 0.0, 1.0, 0.5, 0.05, key="train_augment",
+        _follow_model_size(model)
+        image_size = c1.select_slider("Image size", IMAGE_SIZES, key="train_image_size",
+                                      help="Square network input in pixels (custom CNN 40, VGG-16 64 by default). "
+                                           "Range: 8–256")
+        augment = c2.slider("Augmentation strength", 0.0, 1.0, DEFAULT_AUGMENT, 0.05, key="train_augment",
                             help="0 = none, 1 = strong. Range: 0–1")
         epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs")
         name = st.text_input("Run name", key="train_run_name", placeholder="optional")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -13,14 +14,25 @@ def builtin_path(ws: Workspace) -> Path:
 
 
 def builtin_ready(ws: Workspace) -> bool:
-    return (builtin_path(ws) / "manifest.json").is_file()
+    """True when the built-in dataset exists and comes from the current generator version.
+
+    A dataset rendered by an older version of :mod:`flagvision.synth` counts as missing: the next
+    :func:`ensure_builtin` renders it again, so every workspace trains on the same scenes.
+    """
+    from .synth import GENERATOR_VERSION
+
+    try:
+        manifest = json.loads((builtin_path(ws) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("version") == GENERATOR_VERSION
 
 
 def ensure_builtin(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Return the built-in dataset's folder, rendering it first (default SynthConfig) if missing."""
+    """Return the built-in dataset's folder, rendering it first (default SynthConfig) if missing or outdated."""
     path = builtin_path(ws)
     if not builtin_ready(ws):
         from .synth import SynthConfig, synthesize
 
-        synthesize(path, SynthConfig(), progress=progress)
+        synthesize(path, SynthConfig(), progress=progress, overwrite=True)
     return path

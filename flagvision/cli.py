@@ -13,7 +13,18 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import HYPERPARAMS, ConfigError, DataConfig, HyperParams, RunConfig, VGGConfig
+from .config import (
+    CNN_IMAGE_SIZE,
+    DEFAULT_AUGMENT,
+    HYPERPARAMS,
+    VGG_IMAGE_SIZE,
+    ConfigError,
+    DataConfig,
+    HyperParams,
+    RunConfig,
+    VGGConfig,
+    default_image_size,
+)
 
 EXIT_USER_ERROR = 2
 
@@ -66,6 +77,8 @@ def resolve_run_config(args: argparse.Namespace) -> RunConfig:
     data = dict(base["data"])
     if args.data:
         data["path"] = str(Path(args.data).resolve())
+    if not getattr(args, "config", None) and getattr(args, "model", None):
+        data["image_size"] = default_image_size(args.model)  # VGG-16 reads 64 px unless told otherwise
     for key in ("image_size", "augment", "val_fraction"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
@@ -310,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=list_models(), help="model (default flag_cnn)")
     p.add_argument("--config", help="JSON RunConfig file; flags override it")
     p.add_argument("--name", help="run name")
-    p.add_argument("--image-size", type=int, help="network input size in px (default 64)")
-    p.add_argument("--augment", type=float, help="augmentation strength 0–1 (default 0.5)")
+    p.add_argument("--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE}; VGG-16: {VGG_IMAGE_SIZE})")
+    p.add_argument("--augment", type=float, help=f"augmentation strength 0–1 (default {DEFAULT_AUGMENT})")
     p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
     p.add_argument("--seed", type=int)
     p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")

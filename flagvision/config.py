@@ -152,16 +152,29 @@ class HyperParams(_JsonMixin):
 
 DEFAULT_HPARAMS = HyperParams()
 
+# Default network input per model. The custom CNN reads 40 px: ten epochs of the seed's preset over
+# the built-in data's 10,800 training images then fit in 5 minutes on 2 CPU cores (a 64 px step costs
+# 3x as much), and more images in those 5 minutes taught it more than more pixels (BENCHMARKS-preset.md).
+# VGG-16 halves its input five times and needs 64 px to keep the 2×2 map its head reads.
+CNN_IMAGE_SIZE = 40
+VGG_IMAGE_SIZE = 64
+DEFAULT_AUGMENT = 0.75  # fairly strong: photos from elsewhere gain, and ten epochs still fit the data
+
+
+def default_image_size(model: str) -> int:
+    """The default network input of ``model`` (a registry name)."""
+    return VGG_IMAGE_SIZE if model == "vgg16_transfer" else CNN_IMAGE_SIZE
+
 
 @dataclass(frozen=True)
 class DataConfig(_JsonMixin):
     """How a dataset is read, split, cached and augmented."""
 
     path: str = ""  # ImageFolder root (class sub-folders, or train/ and test|val/ splits)
-    image_size: int = 64  # pixels, square network input (8–256)
+    image_size: int = CNN_IMAGE_SIZE  # pixels, square network input (8–256)
     val_fraction: float = 0.2  # share held out when the folder has no test/ split (0.05–0.5)
     split_seed: int = 0  # seeds the stratified split
-    augment: float = 0.5  # augmentation strength, 0 = none, 1 = strong
+    augment: float = DEFAULT_AUGMENT  # augmentation strength, 0 = none, 1 = strong
     cache_limit_mb: int = 2048  # decoded-tensor cache bound; above it images stream from disk
 
     def __post_init__(self) -> None:

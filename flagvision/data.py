@@ -308,7 +308,9 @@ def augment_batch(images_uint8: torch.Tensor, strength: float, generator: torch.
 
     torchvision's v2 transforms draw one parameter set per call; drawing per sample and applying
     them with one ``affine_grid``/``grid_sample`` keeps every image different at batch speed.
-    Returns float in [0, 1]. No horizontal flip: the built-in data already shows back sides.
+    Half the images are also mirrored left to right: a flag seen from the back is the mirror image
+    of its front (the built-in data renders a share of back sides too), so a mirror is a second,
+    equally real view of every photo. Returns float in [0, 1].
     """
     x = images_uint8.float().div_(255.0)
     if strength <= 0:
@@ -331,6 +333,8 @@ def augment_batch(images_uint8: torch.Tensor, strength: float, generator: torch.
         ],
         1,
     )
+    mirror = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta[:, :, 0] *= mirror.view(n, 1)  # sampling at -x: the mirror image, in the same pass
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 

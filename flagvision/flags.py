@@ -5,7 +5,7 @@ Each flag is a small drawing function over a canvas whose unit is the flag's *he
 in height units keeps emblems undistorted whatever the aspect ratio. Proportions and colours
 follow the published specifications (national laws, their construction sheets as reproduced by
 Flags of the World, and the Pantone/RGB values given there); emblems are simplified but keep their
-true position, size, shapes, colours and layout, which is what a 64 px classifier can see.
+true position, size, shapes, colours and layout, which is what a 40–64 px classifier can see.
 
 ``render_flag(name, width)`` draws at up to 4x supersampling with PIL and downsamples with a box
 filter, so edges are anti-aliased at any resolution.

@@ -247,7 +247,7 @@ def _build_flag_cnn(num_classes: int, cfg: RunConfig, load_pretrained: bool) -> 
 # ----------------------------------------------------------------------------- vgg16_transfer
 
 # 2×2 keeps coarse layout (top/bottom, left/right): flags differ by where colours are, not which,
-# and a 1×1 global pool would hand the head a palette. At the default 64 px with 5 blocks the map is
+# and a 1×1 global pool would hand the head a palette. At VGG-16's default 64 px with 5 blocks the map is
 # already 2×2, so the pool is then an identity and no information is lost.
 VGG_POOL_SIZE = 2
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import PARAM_SPECS, SEARCHABLE, DataConfig
+from .config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, PARAM_SPECS, SEARCHABLE, DataConfig
 from .study import PRUNERS, SAMPLERS, ParamOverride, StudyConfig, StudyError
 
 
@@ -229,8 +229,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="sampler seed (default 0)")
     p.add_argument("--storage", help="sqlite:///…, postgresql://…, journal:///file.log or file.log (default: the workspace)")
     p.add_argument("--data", help="ImageFolder dataset (default: the built-in flags)")
-    p.add_argument("--image-size", type=int, help="network input size in px (default 64)")
-    p.add_argument("--augment", type=float, help="augmentation strength 0–1 (default 0.5)")
+    p.add_argument("--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE})")
+    p.add_argument("--augment", type=float, help=f"augmentation strength 0–1 (default {DEFAULT_AUGMENT})")
     p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch threads per trial (0 = all cores)")

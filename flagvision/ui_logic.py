@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .config import HYPERPARAMS, PARAM_SPECS, ConfigError, DataConfig, HyperParams, ParamSpec, RunConfig, VGGConfig
+from .config import (
+    DEFAULT_AUGMENT,
+    HYPERPARAMS,
+    PARAM_SPECS,
+    ConfigError,
+    DataConfig,
+    HyperParams,
+    ParamSpec,
+    RunConfig,
+    VGGConfig,
+    default_image_size,
+)
 from .workspace import BUILTIN_DATASET, Workspace
 
 MODEL_LABELS = {"flag_cnn": "Custom CNN", "vgg16_transfer": "VGG-16 transfer"}
@@ -104,14 +115,15 @@ def build_run_config(
     model: str,
     hparams: dict[str, Any],
     dataset_path: str | Path,
-    image_size: int = 64,
-    augment: float = 0.5,
+    image_size: int | None = None,
+    augment: float = DEFAULT_AUGMENT,
     vgg: dict[str, Any] | None = None,
     **extra: Any,
 ) -> RunConfig:
     """A validated RunConfig from widget values; raises ConfigError with the message to show."""
     hp = HyperParams.from_dict({**HyperParams().to_dict(), **hparams})
-    data = DataConfig(path=str(dataset_path), image_size=int(image_size), augment=float(augment))
+    size = default_image_size(model) if image_size is None else int(image_size)
+    data = DataConfig(path=str(dataset_path), image_size=size, augment=float(augment))
     vgg_cfg = VGGConfig.from_dict({**VGGConfig().to_dict(), **(vgg or {})})
     return RunConfig(model=model, hparams=hp, data=data, vgg=vgg_cfg, **extra)
 
@@ -375,7 +387,7 @@ def agreement_badge(text: str) -> str:
 # Hyperparameters that only shape the custom CNN; VGG-16 transfer uses the rest (lr, optimizer,
 # batch size, dropout in its head, epochs).
 CNN_ONLY_PARAMS = ("num_filters_conv1", "num_filters_conv2", "kernel_size_conv1", "kernel_size_conv2", "fc1_units", "activation")
-IMAGE_SIZES = (32, 48, 64, 96, 128, 160, 192, 224)
+IMAGE_SIZES = (32, 40, 48, 64, 96, 128, 160, 192, 224)
 
 
 def param_applies(model: str, name: str) -> bool:

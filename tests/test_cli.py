@@ -98,6 +98,21 @@ def test_out_of_range_hyperparameters_refused(tmp_path, tiny_dataset, args, frag
     assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr
 
 
+def test_image_size_defaults_follow_the_model(tmp_path):
+    from flagvision.cli import build_parser, resolve_run_config
+    from flagvision.config import CNN_IMAGE_SIZE, VGG_IMAGE_SIZE
+
+    def cfg(*args):
+        return resolve_run_config(build_parser().parse_args(["train", *args]))
+
+    assert cfg().data.image_size == CNN_IMAGE_SIZE == 40
+    assert cfg("--model", "vgg16_transfer").data.image_size == VGG_IMAGE_SIZE == 64
+    assert cfg("--model", "vgg16_transfer", "--image-size", "96").data.image_size == 96
+    config = tmp_path / "run.json"
+    config.write_text(cfg("--image-size", "128", "--model", "vgg16_transfer").to_json())
+    assert cfg("--config", str(config)).data.image_size == 128  # a config file keeps its size
+
+
 def test_choices_refused_by_argparse(tmp_path, tiny_dataset):
     out = run_cli("train", "--data", str(tiny_dataset), "--optimizer", "AdamW")
     assert out.returncode == 2 and "invalid choice" in out.stderr

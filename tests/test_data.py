@@ -68,6 +68,17 @@ def test_augment_batch_per_sample_and_seeded(tiny_dataset):
     assert torch.allclose(augment_batch(x, 0.0, torch.Generator()), x.float() / 255)
 
 
+def test_augment_batch_mirrors_about_half_the_images():
+    # At a vanishing strength the affine is the identity, so each output is its input or its mirror.
+    x = torch.randint(0, 256, (200, 3, 12, 12), dtype=torch.uint8)
+    out = augment_batch(x, 1e-9, torch.Generator().manual_seed(0))
+    plain, mirrored = x.float() / 255, x.flip(-1).float() / 255
+    same = (out - plain).abs().amax(dim=(1, 2, 3)) < 1e-4
+    flipped = (out - mirrored).abs().amax(dim=(1, 2, 3)) < 1e-4
+    assert bool((same | flipped).all())
+    assert 60 <= int(flipped.sum()) <= 140
+
+
 def test_eval_images_map_classes_by_name(tmp_path, tiny_dataset):
     split = load_eval_images(tiny_dataset, ["vertical", "horizontal", "diagonal", "extra"], 32)
     assert len(split) == 36 and set(split.labels.tolist()) == {0, 1, 2}

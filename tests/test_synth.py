@@ -38,7 +38,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_config_defaults_round_trip_and_validation() -> None:
     cfg = SynthConfig()
-    assert (cfg.train_per_class, cfg.test_per_class, cfg.seed, cfg.size, cfg.workers) == (200, 50, 0, 96, 0)
+    assert (cfg.train_per_class, cfg.test_per_class, cfg.seed, cfg.size, cfg.workers) == (450, 50, 0, 80, 0)
     assert SynthConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="size"):
         SynthConfig(size=8)
@@ -105,6 +105,28 @@ def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
     manifest = synthesize(tmp_path / "d", SynthConfig(**{**cfg.to_dict(), "seed": 3}), overwrite=True)
     assert read_manifest(tmp_path / "d") == manifest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_builtin_from_an_older_generator_is_rendered_again(workspace, monkeypatch) -> None:
+    import flagvision.synth as synth
+    from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
+
+    small = SynthConfig(train_per_class=1, test_per_class=1, size=32, workers=1)
+    monkeypatch.setattr(synth, "SynthConfig", lambda: small)  # the default config, at test size
+    path = builtin_path(workspace)
+    assert not builtin_ready(workspace)
+    assert ensure_builtin(workspace) == path and builtin_ready(workspace)
+    manifest = read_manifest(path)
+    assert manifest["version"] == GENERATOR_VERSION and manifest["num_images"] == 48
+
+    (path / "manifest.json").write_text(json.dumps({**manifest, "version": "synth-0"}))
+    (path / "train" / "Austria" / "stale.jpg").write_bytes(b"from the old generator")
+    assert not builtin_ready(workspace)
+    ensure_builtin(workspace)
+    assert builtin_ready(workspace) and read_manifest(path) == manifest
+    assert not (path / "train" / "Austria" / "stale.jpg").exists()
+    (path / "manifest.json").write_text("{not json")
+    assert not builtin_ready(workspace)
 
 
 def test_interrupted_build_leaves_nothing(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app_helpers import app, no_exceptions, wait_for
 
 from flagvision import jobs
-from flagvision.config import HYPERPARAMS
+from flagvision.config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, HYPERPARAMS, VGG_IMAGE_SIZE
 
 
 def test_every_hyperparameter_has_a_widget_with_its_range(app_ws):
@@ -29,6 +29,22 @@ def test_impossible_config_is_an_error_before_start(app_ws):
     no_exceptions(at)
     assert any("cannot be trained" in e.value and "fc1" in e.value for e in at.error)
     assert at.button(key="train_start").disabled
+
+
+def test_image_size_follows_the_model_until_the_user_picks_one(app_ws, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
+    at = app("train")
+    assert at.select_slider(key="train_image_size").value == CNN_IMAGE_SIZE
+    assert at.slider(key="train_augment").value == DEFAULT_AUGMENT
+    at.selectbox(key="train_model").set_value("vgg16_transfer").run()
+    assert at.select_slider(key="train_image_size").value == VGG_IMAGE_SIZE
+    at.selectbox(key="train_model").set_value("flag_cnn").run()
+    assert at.select_slider(key="train_image_size").value == CNN_IMAGE_SIZE
+    at.select_slider(key="train_image_size").set_value(96).run()
+    at.selectbox(key="train_model").set_value("vgg16_transfer").run()
+    no_exceptions(at)
+    assert at.select_slider(key="train_image_size").value == 96  # the user's choice stays
+    assert not at.warning or all("Session State" not in w.value for w in at.warning)
 
 
 def test_vgg_shows_weights_status_and_random_init(app_ws, monkeypatch, tmp_path):

@@ -26,6 +26,7 @@ from reliability_kit import (
     app, encode, expect, hostile_images, no_exceptions, odd_valid_variants, raw_zip, tiny_image, with_bad_crc,
     zip_bytes,
 )
+from flagvision.config import CNN_IMAGE_SIZE
 from flagvision.importer import DatasetImportError, import_dataset
 
 
@@ -349,7 +350,7 @@ def test_train_page_refuses_tampered_session_state(flag_ws):
     assert len(errors) == 1 and "unexpected error" not in errors[0], errors
     for key, c in TAMPERED_STATE:
         assert _msg(c.expect) in errors[0], key
-    assert at.select_slider(key="train_hp_lr").value <= 1e-3 and at.select_slider(key="train_image_size").value == 64
+    assert at.select_slider(key="train_hp_lr").value <= 1e-3 and at.select_slider(key="train_image_size").value == CNN_IMAGE_SIZE
     # Start is disabled in the run that reset them (AppTest, like a browser, cannot click it), so a
     # click that arrived with the tampered values cannot submit them.
     assert at.button(key="train_start").disabled
