@@ -71,7 +71,8 @@ def _show_result(index: int, result, labels: dict[str, str]) -> None:
                     ui.figure("topk_bars", pred.top, key=f"predict_topk_{slot}_{index}")
                 with inner[1]:
                     if slot in result.overlays:
-                        st.image(result.overlays[slot], caption=f"Grad-CAM: {pred.label}", width="stretch")
+                        where = " (the crop that answered)" if pred.box else ""
+                        st.image(result.overlays[slot], caption=f"Grad-CAM: {pred.label}{where}", width="stretch")
 
 
 @ui.guarded
@@ -79,7 +80,8 @@ def main() -> None:
     ws = ui.workspace()
     store = ui.store(ws)
     st.title("Predict")
-    st.caption("Each photo gets the checkpoint's own evaluation preprocessing; Grad-CAM shows where the model looked.")
+    st.caption("Each photo gets the checkpoint's own evaluation preprocessing, whole and in 13 crops; the most "
+               "confident view answers (a small flag in a wide scene fills a crop). Grad-CAM shows where the model looked.")
     checkpoints = _choose_models(store)
     photos = _photos()
     if not checkpoints:

@@ -177,14 +177,25 @@ def cmd_evaluate(args) -> int:
 
     model, card = load_checkpoint(args.checkpoint)
     split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
-    result = evaluate(model, split, card["class_names"])
+    if args.search:  # what Predict answers: each photo read again, whole and in crops
+        import torch
+
+        from .engine import eval_from_logits
+        from .predict import Predictor
+
+        probs = torch.stack([p for p, _ in Predictor(model, card).search(split.paths)])
+        result = eval_from_logits(probs.clamp_min(1e-12).log(), split.labels, card["class_names"])
+    else:
+        result = evaluate(model, split, card["class_names"])
     out = result.to_dict()
     out["model"] = card.get("label", card["model"])
+    out["scene_search"] = bool(args.search)
     out["skipped"] = split.skipped
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images")
+        how = " (scene search: whole photo and 13 crops)" if args.search else ""
+        print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images{how}")
         for name, acc in sorted(result.per_class.items(), key=lambda kv: kv[1]):
             print(f"  {name:20s} {acc:.2%}")
         for path, why in split.skipped:
@@ -200,8 +211,9 @@ def cmd_predict(args) -> int:
     results, failures = [], 0
     for path in args.images:
         try:
-            pred = predictor.predict([open_image(path)], k=args.top_k)[0]
-            results.append({"image": path, "top": [{"class": c, "probability": p} for c, p in pred.top]})
+            pred = predictor.predict([open_image(path)], k=args.top_k, search=not args.whole_photo)[0]
+            results.append({"image": path, "top": [{"class": c, "probability": p} for c, p in pred.top],
+                            "box": list(pred.box) if pred.box else None})
         except ImageError as exc:
             failures += 1
             results.append({"image": path, "error": str(exc)})
@@ -341,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="ImageFolder (its test/ split if it has one)")
+    p.add_argument("--search", action="store_true",
+                   help="answer as Predict does: the most confident of the whole photo and 13 crops")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -348,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--whole-photo", action="store_true",
+                   help="classify the whole photo only (default: also 13 crops, the most confident answers)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

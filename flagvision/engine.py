@@ -161,10 +161,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device 
 def evaluate(model: nn.Module, split: TensorSplit, class_names: Sequence[str]) -> EvalResult:
     """Accuracy, loss, per-class accuracy and confusion matrix on one split."""
     logits = predict_logits(model, split.images)
-    return _eval_from_logits(logits, split.labels, class_names)
+    return eval_from_logits(logits, split.labels, class_names)
 
 
-def _eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]) -> EvalResult:
+def eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]) -> EvalResult:
+    """Accuracy, loss, per-class accuracy and confusion matrix from (N, C) logits (or log-probabilities)."""
     k = len(class_names)
     preds = logits.argmax(1)
     loss = F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
@@ -307,7 +308,7 @@ class _FeatureStep:
     def evaluate_val(self) -> EvalResult:
         self.model.eval()
         logits = self.model.classify_features(self.val_features.to(self.device)).float().cpu()
-        return _eval_from_logits(logits, self.data.val.labels, self.data.class_names)
+        return eval_from_logits(logits, self.data.val.labels, self.data.class_names)
 
 
 class StopAfter(Callback):

@@ -2,6 +2,13 @@
 
 A dropped photo goes through :func:`flagvision.images.open_image` (EXIF rotation, alpha, CMYK...),
 is resized the way the card says, normalised with the card's mean/std, and classified.
+
+Scene search (``search=True``, what the Predict page and ``predict`` use): a flag that fills a small
+part of a photo is a few pixels at the network's input size, so the photo is also classified in 13
+overlapping crops (2×2 at 75 % of its sides, 3×3 at 55 %), and the most confident view answers; the
+whole photo gets :data:`WHOLE_PHOTO_BONUS` of confidence on top, so a close-up keeps its answer.
+Measured on the default model (docs/BUILTIN_DATA.md): check images 83.8 % → 91.2 % (small flags
+in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
 """
 
 from __future__ import annotations
@@ -21,9 +28,38 @@ from .data import normalize, resize_to_square
 from .images import open_image
 
 
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the photo's pixels
+
+# Crops of a scene search: (share of the photo's sides, crops per side).
+SEARCH_GRID: tuple[tuple[float, int], ...] = ((0.75, 2), (0.55, 3))
+WHOLE_PHOTO_BONUS = 0.1  # confidence added to the whole photo's view when views compete
+
+
+def scene_views(image: Image.Image) -> list[tuple[Box | None, Image.Image]]:
+    """The whole photo (box None), then the overlapping crops of :data:`SEARCH_GRID`."""
+    w, h = image.size
+    views: list[tuple[Box | None, Image.Image]] = [(None, image)]
+    for share, steps in SEARCH_GRID:
+        cw, ch = max(1, round(w * share)), max(1, round(h * share))
+        for i in range(steps):
+            for j in range(steps):
+                left, top = round((w - cw) * i / (steps - 1)), round((h - ch) * j / (steps - 1))
+                box = (left, top, left + cw, top + ch)
+                views.append((box, image.crop(box)))
+    return views
+
+
+def choose_view(probs: torch.Tensor) -> int:
+    """Index of the answering view: the most confident, the whole photo (row 0) given a bonus."""
+    confidence = probs.max(dim=1).values.clone()
+    confidence[0] += WHOLE_PHOTO_BONUS
+    return int(confidence.argmax())
+
+
 @dataclass
 class Prediction:
     top: list[tuple[str, float]]  # (class name, probability), best first
+    box: Box | None = None  # the crop that answered (scene search); None = the whole photo
 
     @property
     def label(self) -> str:
@@ -63,14 +99,27 @@ class Predictor:
     def probabilities(self, images: Sequence) -> torch.Tensor:
         return F.softmax(self.model(self.preprocess(images)).float(), dim=1)
 
-    def predict(self, images: Sequence, k: int = 5) -> list[Prediction]:
-        probs = self.probabilities(images)
+    def predict(self, images: Sequence, k: int = 5, search: bool = False) -> list[Prediction]:
+        """Top-``k`` per image; ``search`` answers from the best of :func:`scene_views` instead."""
         k = min(k, len(self.class_names))
-        values, indices = probs.topk(k, dim=1)
-        return [
-            Prediction([(self.class_names[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
-            for vs, ix in zip(values, indices)
-        ]
+        if not search:
+            return [self._top(p, k) for p in self.probabilities(images)]
+        return [self._top(probs, k, box) for probs, box in self.search(images)]
+
+    def search(self, images: Sequence) -> list[tuple[torch.Tensor, Box | None]]:
+        """Scene search: per image, the answering view's class probabilities and its box."""
+        out = []
+        for img in images:
+            pil = img if isinstance(img, Image.Image) else open_image(img)
+            views = scene_views(pil.convert("RGB"))
+            probs = self.probabilities([view for _, view in views])
+            best = choose_view(probs)
+            out.append((probs[best], views[best][0]))
+        return out
+
+    def _top(self, probs: torch.Tensor, k: int, box: Box | None = None) -> Prediction:
+        values, indices = probs.topk(k)
+        return Prediction([(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())], box)
 
     def gradcam(self, image: Image.Image | bytes | str, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heat map (H×W floats in 0–1, at input size) for ``class_index`` (default: top-1)."""

@@ -503,9 +503,10 @@ def analyse_photo(name: str, data: bytes, predictors: dict[str, Any], k: int = 5
         raise ImageError(str(exc).replace("uploaded image", name, 1)) from None
     predictions, overlays = {}, {}
     for slot, predictor in predictors.items():
-        predictions[slot] = predictor.predict([image], k=k)[0]
-        if gradcam:
-            overlays[slot] = overlay_heatmap(image, predictor.gradcam(image))
+        pred = predictions[slot] = predictor.predict([image], k=k, search=True)[0]
+        if gradcam:  # on the view that answered: the whole photo, or the crop around the flag
+            view = image.crop(pred.box) if pred.box else image
+            overlays[slot] = overlay_heatmap(view, predictor.gradcam(view))
     badge = None
     if len(predictions) == 2:
         a, b = predictions.values()

@@ -47,6 +47,30 @@ def test_evaluate_and_predict_json(trained):
     assert out.returncode == 0, out.stderr
     pred = json.loads(out.stdout)["predictions"][0]
     assert len(pred["top"]) == 2 and pred["top"][0]["probability"] >= pred["top"][1]["probability"]
+    assert "box" in pred
+
+
+def test_scene_search_in_evaluate_and_predict(trained, tmp_path):
+    from PIL import Image
+
+    ws, data, _ = trained
+    ckpt = ws / "runs" / "1" / "checkpoint"
+    plain = json.loads(run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--json").stdout)
+    out = run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--search", "--json")
+    assert out.returncode == 0, out.stderr
+    searched = json.loads(out.stdout)
+    assert searched["scene_search"] is True and plain["scene_search"] is False
+    assert searched["n_images"] == plain["n_images"] == 45 and 0 <= searched["accuracy"] <= 1
+    assert sum(map(sum, searched["confusion"])) == 45
+    # A small pattern in a corner of a wide grey photo: the answer may come from a crop, inside the photo.
+    scene = Image.new("RGB", (200, 120), (128, 128, 128))
+    scene.paste(Image.open(data / "vertical" / "000.png").convert("RGB").resize((50, 50)), (140, 60))
+    scene.save(tmp_path / "scene.png")
+    found = json.loads(run_cli("predict", "--checkpoint", str(ckpt), str(tmp_path / "scene.png"), "--json").stdout)
+    box = found["predictions"][0]["box"]
+    assert box is None or (0 <= box[0] < box[2] <= 200 and 0 <= box[1] < box[3] <= 120)
+    whole = json.loads(run_cli("predict", "--checkpoint", str(ckpt), str(tmp_path / "scene.png"), "--whole-photo", "--json").stdout)
+    assert whole["predictions"][0]["box"] is None
 
 
 def test_bad_files_are_skipped_and_reported(tmp_path):

@@ -1,0 +1,29 @@
+"""Scene search: the views a photo is read in, and which one answers."""
+
+import torch
+from PIL import Image
+
+from flagvision.predict import SEARCH_GRID, WHOLE_PHOTO_BONUS, choose_view, scene_views
+
+
+def test_scene_views_are_the_photo_then_overlapping_crops_inside_it():
+    image = Image.new("RGB", (200, 120))
+    views = scene_views(image)
+    assert len(views) == 1 + sum(steps * steps for _, steps in SEARCH_GRID) == 14
+    assert views[0] == (None, image)
+    boxes = [box for box, _ in views[1:]]
+    for (box, crop) in views[1:]:
+        left, top, right, bottom = box
+        assert 0 <= left < right <= 200 and 0 <= top < bottom <= 120
+        assert crop.size == (right - left, bottom - top)
+    assert (0, 0, 150, 90) in boxes and (50, 30, 200, 120) in boxes  # 75 % crops reach the corners
+    assert (0, 0, 110, 66) in boxes and (90, 54, 200, 120) in boxes and (45, 27, 155, 93) in boxes  # 55 %: centre too
+
+
+def test_the_whole_photo_answers_unless_a_crop_is_clearly_surer():
+    def probs(*tops):  # one row per view, its top class probability first
+        return torch.tensor([[t, 1 - t] for t in tops])
+
+    assert choose_view(probs(0.60, 0.65, 0.62)) == 0  # within the bonus: the whole photo keeps its answer
+    assert choose_view(probs(0.60, 0.60 + WHOLE_PHOTO_BONUS + 0.05, 0.62)) == 1
+    assert choose_view(probs(0.30, 0.50, 0.95)) == 2
