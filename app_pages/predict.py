@@ -80,8 +80,8 @@ def main() -> None:
     ws = ui.workspace()
     store = ui.store(ws)
     st.title("Predict")
-    st.caption("Each photo gets the checkpoint's own evaluation preprocessing, whole and in 13 crops; the most "
-               "confident view answers (a small flag in a wide scene fills a crop). Grad-CAM shows where the model looked.")
+    st.caption("Each photo gets the checkpoint's own evaluation preprocessing; with the crop search on, an unsure "
+               "model also reads 13 crops and the surest view answers. Grad-CAM shows where the model looked.")
     checkpoints = _choose_models(store)
     photos = _photos()
     if not checkpoints:
@@ -93,11 +93,14 @@ def main() -> None:
     predictors = {slot: ui.predictor(path) for slot, path in checkpoints.items()}
     labels = {slot: p.label for slot, p in predictors.items()}
     gradcam = st.toggle("Grad-CAM overlays", True, key="predict_gradcam")
+    search = st.toggle("Look for a small flag in 13 crops", False, key="predict_search",
+                       help="When a model is unsure of the whole photo, it also reads 13 overlapping crops and the "
+                            "surest one answers: a flag far away becomes readable. Up to 14x the work (slow with VGG-16).")
     bar = st.progress(0.0, text="Classifying…") if len(photos) > 1 else None
     summary = []
     for i, (name, data) in enumerate(photos, 1):
         try:
-            result = analyse_photo(name, data, predictors, k=5, gradcam=gradcam)
+            result = analyse_photo(name, data, predictors, k=5, gradcam=gradcam, search=search)
         except ImageError as exc:
             st.error(str(exc), icon=":material/broken_image:")
             summary.append({"photo": name, "error": "unreadable image"})

@@ -492,7 +492,8 @@ class PhotoResult:
     agreement: str | None  # predict.agreement(...) when two models answered
 
 
-def analyse_photo(name: str, data: bytes, predictors: dict[str, Any], k: int = 5, gradcam: bool = True) -> PhotoResult:
+def analyse_photo(name: str, data: bytes, predictors: dict[str, Any], k: int = 5, gradcam: bool = True,
+                  search: bool = False) -> PhotoResult:
     """Decode ``data`` and run each predictor on it; ImageError (naming ``name``) if unreadable."""
     from .images import ImageError, open_image
     from .predict import agreement, overlay_heatmap
@@ -503,7 +504,7 @@ def analyse_photo(name: str, data: bytes, predictors: dict[str, Any], k: int = 5
         raise ImageError(str(exc).replace("uploaded image", name, 1)) from None
     predictions, overlays = {}, {}
     for slot, predictor in predictors.items():
-        pred = predictions[slot] = predictor.predict([image], k=k, search=True)[0]
+        pred = predictions[slot] = predictor.predict([image], k=k, search=search)[0]
         if gradcam:  # on the view that answered: the whole photo, or the crop around the flag
             view = image.crop(pred.box) if pred.box else image
             overlays[slot] = overlay_heatmap(view, predictor.gradcam(view))

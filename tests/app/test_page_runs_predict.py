@@ -88,6 +88,11 @@ def test_predict_batch_with_corrupt_file(trained_ws):
     assert list(summary["photo"]) == ["red.png", "broken.jpg", "stripes.png"]
     assert len(at.get("plotly_chart")) == 4  # two photos × two models' top-5
     assert any("models" in m.value and ("agree" in m.value) for m in at.markdown)
+    assert at.toggle(key="predict_search").value is False  # off by default: up to 14x the work
+    at.toggle(key="predict_search").set_value(True).run()  # the same photos, with the crop search
+    no_exceptions(at)
+    assert len(at.error) == 1 and len(at.get("plotly_chart")) == 4
+    assert list(at.dataframe[0].value["photo"]) == ["red.png", "broken.jpg", "stripes.png"]
 
 
 def test_predict_with_one_model_says_how_to_get_the_other(trained_ws, tmp_path, monkeypatch):
