@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, RunConfig
 from .engine import EpochMetrics, History, ResumeState, model_normalization
+from .errors import FlagVisionError
 
 CARD_FORMAT = "flagvision-checkpoint/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -30,7 +31,7 @@ CARD_FILE = "card.json"
 LAST_WEIGHTS, LAST_CARD, LAST_OPTIMIZER = "last.safetensors", "last.json", "last_optimizer.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FlagVisionError, ValueError):
     """A checkpoint that cannot be loaded; the message says what is wrong with it."""
 
 

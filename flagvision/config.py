@@ -12,11 +12,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from .errors import FlagVisionError
+
 ACTIVATIONS = ("ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh")
 OPTIMIZERS = ("Adam", "SGD", "RMSprop", "Adadelta", "Adagrad", "ASGD", "NAdam")
 
 
-class ConfigError(ValueError):
+class ConfigError(FlagVisionError, ValueError):
     """A configuration value or combination that cannot be trained; the message names the fix."""
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from .config import DataConfig
+from .errors import FlagVisionError
 from .images import ImageError, is_image_name, open_image
 
 SPLIT_TRAIN = ("train",)
@@ -33,7 +34,7 @@ CACHE_DIR = ".flagvision-cache"
 CACHE_VERSION = 1
 
 
-class DatasetError(ValueError):
+class DatasetError(FlagVisionError, ValueError):
     """A dataset that cannot be used as a whole (empty, one class, not a folder...)."""
 
 
@@ -121,8 +122,12 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
 
 
-def scan_dataset(root: str | os.PathLike[str]) -> DatasetIndex:
-    """Index an ImageFolder tree; raise DatasetError when it cannot be a classification set."""
+def scan_dataset(root: str | os.PathLike[str], min_classes: int = 2) -> DatasetIndex:
+    """Index an ImageFolder tree; raise DatasetError when it cannot be a classification set.
+
+    Training needs ``min_classes=2``; evaluating a trained model may read a single class
+    ("how does my model do on these Austrian photos?"), so :func:`load_eval_images` asks for 1.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
@@ -137,7 +142,7 @@ def scan_dataset(root: str | os.PathLike[str]) -> DatasetIndex:
         raise DatasetError(
             f"{root} holds no class sub-folders; expected <class>/<image> or train/<class>/<image>"
         )
-    if len(class_names) < 2:
+    if len(class_names) < min_classes:
         raise DatasetError(f"{root} has only one class ({class_names[0]}); a classifier needs at least two")
 
     def collect(base: Path) -> list[Sample]:
@@ -389,9 +394,10 @@ class EvalImages(TensorSplit):
 def load_eval_images(path: str | os.PathLike[str], class_names: Sequence[str], image_size: int) -> EvalImages:
     """All images of a dataset (its test/ or val/ split if it has one), labelled in ``class_names``' order.
 
-    Classes of the folder that the model does not know are refused by name.
+    The folder may hold any subset of the model's classes, one class included; classes of the
+    folder that the model does not know are refused by name.
     """
-    index = scan_dataset(path)
+    index = scan_dataset(path, min_classes=1)
     unknown = sorted(set(index.class_names) - set(class_names))
     if unknown:
         raise DatasetError(

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .callbacks import Callback  # noqa: F401 - re-exported: engine.Callback is the public name
 from .config import OPTIMIZERS, ConfigError, RunConfig
 from .data import DatasetBundle, TensorSplit, augment_batch, normalize, normalize_float
 from .runtime import resolve_device, seed_everything, set_threads
@@ -77,18 +78,6 @@ class FitState:
     stop_reason: str = ""
 
 
-class Callback:
-    """Hooks called by :func:`fit`; override what you need."""
-
-    def on_fit_start(self, state: FitState) -> None: ...
-
-    def on_batch_end(self, state: FitState) -> None: ...
-
-    def on_epoch_end(self, state: FitState, metrics: EpochMetrics, improved: bool) -> None: ...
-
-    def on_fit_end(self, state: FitState) -> None: ...
-
-
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """One of the seed's seven optimizers. SGD gets momentum 0.9, as any practitioner would use."""
     params = list(params)
@@ -130,7 +119,7 @@ def model_normalization(model: nn.Module) -> tuple[Sequence[float], Sequence[flo
 class EvalResult:
     accuracy: float
     loss: float
-    per_class: dict[str, float]
+    per_class: dict[str, float | None]  # None: the class has no images in this split
     confusion: list[list[int]]  # rows: true class, columns: predicted
     class_names: list[str]
     predictions: list[int]
@@ -173,7 +162,7 @@ def eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, class_names: Se
     confusion.index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
     totals = confusion.sum(1)
     per_class = {
-        name: (confusion[i, i].item() / totals[i].item()) if totals[i] else float("nan")
+        name: (confusion[i, i].item() / totals[i].item()) if totals[i] else None
         for i, name in enumerate(class_names)
     }
     acc = (preds == labels).float().mean().item() if len(labels) else float("nan")

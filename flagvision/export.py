@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint, resolve_checkpoint_dir
+from .errors import FlagVisionError
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 
 
-class ExportError(ValueError):
+class ExportError(FlagVisionError, ValueError):
     """An export that cannot be made (unknown format, missing package); the message says why."""
 
 

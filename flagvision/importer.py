@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from .data import DatasetError, scan_dataset
+from .errors import FlagVisionError
 from .images import ImageError, is_image_name, open_image
 from .workspace import Workspace
 
@@ -30,7 +31,7 @@ MAX_RATIO = 200  # uncompressed / compressed for one entry; images barely compre
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 
 
-class DatasetImportError(ValueError):
+class DatasetImportError(FlagVisionError, ValueError):
     """An archive or folder that cannot be imported; nothing was written."""
 
 

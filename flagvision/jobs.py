@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .errors import FlagVisionError
 from .owners import reap_orphan_runs
 from .store import FINISHED_STATES, Store
 from .workspace import Workspace
@@ -47,7 +48,7 @@ LOG_TAIL_LINES = 20
 WORKER_MODULE = "flagvision.worker"
 
 
-class JobError(ValueError):
+class JobError(FlagVisionError, ValueError):
     """A job request that cannot be honoured (unknown id, wrong state); the message says why."""
 
 

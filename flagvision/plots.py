@@ -210,9 +210,11 @@ def _hbars(
     return fig
 
 
-def per_class_bars(per_class: Mapping[str, float], title: str | None = None) -> go.Figure:
-    """Per-class accuracy (fractions), worst class on top: the ones to look at first."""
-    items = sorted(per_class.items(), key=lambda kv: (kv[1], kv[0]))
+def per_class_bars(per_class: Mapping[str, float | None], title: str | None = None) -> go.Figure:
+    """Per-class accuracy (fractions), worst class on top: the ones to look at first.
+
+    A class without images in the split (None) has no accuracy and no bar."""
+    items = sorted(((k, v) for k, v in per_class.items() if v is not None), key=lambda kv: (kv[1], kv[0]))
     return _hbars(
         [k for k, _ in items], [v for _, v in items], x_title="Accuracy", percent=True, title=title
     )

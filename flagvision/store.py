@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import FlagVisionError
+
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
@@ -125,8 +127,9 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 T = TypeVar("T")
 
 
-class StoreError(RuntimeError):
-    """The database is unusable (newer schema than this code, or locked past every retry)."""
+class StoreError(FlagVisionError, RuntimeError):
+    """The database is unusable (not a database, newer schema than this code, or locked past
+    every retry); the message names the file and what to do."""
 
 
 def _check_choice(what: str, value: str, valid: Sequence[str]) -> str:
@@ -163,7 +166,14 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inherited: list[sqlite3.Connection] = []
-        self._migrate()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:  # garbage bytes, a folder in its place, no permission
+            self.close()
+            raise StoreError(
+                f"{self.db_path} is not a usable FlagVision database ({exc}); move it away to start "
+                "a fresh one, or point --workspace / FLAGVISION_HOME at another folder"
+            ) from None
 
     # -- connection -------------------------------------------------------------------------
 

@@ -36,18 +36,18 @@ from typing import TYPE_CHECKING, Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .callbacks import Callback
 from .config import HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, HyperParams, ParamSpec, RunConfig, check_cnn_geometry
-from .engine import Callback, EpochMetrics, FitState
+from .study_options import PRUNERS, SAMPLERS  # noqa: F401 - re-exported for the app and the tests
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from .data import DatasetBundle
+    from .engine import EpochMetrics, FitState
     from .store import Store
     from .workspace import Workspace
 
-SAMPLERS = ("random", "tpe")
-PRUNERS = ("none", "median", "hyperband")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Trials that count towards n_trials: finished, being run, or queued to run (retries, presets).
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from .errors import FlagVisionError
+
 __all__ = [
     "PUBLISHED_HASH_PREFIX",
     "WEIGHTS_FILENAME",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FlagVisionError, RuntimeError):
     """The VGG-16 weights could not be obtained, verified or loaded; the message names the fix."""
 
 

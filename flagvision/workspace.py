@@ -13,11 +13,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import FlagVisionError
+
 ENV_VAR = "FLAGVISION_HOME"
 BUILTIN_DATASET = "builtin"
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(FlagVisionError, ValueError):
     """A path or name that does not belong to the workspace."""
 
 
@@ -35,7 +37,12 @@ class Workspace:
         """Resolve the root (argument < env var < ./workspace) and create its folders."""
         ws = cls(Path(root).resolve() if root else default_root())
         for folder in (ws.root, ws.datasets_dir, ws.runs_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder.exists() and not folder.is_dir():
+                raise WorkspaceError(f"{folder} is a file, not a folder; a workspace must be a folder")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file on the way, no permission, read-only disk
+                raise WorkspaceError(f"cannot use {folder} as a workspace folder: {exc.strerror or exc}") from None
         return ws
 
     @property
