@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 # Two pytest workers: the long tests mostly wait on subprocesses and fixed durations, so the suite
-# overlaps them (override with `make test PYTEST_ARGS=-n0` for a serial run).
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# overlaps them (override with `make test PYTEST_ARGS=-n0` for a serial run). The order is fixed by
+# default; `make test PYTEST_ARGS="-n 2 --dist load"` shuffles it (pytest-randomly, seed printed;
+# add `--randomly-seed=N` to repeat one order) to show that no test depends on another.
+PYTEST_ARGS ?= -n 2 --dist loadfile -p no:randomly
 
 .PHONY: run test bench clean
 

@@ -10,6 +10,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -67,20 +68,28 @@ def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
     return buf.getvalue()
 
 
-def wait_for(predicate, timeout: float, what: str, ws=None, every: float = 0.1):
-    """Poll ``predicate`` (calling ``jobs.tick`` like the app does when ``ws`` is given) until it
-    returns a truthy value, which is returned."""
-    from flagvision import jobs
+def wait_for(predicate, timeout: float = 60.0, what: str | Callable[[], str] = "the condition", ws=None,
+             every: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value, which is returned; fail after ``timeout`` s.
 
+    The one way the tests wait on another process, a server, a file or the clock: a deadline poll on
+    the condition itself, never a sleep followed by one read. With ``ws`` it also calls
+    ``jobs.tick`` each round, as the app's poller does; ``what`` may be a callable, for a message
+    that shows the last state seen. The predicate is always called once more
+    after the deadline, so a slow machine fails only when the condition is really not met.
+    """
     deadline = time.monotonic() + timeout
     while True:
         if ws is not None:
+            from flagvision import jobs
+
             jobs.tick(ws)
+        last_round = time.monotonic() > deadline
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        if last_round:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         time.sleep(every)
 
 

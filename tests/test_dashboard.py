@@ -14,6 +14,7 @@ import pytest
 from flagvision.dashboard import DashboardError, start_dashboard
 from flagvision.study import StudyConfig, StudyError
 from flagvision.config import DataConfig, RunConfig
+from fv_helpers import wait_for
 
 WRITER = r"""
 import json, sys, time
@@ -75,8 +76,15 @@ def test_dashboard_lists_a_study_while_another_process_writes_it(tmp_path, works
             # The writer was not disturbed: every trial finished, and the dashboard sees all of them.
             summary = json.loads((tmp_path / "writer.log").read_text().split("SUMMARY ")[-1])
             assert summary["finished"] == 3
-            _, body = _get(f"{dash.url}api/studies/{_studies(dash.url)['live']}")
-            assert [t["state"] for t in json.loads(body)["trials"]] == ["Complete"] * 3
+            # optuna-dashboard caches a study's trials for 2–10 s: poll until it shows the final states.
+            study_url = f"{dash.url}api/studies/{_studies(dash.url)['live']}"
+            last: list[str] = []
+
+            def all_complete() -> bool:
+                last[:] = [t["state"] for t in json.loads(_get(study_url)[1])["trials"]]
+                return last == ["Complete"] * 3
+
+            wait_for(all_complete, 60, lambda: f"the dashboard to show 3 complete trials (last seen: {last})", every=0.5)
             process = dash.process
         assert process.poll() is not None  # stopped on leaving the with-block
     finally:

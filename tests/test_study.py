@@ -25,6 +25,7 @@ import pytest
 from optuna.trial import TrialState
 
 from flagvision.config import PARAM_SPECS, SEARCHABLE, DataConfig, RunConfig
+from fv_helpers import wait_for
 from flagvision.data import load_dataset
 from flagvision.store import Store
 from flagvision.study import (
@@ -396,6 +397,17 @@ def test_two_workers_on_postgresql(tmp_path, workspace, tiny_dataset, postgres_u
     _two_workers_share_one_study(tmp_path, workspace, tiny_dataset, postgres_url)
 
 
+def _oldest_heartbeat_age_s(db_path) -> float:
+    """Seconds since the oldest trial heartbeat in Optuna's tables, computed as Optuna's stale-trial
+    check does: the database's CURRENT_TIMESTAMP minus the heartbeat, both in whole seconds in SQLite
+    (so "older than the grace period" means a difference of at least grace + 1 s)."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute("SELECT MAX((julianday(CURRENT_TIMESTAMP) - julianday(heartbeat)) * 86400) FROM trial_heartbeats").fetchone()
+    return float(row[0] or 0.0)
+
+
 @pytest.mark.slow
 def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path, workspace, tiny_dataset):
     """SIGKILL a worker mid-trial: its trial turns FAIL by heartbeat, a WAITING copy is retried."""
@@ -414,7 +426,8 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path, workspa
     assert running is not None, "the worker never reached its first epoch"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
-    time.sleep(cfg.grace_period_s + cfg.heartbeat_interval_s + 0.5)  # the last heartbeat is now stale
+    # Wait until the dead worker's last heartbeat, as the storage records it, is older than the grace period.
+    wait_for(lambda: _oldest_heartbeat_age_s(workspace.db_path) > cfg.grace_period_s + 0.5, 60, "a stale heartbeat")
 
     summary = run_study(cfg, workspace)  # a second worker
     trials = load_study(workspace.storage_url, "killed").trials

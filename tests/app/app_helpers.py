@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "streamlit_app.py")
 TIMEOUT = 60
 
-from fv_helpers import app, no_exceptions  # noqa: E402,F401  (re-exported for the page tests)
+from fv_helpers import app, no_exceptions, wait_for  # noqa: E402,F401  (re-exported for the page tests)
 
 
 def png_bytes(color=(200, 30, 30), size=(48, 32)) -> bytes:
@@ -18,15 +18,3 @@ def png_bytes(color=(200, 30, 30), size=(48, 32)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def wait_for(predicate, timeout: float = 40.0, step: float = 0.2):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import expect
 
 from flagvision import jobs
+from fv_helpers import wait_for
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -200,12 +201,8 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     page.get_by_role("button", name="Start training").click()
 
     store = jobs.open_store(ws)
-    deadline = time.monotonic() + 60
-    run = None
-    while run is None and time.monotonic() < deadline:
-        run = next((r for r in store.list_runs(limit=20) if r.get("name") == RUN_NAME), None)
-        time.sleep(0.2)
-    assert run is not None, "pressing Start training created no run"
+    run = wait_for(lambda: next((r for r in store.list_runs(limit=20) if r.get("name") == RUN_NAME), None), 60,
+                   "pressing Start training to create a run", every=0.2)
     run_id = run["id"]
     assert run["config"]["hparams"]["epochs"] == EPOCHS and run["config"]["data"]["image_size"] == 32, run["config"]
 
