@@ -21,6 +21,7 @@ import streamlit as st
 
 from flagvision import jobs
 from flagvision.config import ConfigError, ParamSpec
+from flagvision.errors import is_user_error, user_message
 from flagvision.store import Store
 from flagvision.ui_logic import WidgetSpec, format_value, nearest, widget_for
 from flagvision.workspace import Workspace
@@ -116,11 +117,12 @@ def lazy_tabs(labels: list[str], key: str) -> list[Any]:
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
-    """A user error (ValueError family: ConfigError, DatasetError, JobError...) is shown as is; an
-    unexpected one gets a short message here and its traceback on stderr."""
+    """A user error (:func:`flagvision.errors.is_user_error`: any FlagVisionError, or an OS error
+    about a path; the CLI and the worker read the same definition) is shown as is; an unexpected
+    one gets a short message here and its traceback on stderr."""
     prefix = f"{what}: " if what else ""
-    if isinstance(exc, (ValueError, FileNotFoundError, FileExistsError, PermissionError)):
-        st.error(f"{prefix}{exc}", icon=":material/error:")
+    if is_user_error(exc):
+        st.error(f"{prefix}{user_message(exc)}", icon=":material/error:")
     else:
         traceback.print_exception(exc, file=sys.stderr)
         st.error(

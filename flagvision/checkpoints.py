@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, RunConfig
 from .engine import EpochMetrics, History, ResumeState, model_normalization
+from . import strict_json
 from .errors import FlagVisionError
 
 CARD_FORMAT = "flagvision-checkpoint/1"
@@ -68,11 +69,13 @@ def _atomic_write_all(writes: list[tuple[Path, Any]]) -> None:
 
 
 def _json_writer(data: Any):
-    return lambda p: Path(p).write_text(json.dumps(data, indent=2, sort_keys=True))
+    # Strict JSON (a NaN loss or an absent class's accuracy as null): cards and evaluation.json are
+    # read by other programs, and NaN is not JSON.
+    return lambda p: Path(p).write_text(strict_json.dumps(data, indent=2, sort_keys=True))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    _atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(data, indent=2, sort_keys=True)))
+    _atomic_write(Path(path), _json_writer(data))
 
 
 def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

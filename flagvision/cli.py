@@ -1,18 +1,25 @@
 """Command line: ``python -m flagvision <command>``.
 
-User errors (bad config, dataset, checkpoint, image, path) print one line to stderr and exit 2;
-only a bug shows a traceback. Hyperparameter flags are generated from ``config.HYPERPARAMS``.
+User errors (any :class:`flagvision.errors.FlagVisionError`, or an OS error about a path) print
+one line to stderr and exit 2; Ctrl-C prints one line and exits 130; a closed pipe (``| head``)
+ends quietly; only a bug shows a traceback. Every ``--json`` output is strict JSON
+(:mod:`flagvision.strict_json`). Hyperparameter flags are generated from ``config.HYPERPARAMS``.
+
+The parser and the light commands (``jobs``, ``study list``, ``weights status``, ``--help``) import
+neither torch nor Optuna: each command imports what it needs inside its function.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+from . import strict_json
 from .config import (
     CNN_IMAGE_SIZE,
     DEFAULT_AUGMENT,
@@ -25,21 +32,38 @@ from .config import (
     VGGConfig,
     default_image_size,
 )
+from .errors import is_user_error, user_message
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_BROKEN_PIPE = 1
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .checkpoints import CheckpointError
-    from .data import DatasetError
-    from .images import ImageError
-    from .weights import WeightsError
-    from .workspace import WorkspaceError
+def print_json(data: Any) -> None:
+    """Print ``data`` as strict JSON (non-finite floats as null): what every ``--json`` writes."""
+    print(strict_json.dumps(data, indent=2, default=str))
 
-    from .importer import DatasetImportError
-    from .jobs import JobError
 
-    return (ConfigError, DatasetError, CheckpointError, ImageError, WeightsError, WorkspaceError, DatasetImportError, JobError)
+class _ModelChoices:
+    """The model registry's names as argparse choices, read only when argparse needs them.
+
+    Reading the registry imports torch (seconds); parsing ``jobs list`` or ``--help`` never
+    touches a ``train`` option's choices, so they do not pay for it.
+    """
+
+    def _names(self) -> list[str]:
+        from .models import list_models
+
+        return list_models()
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def _flag(name: str) -> str:
@@ -48,7 +72,7 @@ def _flag(name: str) -> str:
 
 def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per hyperparameter, typed and documented from its ParamSpec."""
-    group = parser.add_argument_group("hyperparameters (default: the seed's best preset)")
+    group = parser.add_argument_group("hyperparameters (default: the reference study's best preset)")
     for spec in HYPERPARAMS:
         kwargs: dict[str, Any] = {"dest": f"hp_{spec.name}", "default": None}
         help_text = f"{spec.help}; {spec.describe_range()}; default {spec.default}"
@@ -103,8 +127,13 @@ def _workspace(args):
     return Workspace.open(args.workspace)
 
 
+_progress_line_open = False  # a "\rlabel: done/total" line on stderr still waits for its newline
+
+
 def _print_progress(label: str):
     def progress(done: int, total: int) -> None:
+        global _progress_line_open
+        _progress_line_open = done < total
         print(f"\r{label}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     return progress
@@ -123,10 +152,10 @@ def cmd_train(args) -> int:
 
     ws = _workspace(args)
     cfg = resolve_run_config(args)
+    store = Store(ws.db_path)  # before the built-in data is built: an unusable database fails at once
     if not cfg.data.path:  # neither --data nor a path in --config: the built-in flags
         builtin = ensure_builtin(ws, progress=_print_progress("building the built-in dataset"))
         cfg = cfg.with_changes(data=cfg.data.with_changes(path=str(builtin)))
-    store = Store(ws.db_path)
     if args.background:
         from .jobs import submit_training
 
@@ -192,12 +221,14 @@ def cmd_evaluate(args) -> int:
     out["scene_search"] = bool(args.search)
     out["skipped"] = split.skipped
     if args.json:
-        print(json.dumps(out, indent=2))
+        print_json(out)
     else:
         how = " (scene search: whole photo and 13 crops)" if args.search else ""
         print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images{how}")
-        for name, acc in sorted(result.per_class.items(), key=lambda kv: kv[1]):
-            print(f"  {name:20s} {acc:.2%}")
+        # Worst class first; classes the folder has no images of come last, said so.
+        ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
+        for name, acc in ranked:
+            print(f"  {name:20s} {'no images' if acc is None else f'{acc:.2%}'}")
         for path, why in split.skipped:
             print(f"skipped {path}: {why}", file=sys.stderr)
     return 0
@@ -218,7 +249,7 @@ def cmd_predict(args) -> int:
             failures += 1
             results.append({"image": path, "error": str(exc)})
     if args.json:
-        print(json.dumps({"model": predictor.label, "predictions": results}, indent=2))
+        print_json({"model": predictor.label, "predictions": results})
     else:
         print(f"model: {predictor.label}")
         for r in results:
@@ -244,7 +275,10 @@ def cmd_weights(args) -> int:
         print(f"VGG-16 ImageNet weights ready at {path}")
     else:
         status = weights.weights_status()
-        print(json.dumps(status, indent=2, default=str) if args.json else status["message"])
+        if args.json:
+            print_json(status)
+        else:
+            print(status["message"])
     return 0
 
 
@@ -309,7 +343,7 @@ def cmd_data(args) -> int:
 
         summary = summarize(args.data)
         if args.json:
-            print(json.dumps(summary, indent=2))
+            print_json(summary)
         else:
             print(f"{summary['path']}: {len(summary['classes'])} classes")
             for split, counts in summary["splits"].items():
@@ -324,7 +358,9 @@ def cmd_data(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import list_models
+    # Plain imports of the modules that register sub-command groups; each imports nothing heavy at
+    # module level (their commands import torch, Optuna... inside their functions).
+    from . import bench, jobs_cli, study_cli
 
     parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
     parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
@@ -332,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (foreground, or --background as a job)")
     p.add_argument("--data", help="ImageFolder dataset (default: the built-in flags, built if missing)")
-    p.add_argument("--model", choices=list_models(), help="model (default flag_cnn)")
+    # metavar: argparse would otherwise list the choices (and import torch) while building the parser.
+    p.add_argument("--model", choices=_ModelChoices(), metavar="MODEL", help="%(choices)s (default flag_cnn)")
     p.add_argument("--config", help="JSON RunConfig file; flags override it")
     p.add_argument("--name", help="run name")
     p.add_argument("--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE}; VGG-16: {VGG_IMAGE_SIZE})")
@@ -404,30 +441,36 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data)
 
-    for register in _extra_commands():
+    for register in (jobs_cli.register, study_cli.register, bench.register):
         register(sub)
     return parser
 
 
-def _extra_commands():
-    """Sub-command groups that live in their own modules (jobs, tune, dashboard, bench)."""
-    out = []
-    for module in ("jobs_cli", "study_cli", "bench"):
-        try:
-            mod = __import__(f"flagvision.{module}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"flagvision.{module}":
-                raise
-            continue
-        out.append(mod.register)
-    return out
+def _stdout_to_devnull() -> None:
+    """After a closed pipe: point stdout at /dev/null, so that the flush at exit cannot fail again
+    (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; returns the exit status (0 ok, 2 user error, 130 interrupted, 1 closed pipe)."""
     try:
-        return int(args.func(args) or 0)
-    except _user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return status
+    except KeyboardInterrupt:
+        print(("\n" if _progress_line_open else "") + "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... --json | head -c 10`: the reader has gone; end quietly as Unix tools do
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR

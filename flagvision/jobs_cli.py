@@ -3,14 +3,16 @@
 Picked up by :func:`flagvision.cli.build_parser` through ``register``. Every command first moves the
 queue on (``jobs.tick``: reap dead workers, start queued jobs), so a shell user needs no app open.
 Unknown ids and impossible requests raise :class:`flagvision.jobs.JobError` (one line, exit 2).
+Nothing here imports torch or Optuna: these commands read the store and print a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
+
+from .strict_json import dumps as json_dumps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +73,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if command == "list":
         rows = store.list_jobs(limit=max(1, args.limit))
         if args.json:
-            print(json.dumps([_public(j) for j in rows], indent=2, default=str))
+            print(json_dumps([_public(j) for j in rows], indent=2, default=str))
             return 0
         if not rows:
             print("no jobs yet; start one with: python -m flagvision train --background")
@@ -88,7 +90,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         run = store.get_run(job["run_id"]) if job["run_id"] is not None else None
         metrics = store.get_metrics(job["run_id"]) if run else []
         if args.json:
-            print(json.dumps({"job": _public(job), "run": run, "metrics": metrics}, indent=2, default=str))
+            print(json_dumps({"job": _public(job), "run": run, "metrics": metrics}, indent=2, default=str))
             return 0
         print(f"job {job['id']} ({job['kind']}): {job['state']}" + (" — cancel requested" if job["cancel_requested"] and job["state"] == "running" else ""))
         print(f"  progress: {_progress(job)}  {job['progress_text'] or ''}".rstrip())
@@ -103,7 +105,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             print(f"  run {run['id']}: {run['name']} on {run['dataset']}, {run['status']}, "
                   f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, best val acc {best}{test}")
         if job["result"]:
-            print(f"  result: {json.dumps(job['result'], sort_keys=True, default=str)}")
+            print(f"  result: {json_dumps(job['result'], sort_keys=True, default=str)}")
         if job["error"]:
             print("  error: " + job["error"].replace("\n", "\n    "))
         return 0

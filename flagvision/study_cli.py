@@ -1,6 +1,6 @@
 """CLI for Optuna studies: ``tune``, ``study show|list|final``, ``dashboard``.
 
-Picked up by ``cli._extra_commands``. Options map one-to-one onto :class:`flagvision.study.StudyConfig`;
+Registered by ``cli.build_parser``. Options map one-to-one onto :class:`flagvision.study.StudyConfig`;
 per-parameter narrowing is ``--fix NAME=VALUE``, ``--range NAME=LOW:HIGH`` and
 ``--choices NAME=A,B`` (repeatable), checked against ``config.HYPERPARAMS``.
 """
@@ -13,13 +13,19 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, PARAM_SPECS, SEARCHABLE, DataConfig
-from .study import PRUNERS, SAMPLERS, ParamOverride, StudyConfig, StudyError
+from .strict_json import dumps as json_dumps
+from .study_options import PRUNERS, SAMPLERS
+
+if TYPE_CHECKING:  # flagvision.study imports Optuna: only the commands that need it import it
+    from .study import ParamOverride, StudyConfig
 
 
 def _parse_override(kind: str, text: str) -> ParamOverride:
+    from .study import ParamOverride, StudyError
+
     name, sep, value = text.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not value:
@@ -46,7 +52,7 @@ def _parse_override(kind: str, text: str) -> ParamOverride:
 
 def config_from_args(args: argparse.Namespace, ws) -> StudyConfig:
     """defaults < --config file < stored study (--resume) < flags, resolved once, here."""
-    from .study import resume_config
+    from .study import StudyConfig, StudyError, resume_config
 
     if args.resume:
         base = resume_config(args.storage or ws.storage_url, args.resume).to_dict()
@@ -126,7 +132,7 @@ def cmd_tune(args) -> int:
     import optuna
 
     from .cli import _workspace
-    from .study import run_study, study_results
+    from .study import StudyError, run_study, study_results
 
     ws = _workspace(args)
     cfg = config_from_args(args, ws)
@@ -172,7 +178,7 @@ def cmd_study(args) -> int:
     if args.study_command == "list":
         rows = list_studies(url)
         if args.json:
-            print(json.dumps(rows, indent=2))
+            print(json_dumps(rows, indent=2))
         for r in [] if args.json else rows:
             best = f"{r['best_value']:.2%}" if r["best_value"] is not None else "—"
             print(f"{r['name']}: {r['trials']} trials, best {best}")
@@ -181,7 +187,7 @@ def cmd_study(args) -> int:
     elif args.study_command == "show":
         results = study_results(url, args.name)
         if args.json:
-            print(json.dumps(results, indent=2, default=str))
+            print(json_dumps(results, indent=2, default=str))
         else:
             print_results(results)
     elif args.study_command == "final":

@@ -17,12 +17,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that load or check tensors: `weights status` and the
+# app's weights notice only look for a file, and must not pay seconds for importing torch.
 
 from .errors import FlagVisionError
 
@@ -79,7 +84,20 @@ _verified: set[tuple[str, int, int, str]] = set()
 
 def weights_path() -> Path:
     """Where torchvision caches the VGG-16 ImageNet file (honours TORCH_HOME, read at each call)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILENAME
+    return Path(_hub_dir()) / "checkpoints" / WEIGHTS_FILENAME
+
+
+def _hub_dir() -> str:
+    """``torch.hub.get_dir()``, without importing torch when it is not imported yet.
+
+    Once torch is imported its own answer is used (it also honours ``torch.hub.set_dir``);
+    before, the same rule: $TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch, then hub/.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "hub"):
+        return torch.hub.get_dir()
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return os.path.join(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch"))), "hub")
 
 
 def weights_status() -> dict[str, Any]:
@@ -224,6 +242,8 @@ def _verify_file(path: Path, prefix: str, what: str) -> None:
 
 
 def _load_state_dict(path: Path) -> Any:
+    import torch
+
     try:
         # weights_only=True: the restricted unpickler accepts tensors and plain containers only, so a
         # crafted file cannot run code. Any failure (garbage bytes, code payload) becomes WeightsError.
@@ -241,6 +261,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _reference_shapes() -> dict[str, tuple[int, ...]]:
     """Key → shape of torchvision's vgg16 state dict, built on the meta device (no memory, ~20 ms)."""
+    import torch
     from torchvision.models import vgg16
 
     with torch.device("meta"):
@@ -250,6 +271,8 @@ def _reference_shapes() -> dict[str, tuple[int, ...]]:
 
 def _check_state_dict(state: Any, source: str) -> None:
     """Refuse anything that is not (a superset of the features of) a VGG-16 state dict."""
+    import torch
+
     if not isinstance(state, Mapping):
         raise WeightsError(f"{source} holds a {type(state).__name__}, not a VGG-16 state dict")
     reference = _reference_shapes()

@@ -29,6 +29,7 @@ import traceback
 from typing import Any
 
 from . import jobs
+from .errors import describe
 from .store import Store
 from .workspace import Workspace
 
@@ -211,9 +212,9 @@ class _Worker:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line for the job row: a user error's own message, else the exception type too."""
-    text = str(exc).strip() or type(exc).__name__
-    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
+    """One line for the job row: a user error's own message, else the exception type too
+    (the definition of a user error is :func:`flagvision.errors.is_user_error`, as in the CLI and app)."""
+    return describe(exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,3 +188,30 @@ def test_data_checkset_writes_an_imagefolder_and_keeps_existing_output(tmp_path,
     assert sorted(p.read_bytes() for p in out.glob("*/*.jpg")) == before  # refused: nothing touched
     assert main(["data", "checkset", "--out", str(tmp_path / "bad"), "--size", "8"]) == 2
     assert "size 32..1024" in capsys.readouterr().err
+
+
+def test_evaluate_on_one_class_reports_null_for_the_others(trained, tmp_path):
+    """'How does my model do on these photos of one flag?' is a fair question (training still needs two)."""
+    ws, data, _ = trained
+    ckpt = ws / "runs" / "1" / "checkpoint"
+    shutil.copytree(data / "vertical", tmp_path / "only" / "vertical")
+    out = run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path / "only"), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
+    assert result["n_images"] == 15 and result["class_names"] == ["diagonal", "horizontal", "vertical"]
+    assert result["per_class"]["diagonal"] is None and result["per_class"]["horizontal"] is None
+    assert result["per_class"]["vertical"] == result["accuracy"]
+    text = run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path / "only"))
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["vertical", "diagonal", "horizontal"]  # absent ones last
+    assert lines[2].split()[1:] == ["no", "images"] and "nan" not in text.stdout
+
+
+def test_evaluate_refuses_a_class_the_model_does_not_know_by_name(trained, tmp_path):
+    ws, data, _ = trained
+    shutil.copytree(data / "vertical", tmp_path / "mixed" / "vertical")
+    shutil.copytree(data / "horizontal", tmp_path / "mixed" / "Austria")
+    out = run_cli("evaluate", "--checkpoint", str(ws / "runs" / "1" / "checkpoint"), "--data", str(tmp_path / "mixed"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and "classes unknown to the model: Austria" in out.stderr
