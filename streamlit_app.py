@@ -1,63 +1,93 @@
-"""FlagVision app: ``streamlit run streamlit_app.py``.
-
-Navigation over ``app_pages/`` and the shared sidebar (workspace, live jobs). The sidebar's fragment
-polls the store every 2 s and calls ``jobs.tick`` (reap dead workers, start queued jobs), so the
-queue moves on while the app is open. Training and studies run in worker processes, never here.
-After the first page is drawn, the pages' heavy imports (torch, Optuna, Plotly) are warmed in the
-background, so that the first visit of each page does not pay them.
+"""FlagVision app: ``streamlit run streamlit_app.py``. This script is the Home page: what FlagVision
+does, the built-in dataset, jobs, best models, links to every page. The other pages are the files in
+``pages/`` (Streamlit's multipage layout); each draws the shared frame (``app_ui.run_page``: sidebar
+navigation and live jobs). Training and studies run in worker processes, never here.
 """
-
-from __future__ import annotations
-
-import time
 
 import streamlit as st
 
-from flagvision import jobs
-from flagvision.ui_logic import format_duration, job_eta, job_title
-from app_pages import _common as ui
-
-st.set_page_config(page_title="FlagVision", page_icon=":material/flag:", layout="wide")
-
-pages = [
-    st.Page(path, title=title, icon=icon, default=(name == "home"), url_path=name if name != "home" else None)
-    for name, (path, title, icon) in ui.PAGES.items()
-]
-navigation = st.navigation(pages)
+from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
+from flagvision.synth import read_manifest
+from flagvision.ui_logic import best_runs_per_model, job_row, markdown_table
+import app_ui as ui
 
 
-@st.fragment(run_every=2)
+def _job_cells(job: dict) -> dict:
+    row = job_row(job)
+    return {**row, "progress": f"{row['progress']}%"}
+
+
 @ui.guarded
-def _jobs_panel() -> None:
+def main() -> None:
     ws = ui.workspace()
-    jobs.tick(ws)
     store = ui.store(ws)
+    st.title("FlagVision")
+    st.markdown(
+        "Train and compare image classifiers of **24 European flags**: the seed's custom CNN against "
+        "a VGG-16 transfer model.  \n"
+        "Tune the CNN's hyperparameters with Optuna; every run's curves, checkpoints and evaluation stay "
+        "in one workspace.  \n"
+        "Drop photos on **Predict** to see both models' top-5 answers and where they looked (Grad-CAM)."
+    )
+
+    st.subheader("Built-in dataset")
+    if builtin_ready(ws):
+        manifest = read_manifest(builtin_path(ws)) or {}
+        counts = manifest.get("counts", {})
+        per_split = ", ".join(f"{sum(c.values())} {split}" for split, c in counts.items())
+        st.success(
+            f"Ready: {len(manifest.get('class_names', []))} classes, {manifest.get('num_images', '?')} images "
+            f"({per_split}) at {builtin_path(ws)}",
+            icon=":material/check_circle:",
+        )
+    else:
+        st.info("The built-in flag dataset has not been generated yet (about a minute on two cores).")
+        if st.button("Generate the built-in dataset", key="home_build", type="primary"):
+            bar = st.progress(0.0, text="Rendering flag scenes…")
+            ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
+            bar.progress(1.0, text="Done")
+            st.rerun()
+
+    st.subheader("Jobs")
     active = store.list_jobs(("queued", "running"))
-    if not active:
-        st.caption("No job running.")
-    runs_by_id = {r["id"]: r for r in store.list_runs(limit=100)}
-    now = time.time()
-    for job in active:
-        title = job_title(job, runs_by_id)
-        eta = job_eta(job, now)
-        text = job.get("progress_text") or job["state"]
-        if eta is not None:
-            text += f" · ETA {format_duration(eta)}"
-        st.markdown(f"**{title}** {ui.state_badge(job['state'])}")
-        st.progress(float(job.get("progress") or 0.0), text=text)
-    recent = [j for j in store.list_jobs(("succeeded", "failed", "cancelled"), limit=3)]
+    recent = store.list_jobs(("succeeded", "failed", "cancelled"), limit=5)
+    # Markdown tables, not data frames: a few rows do not need the megabyte of JavaScript a data
+    # frame costs the first paint of this page.
+    if active:
+        st.markdown(markdown_table([_job_cells(j) for j in active]))
+    else:
+        st.caption("Nothing running.")
     if recent:
         st.caption("Recently finished")
-        for job in recent:
-            st.markdown(f"{job_title(job, runs_by_id)} {ui.state_badge(job['state'])}")
+        st.markdown(markdown_table([_job_cells(j) for j in recent]))
+
+    st.subheader("Best models")
+    best = best_runs_per_model(store.list_runs(status="succeeded"))
+    if not best:
+        st.caption("No finished run yet: start one on the Train page.")
+    cols = st.columns(max(1, len(best)))
+    for col, run in zip(cols, best):
+        acc = run.get("test_acc")
+        col.metric(
+            run.get("label") or run.get("model"),
+            f"{acc:.1%}" if acc is not None else "–",
+            help=f"Run #{run['id']} {run.get('name') or ''}: test accuracy on {run.get('dataset')}",
+        )
+        col.caption(f"run #{run['id']} · {run.get('dataset')}")
+
+    st.subheader("Pages")
+    cols = st.columns(3)
+    descriptions = {
+        "dataset": "Browse, import and preview datasets",
+        "train": "Train one model in the background, live curves",
+        "study": "Optuna search over the CNN's hyperparameters",
+        "runs": "Compare runs, confusion matrices, export",
+        "predict": "Classify your photos with both models",
+    }
+    for i, (name, text) in enumerate(descriptions.items()):
+        with cols[i % 3]:
+            ui.page_link(name)
+            st.caption(text)
 
 
-with st.sidebar:
-    st.markdown("### :material/flag: FlagVision")
-    ws = ui.workspace()
-    st.caption(f"Workspace: `{ws.root}`")
-    st.markdown("**Jobs**")
-    _jobs_panel()
-
-navigation.run()
-ui.warm_up()  # after the page: the imports must not delay its first paint
+ui.run_page(main, "home")

@@ -1,6 +1,6 @@
 """Pure helpers behind the Streamlit pages: widget descriptions, tables, ETA, config assembly.
 
-Nothing here imports Streamlit (the app in ``app_pages/`` does), so every rule a page follows is
+Nothing here imports Streamlit (the app in ``streamlit_app.py``, ``pages/`` and ``app_ui.py`` does), so every rule a page follows is
 unit-testable: which widget a hyperparameter gets and with what range, how widget values become a
 validated :class:`~flagvision.config.RunConfig`, how runs and jobs become table rows, how long a
 running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.

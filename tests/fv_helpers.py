@@ -100,7 +100,7 @@ def app(page: str | None = None, timeout: float = 60):
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=timeout)
     at.run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     return at
 
 

@@ -75,7 +75,7 @@ def _page_showing_errors():
     from fv_helpers import REPO
 
     sys.path.insert(0, str(REPO))
-    from app_pages._common import show_error
+    from app_ui import show_error
     from flagvision.weights import WeightsMissingError
 
     show_error(WeightsMissingError("VGG-16 ImageNet weights are not in the local cache"))

@@ -113,7 +113,7 @@ def test_tampered_session_state_is_reset_not_a_crash(app_ws):
     at = app()
     for key, value in tampered.items():
         at.session_state[key] = value
-    at.switch_page("app_pages/study.py").run()
+    at.switch_page("pages/study.py").run()
     no_exceptions(at)
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "Reset to their defaults" in errors[0] and "unexpected" not in errors[0], errors

@@ -120,7 +120,7 @@ def _goto(page, server, name: str) -> float:
 def _click_nav(page, name: str) -> float:
     """Go to page ``name`` through the sidebar; return seconds from the click to its first paint."""
     t0 = page.evaluate("performance.now()")
-    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=NAV_LABELS[name]).first.click()
+    page.locator(_NAV_LINKS).filter(has_text=NAV_LABELS[name]).first.click()
     return (_painted(page, name) - t0) / 1000.0
 
 
@@ -135,11 +135,17 @@ def _set_slider(page, label: str, keys: list[str], expect: str) -> None:
     page.wait_for_function("([el, v]) => el.textContent.trim() === v", arg=[value.element_handle(), expect], timeout=10_000)
 
 
+_NAV_LINKS = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'
+
+
 def _has_app_navigation(page) -> bool:
-    """The app's own sidebar: its six pages (and nothing else) and the FlagVision jobs panel."""
+    """The app's own sidebar: its six pages (and nothing else), the FlagVision title, and no list of
+    Streamlit's own (hidden by the app's config)."""
     # A link's text is its icon's ligature name, then its label: keep the label.
-    links = [t.split()[-1] if t.split() else "" for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
-    return links == list(NAV_LABELS.values()) and page.locator('[data-testid="stSidebar"] h3:has-text("FlagVision")').count() == 1
+    links = [t.split()[-1] if t.split() else "" for t in page.locator(_NAV_LINKS).all_inner_texts()]
+    return (links == list(NAV_LABELS.values())
+            and page.locator('[data-testid="stSidebar"] h3:has-text("FlagVision")').count() == 1
+            and page.locator('[data-testid="stSidebarNav"]').count() == 0)
 
 
 def _scroll_to(page, locator) -> None:
@@ -170,10 +176,8 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     t_start = time.monotonic()
     first_paint: dict[str, dict[str, float]] = {}
 
-    # A deep link on a server nobody has visited yet must show the app's own navigation. (With the
-    # pages in a folder named pages/ beside the entry script, Streamlit ran that folder in its old
-    # multipage mode, without st.navigation or the shared sidebar, until the entry script had run
-    # once in the process: hence app_pages/.)
+    # A deep link on a server nobody has visited yet must show the whole app: the page itself, the
+    # app's navigation and the jobs panel (each file in pages/ draws the shared frame).
     page.goto(server.page_url("train"), wait_until="commit")
     page.wait_for_selector('[data-testid="stMain"] h1:has-text("Train")')
     _settle(page)

@@ -344,7 +344,7 @@ def test_train_page_refuses_tampered_session_state(flag_ws):
     at = app()
     for key, c in TAMPERED_STATE:
         at.session_state[key] = ast.literal_eval(c.input.split(" = ", 1)[1].rstrip("`"))  # the table's literal
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     no_exceptions(at)
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "unexpected error" not in errors[0], errors

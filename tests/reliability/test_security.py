@@ -52,7 +52,7 @@ def test_confine_refuses_paths_out_of_the_workspace(workspace, tmp_path):
 def _text_input_keys() -> dict[str, str]:
     """key → page of every st.text_input / st.text_area / st.chat_input in the app."""
     keys = {}
-    for path in [REPO / "streamlit_app.py", *sorted((REPO / "app_pages").glob("*.py"))]:
+    for path in [REPO / "streamlit_app.py", *sorted((REPO / "pages").glob("*.py")), REPO / "app_ui.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in ("text_input", "text_area", "chat_input")):

@@ -1,6 +1,12 @@
-"""Streamlit-side helpers shared by the pages (the only module besides the pages that imports
-Streamlit): the workspace and store, the error guard, hyperparameter widgets generated from the
+"""The app's shared frame and the helpers its pages use (with the pages, the only code that imports
+Streamlit): :func:`run_page` draws the frame (page config, the sidebar's navigation and live jobs)
+around a page; the workspace and store, the error guard, hyperparameter widgets generated from the
 config specs, cached predictors and study storage, lazy tabs, figure display, the import warm-up.
+
+The pages are Streamlit's own multipage layout: ``streamlit_app.py`` is Home and every file in
+``pages/`` a page, so a deep link (``/train``) on a freshly started server runs that page's file,
+which draws the whole frame itself. Streamlit's automatic page list is hidden
+(``client.showSidebarNavigation = false``) in favour of :data:`PAGES`, with titles and icons.
 
 Session-state keys are page-prefixed (``train_*``, ``study_*``...); widget keys too.
 """
@@ -23,17 +29,28 @@ from flagvision import jobs
 from flagvision.config import ConfigError, ParamSpec
 from flagvision.errors import is_user_error, user_message
 from flagvision.store import Store
-from flagvision.ui_logic import WidgetSpec, format_value, nearest, widget_for
+from flagvision.ui_logic import (
+    ACTIVE_JOB_STATES,
+    WidgetSpec,
+    format_duration,
+    format_value,
+    job_eta,
+    job_title,
+    nearest,
+    widget_for,
+)
 from flagvision.workspace import Workspace
 
+# name → (script, title, icon), in the order of the sidebar; the name is the page's URL path.
 PAGES = {
-    "home": ("app_pages/home.py", "Home", ":material/home:"),
-    "dataset": ("app_pages/dataset.py", "Dataset", ":material/photo_library:"),
-    "train": ("app_pages/train.py", "Train", ":material/model_training:"),
-    "study": ("app_pages/study.py", "Study", ":material/science:"),
-    "runs": ("app_pages/runs.py", "Runs", ":material/table_chart:"),
-    "predict": ("app_pages/predict.py", "Predict", ":material/center_focus_strong:"),
+    "home": ("streamlit_app.py", "Home", ":material/home:"),
+    "dataset": ("pages/dataset.py", "Dataset", ":material/photo_library:"),
+    "train": ("pages/train.py", "Train", ":material/model_training:"),
+    "study": ("pages/study.py", "Study", ":material/science:"),
+    "runs": ("pages/runs.py", "Runs", ":material/table_chart:"),
+    "predict": ("pages/predict.py", "Predict", ":material/center_focus_strong:"),
 }
+JOBS_POLL_S = 2  # how often the sidebar's jobs panel reads the store and moves the queue on
 
 
 def workspace() -> Workspace:
@@ -365,9 +382,62 @@ def page_link(name: str, label: str | None = None) -> None:
     st.page_link(path, label=label or title, icon=icon)
 
 
+# -- the frame around every page ------------------------------------------------------------------
+
+
+@st.fragment(run_every=JOBS_POLL_S)
+@guarded
+def _jobs_panel() -> None:
+    """Live jobs, polled every :data:`JOBS_POLL_S` s; ``jobs.tick`` reaps dead workers and starts
+    queued jobs, so the queue moves on while the app is open."""
+    ws = workspace()
+    jobs.tick(ws)
+    active = store(ws).list_jobs(ACTIVE_JOB_STATES)
+    if not active:
+        st.caption("No job running.")
+    runs_by_id = {r["id"]: r for r in store(ws).list_runs(limit=100)}
+    now = time.time()
+    for job in active:
+        text = job.get("progress_text") or job["state"]
+        eta = job_eta(job, now)
+        if eta is not None:
+            text += f" · ETA {format_duration(eta)}"
+        st.markdown(f"**{job_title(job, runs_by_id)}** {state_badge(job['state'])}")
+        st.progress(float(job.get("progress") or 0.0), text=text)
+    recent = store(ws).list_jobs(("succeeded", "failed", "cancelled"), limit=3)
+    if recent:
+        st.caption("Recently finished")
+        for job in recent:
+            st.markdown(f"{job_title(job, runs_by_id)} {state_badge(job['state'])}")
+
+
+@guarded
+def _workspace_caption() -> None:
+    st.caption(f"Workspace: `{workspace().root}`")
+
+
+def run_page(main: Callable[[], None], name: str) -> None:
+    """Draw page ``name`` of :data:`PAGES`: the frame (tab title, sidebar with navigation, workspace
+    and live jobs), then ``main``, then the background warm-up of the other pages' imports (after
+    the page, so that they do not delay its first paint)."""
+    _, title, icon = PAGES[name]
+    st.set_page_config(page_title=f"{title} · FlagVision" if name != "home" else "FlagVision",
+                       page_icon=":material/flag:", layout="wide")
+    with st.sidebar:
+        st.markdown("### :material/flag: FlagVision")
+        for page in PAGES:
+            page_link(page)
+        st.divider()
+        _workspace_caption()
+        st.markdown("**Jobs**")
+        _jobs_panel()
+    main()
+    warm_up()
+
+
 __all__ = [
     "ConfigError", "PAGES", "WARM_MODULES", "drop_invalid_state", "each_of", "figure", "guarded", "in_range",
     "is_text", "lazy_tabs", "load_study", "one_of", "page_link", "pair_of", "param_widget", "predictor",
-    "progress_callback", "reset_invalid_state", "show_error", "state_badge", "store", "study_names",
+    "progress_callback", "reset_invalid_state", "run_page", "show_error", "state_badge", "store", "study_names",
     "study_storage", "value_check", "warm_up", "workspace",
 ]

@@ -12,7 +12,7 @@ from flagvision.ui_logic import (
     IMAGE_SIZES, dataset_choices, dataset_title, describe_override, format_value, log_grid,
     range_widget_default, space_override, trial_dict, trial_rows,
 )
-from app_pages import _common as ui
+import app_ui as ui
 
 ACTIVE = ("queued", "running")
 VIEWS = ["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"]
@@ -317,4 +317,4 @@ def main() -> None:
     _watch(ws, names, blocked)
 
 
-main()
+ui.run_page(main, "study")

@@ -8,7 +8,7 @@ from flagvision.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
     agreement_badge, analyse_photo, batch_summary_row, checkpoint_choices, checkpoint_label,
 )
-from app_pages import _common as ui
+import app_ui as ui
 
 SLOTS = {
     "cnn": ("flag_cnn", "Custom CNN", "Train a custom CNN on the Train page (model: Custom CNN)."),
@@ -117,4 +117,4 @@ def main() -> None:
         st.dataframe(summary, hide_index=True, key="predict_summary")
 
 
-main()
+ui.run_page(main, "predict")

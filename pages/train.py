@@ -18,7 +18,7 @@ from flagvision.ui_logic import (
 )
 from flagvision.weights import weights_status
 from flagvision.workspace import BUILTIN_DATASET
-from app_pages import _common as ui
+import app_ui as ui
 
 ACTIVE = ("queued", "running")
 
@@ -229,4 +229,4 @@ def main() -> None:
     _live(ws)
 
 
-main()
+ui.run_page(main, "train")

@@ -9,7 +9,7 @@ import streamlit as st
 from flagvision.models import list_models
 from flagvision.store import RUN_STATUSES
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
-from app_pages import _common as ui
+import app_ui as ui
 
 GALLERY_MAX = 24
 VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and log", "Export", "Delete"]
@@ -181,4 +181,4 @@ def main() -> None:
             _delete(ws, store, run)
 
 
-main()
+ui.run_page(main, "runs")
