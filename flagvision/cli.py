@@ -146,9 +146,8 @@ def cmd_train(args) -> int:
     from .builtin import ensure_builtin
     from .data import load_dataset
     from .engine import Callback
-    from .runs import StoreCallback, create_run, finish_run
+    from .runs import execute_run
     from .store import Store
-    from .training import run_training
 
     ws = _workspace(args)
     cfg = resolve_run_config(args)
@@ -177,18 +176,19 @@ def cmd_train(args) -> int:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if data.skipped:
         print(f"{len(data.skipped)} unreadable file(s) skipped; training on the other {len(data.train) + len(data.val)}", file=sys.stderr)
-    run_id, run_dir = create_run(ws, store, cfg, name=args.name or "")
-    print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
+    started: list[int] = []
+
+    def announce(run_id: int, run_dir: Path) -> None:
+        started.append(run_id)
+        print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
+
     try:
-        result = run_training(cfg, run_dir, [StoreCallback(store, run_id), Printer()], data=data)
+        result = execute_run(ws, store, cfg, name=args.name or "", callbacks=[Printer()], data=data,
+                             on_start=announce).result
     except KeyboardInterrupt:
-        finish_run(store, run_id, None, "cancelled", "interrupted from the keyboard")
-        print(f"interrupted; resume with: python -m flagvision jobs resume --run {run_id}", file=sys.stderr)
+        if started:
+            print(f"interrupted; resume with: python -m flagvision jobs resume --run {started[0]}", file=sys.stderr)
         return 130
-    except BaseException as exc:
-        finish_run(store, run_id, None, "failed", str(exc))
-        raise
-    finish_run(store, run_id, result, "succeeded")
     ev = result.evaluation
     if ev is not None:
         print(f"best epoch {result.history.best_epoch}: {ev.accuracy:.2%} on {ev.n_images} held-out images")

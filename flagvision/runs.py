@@ -1,20 +1,28 @@
-"""Runs as the store sees them: create a run row + folder, and mirror a fit into the store.
+"""A run as the store sees it: its row and folder, live per-epoch metrics, and its end.
 
-Used by the CLI (foreground training), the worker (background jobs) and Optuna trials, so every
-training, however started, has the same row, folder and live per-epoch metrics.
+:func:`execute_run` is the one way to run a training: the CLI (foreground), the worker (background
+jobs) and every Optuna trial call it, so each run, however started, gets the same row, folder,
+live metrics, and the same rule for how it ends (:func:`run_status`). The row itself is made by
+:func:`create_run` (by ``execute_run``, or at submission for a queued background job) and closed
+by :func:`finish_run` (by ``execute_run``; by the job queue and the reapers only for runs whose
+process never trained or died).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
+from .data import DatasetBundle
 from .engine import Callback, EpochMetrics, FitState
+from .errors import describe
 from .owners import mark_owner
 from .store import Store
-from .training import RunResult, write_run_config
+from .training import RunResult, run_training, write_run_config
 from .workspace import Workspace
 
 
@@ -81,3 +89,62 @@ def finish_run(store: Store, run_id: int, result: RunResult | None, status: str,
         fields["test_acc"] = result.evaluation.accuracy
     store.update_run(run_id, **fields)
 
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How :func:`execute_run` ended: ``status`` is "succeeded" or "cancelled" (a failure raises)."""
+
+    run_id: int
+    status: str
+    result: RunResult
+
+
+def run_status(result: RunResult) -> str:
+    """A training that returned: "cancelled" if it was asked to stop, else "succeeded" (an early
+    stop or a pruned trial is a success: its best checkpoint is kept and evaluated)."""
+    return "cancelled" if result.history.stop_reason == "cancelled" else "succeeded"
+
+
+def execute_run(
+    ws: Workspace,
+    store: Store,
+    cfg: RunConfig,
+    *,
+    run_id: int | None = None,
+    name: str = "",
+    row: dict | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    data: DatasetBundle | None = None,
+    on_start: Callable[[int, Path], None] | None = None,
+    cancel_note: str | None = None,
+) -> RunOutcome:
+    """Run one training end to end and record it: the one place a run is trained and ended.
+
+    ``run_id`` names a row made earlier (a queued background job); otherwise a row named ``name``
+    (with extra ``row`` fields, e.g. a study's trial number) is created. ``on_start(run_id,
+    run_dir)`` is called before training. The store gets every epoch live (:class:`StoreCallback`,
+    before ``callbacks``) and the end: "succeeded" or "cancelled" (with ``cancel_note``) when
+    training returns; "failed" with the error's one line when it raises an ``Exception``;
+    "cancelled" when it is interrupted (Ctrl-C, or a signal before training started: a
+    ``BaseException``). The exception is then raised again for the caller to report.
+    """
+    if run_id is None:
+        run_id, run_dir = create_run(ws, store, cfg, name=name, **(row or {}))
+    else:
+        run_dir = ws.run_dir(run_id)
+    if on_start is not None:
+        on_start(run_id, run_dir)
+    try:
+        result = run_training(cfg, run_dir, [StoreCallback(store, run_id), *callbacks], resume=resume, data=data)
+    except Exception as exc:
+        finish_run(store, run_id, None, "failed", describe(exc))
+        raise
+    except BaseException as exc:  # KeyboardInterrupt, or a worker's cancel before training began
+        why = "interrupted from the keyboard" if isinstance(exc, KeyboardInterrupt) else str(exc) or "interrupted"
+        finish_run(store, run_id, None, "cancelled", why)
+        raise
+    status = run_status(result)
+    finish_run(store, run_id, result, status, cancel_note if status == "cancelled" else None)
+    return RunOutcome(run_id, status, result)

@@ -5,7 +5,7 @@ narrow a parameter's range, restrict its choices, or fix it. A fixed parameter i
 so it never appears in ``trial.params`` and parameter importances are computed over the searched
 parameters only (a one-value distribution would only add noise to them).
 
-The objective is suggest → :func:`flagvision.training.run_training` → report/prune → return the
+The objective is suggest → :func:`flagvision.runs.execute_run` → report/prune → return the
 best validation accuracy. Every trial is a normal run in the store (``study_name``,
 ``trial_number``, live per-epoch metrics through :class:`~flagvision.runs.StoreCallback`), and the
 trial's user attributes link back to the run id and checkpoint.
@@ -587,9 +587,8 @@ def run_study(
     processes working on one study, so that their seeded samplers do not propose the same points.
     """
     from .data import load_dataset
-    from .runs import StoreCallback, create_run, finish_run
+    from .runs import execute_run
     from .store import Store
-    from .training import run_training
 
     t0 = time.monotonic()
     should_stop = should_stop or (lambda: False)
@@ -643,38 +642,33 @@ def run_study(
             raise _SurplusTrial(f"the study already has its {planned} trials")
         hp = suggest(trial, space)
         run_cfg = replace(cfg.base, hparams=hp)
-        run_id, run_dir = create_run(
-            ws, store, run_cfg, name=f"{cfg.name} #{trial.number}",
-            study_name=cfg.name, trial_number=trial.number, job_id=job_id,
-        )
-        for key, value in {
-            "run_id": run_id, "run_dir": str(run_dir), "checkpoint_path": str(run_dir / "checkpoint"),
-            "workspace": str(ws.root), "hparams": hp.to_dict(),
-        }.items():
-            trial.set_user_attr(key, value)
+
+        def remember_run(run_id: int, run_dir: Path) -> None:  # read back by mark_dead_run and the results
+            for key, value in {
+                "run_id": run_id, "run_dir": str(run_dir), "checkpoint_path": str(run_dir / "checkpoint"),
+                "workspace": str(ws.root), "hparams": hp.to_dict(),
+            }.items():
+                trial.set_user_attr(key, value)
 
         def on_epoch(m: EpochMetrics) -> None:
             fraction = (progress["done"] + m.epoch / hp.epochs) / planned
             report(min(fraction, 1.0), text(f"trial {trial.number} epoch {m.epoch}/{hp.epochs} val {m.val_acc:.1%}"))
 
         reporter = _TrialReporter(trial, should_stop, on_epoch)
-        try:
-            result = run_training(run_cfg, run_dir, [StoreCallback(store, run_id), reporter], data=data)
-        except BaseException as exc:  # KeyboardInterrupt too: the run row must not stay "running"
-            cancelled = isinstance(exc, KeyboardInterrupt)
-            finish_run(store, run_id, None, "cancelled" if cancelled else "failed", "interrupted" if cancelled else str(exc))
-            raise
+        outcome = execute_run(
+            ws, store, run_cfg, name=f"{cfg.name} #{trial.number}",
+            row={"study_name": cfg.name, "trial_number": trial.number, "job_id": job_id},
+            callbacks=[reporter], data=data, on_start=remember_run, cancel_note="the study was cancelled",
+        )
         if reporter.cancelled:
-            finish_run(store, run_id, result, "cancelled", "the study was cancelled")
             trial.set_user_attr("stop_reason", "cancelled")
             raise _TrialCancelled("cancelled after the current epoch")
+        result = outcome.result
         best_acc = result.history.best_val_acc
         trial.set_user_attr("test_acc", result.evaluation.accuracy if result.evaluation else None)
         if reporter.pruned_at is not None:
-            finish_run(store, run_id, result, "succeeded")
-            store.update_run(run_id, notes=f"pruned by the {cfg.pruner} pruner after epoch {reporter.pruned_at}")
+            store.update_run(outcome.run_id, notes=f"pruned by the {cfg.pruner} pruner after epoch {reporter.pruned_at}")
             raise optuna.TrialPruned(f"val accuracy {best_acc:.1%} after epoch {reporter.pruned_at}")
-        finish_run(store, run_id, result, "succeeded")
         return best_acc
 
     def after_trial(study_: optuna.Study, frozen: FrozenTrial) -> None:

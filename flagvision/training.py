@@ -1,7 +1,8 @@
 """One training run end to end: resolved config → data → model → fit → best checkpoint → evaluation.
 
-The CLI (foreground), the background worker and the final training of a study all call
-:func:`run_training`; they differ only in the callbacks they pass (store metrics, cancel flag...).
+:func:`run_training` trains in a run folder and knows nothing of the store; the CLI, the background
+worker and every study trial reach it through :func:`flagvision.runs.execute_run`, which adds the
+run's row, live metrics and end, and differ only in the callbacks they pass (printing, cancel flag...).
 
 A run folder holds::
 

@@ -5,8 +5,8 @@ worker
 
 * beats a heartbeat into the store every second from a thread of its own (progress 0–1 and a
   line of text), which also brings back the cancel flag;
-* runs the job: a training run (``run_training`` with the store callback and a stop check after
-  every batch) or a study (``flagvision.study.run_study_job``);
+* runs the job: a training run (``runs.execute_run`` with a progress reporter and a stop check
+  after every batch) or a study (``flagvision.study.run_study_job``);
 * stops cleanly on cancel: the store flag or SIGTERM set the same stop event; training ends after
   the current batch, between writes, and the best checkpoint stays. Before training has started
   (importing torch, decoding images) there is nothing to keep, so SIGTERM aborts at once;
@@ -82,7 +82,7 @@ class _Worker:
         print(f"received {signal.Signals(signum).name}: stopping", file=sys.stderr, flush=True)
         if self.phase == "prepare" and not self._raised:
             self._raised = True  # once: a second signal must not interrupt the clean-up
-            raise _Cancelled()
+            raise _Cancelled("cancelled before it started")
         # During training the stop event is enough: fit ends after the current batch, never in the
         # middle of a checkpoint or store write.
 
@@ -99,7 +99,7 @@ class _Worker:
                 self._beat_once()
                 beat.start()
                 if self.stop.is_set():  # cancelled between the claim and this start
-                    raise _Cancelled()
+                    raise _Cancelled("cancelled before it started")
                 if self.job["kind"] == "train":
                     state, result = self._train()
                 elif self.job["kind"] == "study":
@@ -120,7 +120,7 @@ class _Worker:
             state, error = "failed", _describe(outcome)
         run_id = self.job["payload"].get("run_id")
         if self.job["kind"] == "train" and run_id is not None and not self._run_recorded:
-            self._finish_run(int(run_id), None, state, error)
+            self._finish_run(int(run_id), state, error)
         self._done.set()
         if beat.ident is not None:
             beat.join(timeout=5)
@@ -136,13 +136,11 @@ class _Worker:
     def _train(self) -> tuple[str, dict[str, Any]]:
         from .config import RunConfig
         from .engine import Callback, StopAfter
-        from .runs import StoreCallback
-        from .training import run_training
+        from .runs import execute_run
 
         payload = self.job["payload"]
         run_id = int(payload["run_id"])
         cfg = RunConfig.from_dict(payload["config"])
-        run_dir = self.ws.run_dir(run_id)
         epochs = cfg.hparams.epochs
         worker = self
 
@@ -162,12 +160,11 @@ class _Worker:
         resume = bool(payload.get("resume"))
         self.report(0.0, "resuming" if resume else "loading data")
         print(f"job {self.job_id}: {'resuming' if resume else 'training'} run {run_id} ({cfg.label})", flush=True)
-        callbacks = [Progress(), StoreCallback(self.store, run_id), StopAfter(self.should_stop, every_s=STOP_CHECK_S)]
-        result = run_training(cfg, run_dir, callbacks, resume=resume)
+        self._run_recorded = True  # from here on execute_run records the run's end, whatever happens
+        outcome = execute_run(self.ws, self.store, cfg, run_id=run_id, resume=resume, callbacks=[
+            Progress(), StopAfter(self.should_stop, every_s=STOP_CHECK_S)])
         self.phase = "finish"
-        history = result.history
-        state = "cancelled" if history.stop_reason == "cancelled" else "succeeded"
-        self._finish_run(run_id, result, state, None)
+        result, history = outcome.result, outcome.result.history
         summary = {
             "run_id": run_id,
             "epochs": len(history.epochs),
@@ -177,15 +174,15 @@ class _Worker:
             "test_acc": result.evaluation.accuracy if result.evaluation else None,
             "checkpoint": str(result.checkpoint_dir),
         }
-        return state, summary
+        return outcome.status, summary
 
-    def _finish_run(self, run_id: int, result: Any, status: str, error: str | None) -> None:
-        """Record the end on the run row (train jobs), once."""
+    def _finish_run(self, run_id: int, status: str, error: str | None) -> None:
+        """Record the end of a run whose training never began (a bad payload, cancelled first)."""
         from .runs import finish_run
 
         self._run_recorded = True
         try:
-            finish_run(self.store, run_id, result, status, error)
+            finish_run(self.store, run_id, None, status, error)
         except Exception:  # the job row still gets its state below; say why the run row did not
             traceback.print_exc()
 
