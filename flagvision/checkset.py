@@ -39,6 +39,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from flagvision.flags import FLAG_NAMES, render_flag
 
+from .config import ConfigError
+
 CHECKSET_VERSION = "checkset-1"
 FRAMINGS = ("close", "whole", "small")
 
@@ -182,10 +184,10 @@ def _mesh_flag(r: random.Random, name: str, size: int, framing: str) -> tuple[Im
 def render_check_image(name: str, r: random.Random, size: int = 128, framing: str | None = None) -> Image.Image:
     """One check image of flag ``name`` (RGB, ``size`` square), drawn entirely from ``r``."""
     if name not in FLAG_NAMES:
-        raise ValueError(f"unknown flag {name!r}; valid names: {', '.join(FLAG_NAMES)}")
+        raise ConfigError(f"unknown flag {name!r}; valid names: {', '.join(FLAG_NAMES)}")
     framing = framing or r.choice(FRAMINGS)
     if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+        raise ConfigError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
     palette = _palette_cached()
     background = _backdrop(r, size, palette)
     layer, mask = _mesh_flag(r, name, size, framing)
@@ -220,7 +222,7 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
     FileExistsError unless ``overwrite``.
     """
     if not 1 <= per_class <= 10_000 or not 32 <= size <= 1024:
-        raise ValueError(f"per_class must be 1..10000 and size 32..1024, got {per_class} and {size}")
+        raise ConfigError(f"per_class must be 1..10000 and size 32..1024, got {per_class} and {size}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")

@@ -290,10 +290,7 @@ def cmd_data(args) -> int:
         from .synth import SynthConfig, synthesize
 
         given = {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "size": args.size}
-        try:
-            cfg = SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        cfg = SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
         t0 = time.perf_counter()
         out = Path(args.out)
         if out.exists() and any(out.iterdir()) and not args.force:
@@ -318,11 +315,8 @@ def cmd_data(args) -> int:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()) and not args.force:
             raise ConfigError(f"{out} is not empty; pass --force to replace it")
-        try:
-            manifest = make_checkset(out, per_class=args.per_class, seed=args.seed, size=args.size,
-                                     progress=_print_progress("rendering"), overwrite=args.force)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        manifest = make_checkset(out, per_class=args.per_class, seed=args.seed, size=args.size,
+                                 progress=_print_progress("rendering"), overwrite=args.force)
         print(f"wrote {manifest['per_class'] * len(manifest['class_names'])} check images to {out}; "
               f"evaluate a model on them with: python -m flagvision evaluate --checkpoint DIR --data {out}")
     elif args.data_command == "sheet":

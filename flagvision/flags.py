@@ -22,6 +22,8 @@ from typing import Iterator
 
 from PIL import Image, ImageDraw
 
+from .config import ConfigError
+
 Point = tuple[float, float]
 Color = str
 
@@ -457,9 +459,9 @@ FLAG_ASPECT: dict[str, float] = {name: aspect for name, (aspect, _) in _FLAGS.it
 
 
 def check_flag_name(name: str) -> str:
-    """Return ``name`` if it is one of the 24 classes, else raise ValueError listing them."""
+    """Return ``name`` if it is one of the 24 classes, else raise ConfigError listing them."""
     if name not in _FLAGS:
-        raise ValueError(f"unknown flag {name!r}; valid names: {', '.join(FLAG_NAMES)}")
+        raise ConfigError(f"unknown flag {name!r}; valid names: {', '.join(FLAG_NAMES)}")
     return name
 
 
@@ -483,5 +485,5 @@ def render_flag(name: str, width: int) -> Image.Image:
     """Draw flag ``name`` flat and anti-aliased, ``width`` px wide with the official aspect (RGB)."""
     check_flag_name(name)
     if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
+        raise ConfigError(f"width must be a positive integer, got {width!r}")
     return _render_cached(name, width).copy()

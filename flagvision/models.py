@@ -64,7 +64,7 @@ def activation_module(name: str) -> nn.Module:
     try:
         return _ACTIVATION_MODULES[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
+        raise ConfigError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
 
 
 class FlagModel(nn.Module):
@@ -184,7 +184,7 @@ def get_model(
     try:
         builder = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
     return builder(num_classes, cfg, not from_checkpoint)
 
 

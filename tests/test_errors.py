@@ -168,3 +168,24 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     text = err_path.read_text()
     assert proc.returncode == 130, text
     assert "Traceback" not in text and text.splitlines()[-1] == "interrupted"  # on a line of its own
+
+
+def test_bad_values_for_data_and_device_are_user_errors():
+    """Errors a person causes with a value (a flag name, a generator setting, a GPU that is not
+    there) are FlagVisionErrors, so the app shows them as theirs, not as a bug."""
+    from flagvision.checkset import make_checkset
+    from flagvision.errors import is_user_error
+    from flagvision.flags import check_flag_name
+    from flagvision.runtime import resolve_device
+    from flagvision.synth import SynthConfig
+
+    import torch
+
+    attempts = [lambda: SynthConfig(size=3), lambda: check_flag_name("Atlantis"),
+                lambda: make_checkset("/nonexistent-dir/x", per_class=0)]
+    if not torch.cuda.is_available():
+        attempts.append(lambda: resolve_device("cuda"))
+    for attempt in attempts:
+        with pytest.raises(Exception) as info:
+            attempt()
+        assert is_user_error(info.value), repr(info.value)
