@@ -13,9 +13,9 @@ import time
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision import jobs
 from flagvision.ui_logic import format_duration, job_eta, job_title
-from app_pages import _common as ui
 
 st.set_page_config(page_title="FlagVision", page_icon=":material/flag:", layout="wide")
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.builtin import builtin_ready, ensure_builtin
 from flagvision.flags import FLAG_NAMES, render_flag
 from flagvision.importer import import_dataset
 from flagvision.ui_logic import dataset_choices, dataset_title, image_strip, sample_paths_per_class
 from flagvision.workspace import BUILTIN_DATASET, Workspace
-from app_pages import _common as ui
 
 SAMPLES_PER_CLASS = 3
 SAMPLE_TILE_PX = 96  # drawn size of one sample (sharp on a 1.3x screen)

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
 from flagvision.synth import read_manifest
 from flagvision.ui_logic import best_runs_per_model, job_row, markdown_table
-from app_pages import _common as ui
 
 
 def _job_cells(job: dict) -> dict:

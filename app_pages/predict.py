@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
-    agreement_badge, analyse_photo, batch_summary_row, checkpoint_choices, checkpoint_label,
+    agreement_badge,
+    analyse_photo,
+    batch_summary_row,
+    checkpoint_choices,
+    checkpoint_label,
 )
-from app_pages import _common as ui
 
 SLOTS = {
     "cnn": ("flag_cnn", "Custom CNN", "Train a custom CNN on the Train page (model: Custom CNN)."),

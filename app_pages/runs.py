@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.models import list_models
 from flagvision.store import RUN_STATUSES
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
-from app_pages import _common as ui
 
 GALLERY_MAX = 24
 VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and log", "Export", "Delete"]

@@ -46,9 +46,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 SECTIONS = ("epoch", "tuning", "profile", "fast", "vgg", "inference", "study", "memory", "preset")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # preset takes 5 minutes of its own: run it with --sections preset
@@ -656,11 +657,10 @@ def section_profile(ctx: Context) -> None:
 
 def section_fast(ctx: Context) -> None:
     from .config import DataConfig, RunConfig
+    from .data import load_dataset
     from .engine import Callback, fit
     from .models import get_model
     from .runtime import seed_everything
-
-    from .data import load_dataset
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     dcfg = DataConfig(path=str(ctx.data_path), image_size=s.fast_image_size)
@@ -1119,8 +1119,8 @@ def parse_sections(text: str) -> tuple[str, ...]:
 def run_bench(data_path: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS, quick: bool = False,
               out: Path | None = None, command: str = "python -m flagvision bench") -> Report:
     """Run the chosen sections on ``data_path``; write ``out`` (Markdown) when given."""
-    from .data import load_dataset
     from .config import DataConfig
+    from .data import load_dataset
 
     settings = QUICK if quick else FULL
     report = Report()

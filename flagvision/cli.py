@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import (
     CNN_IMAGE_SIZE,
@@ -33,11 +34,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .checkpoints import CheckpointError
     from .data import DatasetError
     from .images import ImageError
-    from .weights import WeightsError
-    from .workspace import WorkspaceError
-
     from .importer import DatasetImportError
     from .jobs import JobError
+    from .weights import WeightsError
+    from .workspace import WorkspaceError
 
     return (ConfigError, DatasetError, CheckpointError, ImageError, WeightsError, WorkspaceError, DatasetImportError, JobError)
 

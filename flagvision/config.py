@@ -145,7 +145,7 @@ class HyperParams(_JsonMixin):
             object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HyperParams":
+    def from_dict(cls, data: dict[str, Any]) -> HyperParams:
         _check_unknown(cls, data)
         return cls(**data)
 
@@ -188,7 +188,7 @@ class DataConfig(_JsonMixin):
             raise ConfigError("cache_limit_mb must be ≥ 0")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DataConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
         _check_unknown(cls, data)
         return cls(**data)
 
@@ -212,7 +212,7 @@ class VGGConfig(_JsonMixin):
             raise ConfigError(f"cached_views={self.cached_views} is outside 1–32")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VGGConfig":
+    def from_dict(cls, data: dict[str, Any]) -> VGGConfig:
         _check_unknown(cls, data)
         return cls(**data)
 
@@ -247,7 +247,7 @@ class RunConfig(_JsonMixin):
             )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         _check_unknown(cls, data)
         data = dict(data)
         for key, sub in (("hparams", HyperParams), ("data", DataConfig), ("vgg", VGGConfig)):
@@ -255,7 +255,7 @@ class RunConfig(_JsonMixin):
                 data[key] = sub.from_dict(data[key])
         return cls(**data)
 
-    def with_hparams(self, **changes: Any) -> "RunConfig":
+    def with_hparams(self, **changes: Any) -> RunConfig:
         return replace(self, hparams=self.hparams.with_changes(**changes))
 
     @property

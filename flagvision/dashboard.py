@@ -84,7 +84,7 @@ class DashboardHandle:
         except OSError:
             return ""
 
-    def __enter__(self) -> "DashboardHandle":
+    def __enter__(self) -> DashboardHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

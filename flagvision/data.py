@@ -14,10 +14,10 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +85,7 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, indices: torch.Tensor) -> "TensorSplit":
+    def subset(self, indices: torch.Tensor) -> TensorSplit:
         picked = indices.tolist()
         if isinstance(self.images, LazyImages):  # stay lazy: select paths, decode nothing
             images: torch.Tensor | LazyImages = LazyImages([self.images.paths[i] for i in picked], self.images.image_size)

@@ -14,11 +14,10 @@ filter, so edges are anti-aliased at any resolution.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 from PIL import Image, ImageDraw
 

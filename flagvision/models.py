@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .config import ACTIVATIONS, ConfigError, RunConfig, cnn_feature_size
 from . import weights as _weights
+from .config import ACTIVATIONS, ConfigError, RunConfig, cnn_feature_size
 
 __all__ = [
     "FlagModel",
@@ -338,7 +338,7 @@ class VGG16Transfer(FlagModel):
         # The parameter-free pool belongs to the feature side so cached features are small.
         return torch.flatten(self.pool(self.backbone(x)), 1)
 
-    def train(self, mode: bool = True) -> "VGG16Transfer":
+    def train(self, mode: bool = True) -> VGG16Transfer:
         """As nn.Module.train, but frozen layers stay in eval mode (matters if they ever hold BN/dropout)."""
         super().train(mode)
         for m in list(self.backbone)[: self._first_trainable]:

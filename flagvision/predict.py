@@ -15,9 +15,9 @@ in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ from PIL import Image
 from .checkpoints import load_checkpoint
 from .data import normalize, resize_to_square
 from .images import open_image
-
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the photo's pixels
 
@@ -84,7 +83,7 @@ class Predictor:
         self.std = card["normalization"]["std"]
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str]) -> "Predictor":
+    def from_checkpoint(cls, path: str | os.PathLike[str]) -> Predictor:
         model, card = load_checkpoint(path)
         return cls(model, card, str(path))
 

@@ -29,14 +29,24 @@ import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, HyperParams, ParamSpec, RunConfig, check_cnn_geometry
+from .config import (
+    HYPERPARAMS,
+    PARAM_SPECS,
+    SEARCHABLE,
+    ConfigError,
+    HyperParams,
+    ParamSpec,
+    RunConfig,
+    check_cnn_geometry,
+)
 from .engine import Callback, EpochMetrics, FitState
 
 if TYPE_CHECKING:
@@ -82,7 +92,7 @@ class ParamOverride:
     choices: tuple[str, ...] = ()  # subset of a categorical parameter's choices
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ParamOverride":
+    def from_dict(cls, data: dict[str, Any]) -> ParamOverride:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise StudyError(f"unknown search-space field(s) {', '.join(unknown)}; valid: name, fixed, low, high, choices")
@@ -231,7 +241,7 @@ class StudyConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StudyConfig":
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise StudyError(f"unknown StudyConfig field(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}")
@@ -242,7 +252,7 @@ class StudyConfig:
             data["base"] = RunConfig.from_dict(data["base"])
         return cls(**data)
 
-    def with_changes(self, **changes: Any) -> "StudyConfig":
+    def with_changes(self, **changes: Any) -> StudyConfig:
         return StudyConfig.from_dict({**self.to_dict(), **changes})
 
     def search_definition(self) -> dict[str, Any]:
@@ -572,12 +582,12 @@ def _open_or_create(cfg: StudyConfig, storage: optuna.storages.BaseStorage, seed
 
 def run_study(
     cfg: StudyConfig,
-    ws: "Workspace",
+    ws: Workspace,
     should_stop: Callable[[], bool] | None = None,
     report: ReportFn | None = None,
-    data: "DatasetBundle | None" = None,
+    data: DatasetBundle | None = None,
     *,
-    store: "Store | None" = None,
+    store: Store | None = None,
     job_id: int | None = None,
     worker: int = 0,
 ) -> StudySummary:
@@ -724,7 +734,7 @@ def _summary(study: optuna.Study, cfg: StudyConfig, url: str, trials_run: int, s
 
 
 def run_study_job(
-    ws: "Workspace", store: "Store", job: dict[str, Any], should_stop: Callable[[], bool], report: ReportFn
+    ws: Workspace, store: Store, job: dict[str, Any], should_stop: Callable[[], bool], report: ReportFn
 ) -> dict[str, Any]:
     """Entry point of the background worker for jobs of kind ``"study"`` (payload: StudyConfig dict)."""
     payload = job.get("payload")
@@ -884,7 +894,7 @@ def final_training_config(study: optuna.Study, epochs: int = 10) -> RunConfig:
     return replace(base, hparams=HyperParams.from_dict(params))
 
 
-def submit_final_training(ws: "Workspace", storage_url: str, name: str, epochs: int = 10) -> tuple[int, int]:
+def submit_final_training(ws: Workspace, storage_url: str, name: str, epochs: int = 10) -> tuple[int, int]:
     """Queue a normal training run of the best parameters; returns ``(job_id, run_id)``."""
     from .jobs import submit_training
 
@@ -901,7 +911,7 @@ def submit_final_training(ws: "Workspace", storage_url: str, name: str, epochs: 
 class StudyFigure:
     """A Plotly figure, or ``None`` with the reason (too few trials...) to show instead."""
 
-    figure: "go.Figure | None"
+    figure: go.Figure | None
     message: str = ""
 
 
@@ -910,7 +920,7 @@ def _need(study: optuna.Study, n: int, what: str) -> str:
     return "" if done >= n else f"{what} needs at least {n} complete trial(s); this study has {done}"
 
 
-def _figure(study: optuna.Study, min_complete: int, what: str, build: Callable[[], "go.Figure"]) -> StudyFigure:
+def _figure(study: optuna.Study, min_complete: int, what: str, build: Callable[[], go.Figure]) -> StudyFigure:
     message = _need(study, min_complete, what)
     if message:
         return StudyFigure(None, message)

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ class SynthConfig:
 # Colours and textures shared by all scenes of a process (built once, then only read)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _texture(name: str, width: int) -> Array:
     """The flat flag as float32 HxWx3 in 0..1 (one mip level; cached per process)."""
     return np.asarray(render_flag(name, width), dtype=np.float32) / 255.0
@@ -107,7 +107,7 @@ def _texture_for(name: str, px: float) -> Array:
     return _texture(name, width)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _flag_colors(name: str) -> tuple[tuple[int, int, int], ...]:
     """The flag's own colours: every colour covering at least 2% of its area."""
     image = render_flag(name, 96)

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
-from .checkpoints import load_checkpoint, load_last_state, make_card, save_checkpoint, save_last_state, write_json_atomic
+from .checkpoints import (
+    load_checkpoint,
+    load_last_state,
+    make_card,
+    save_checkpoint,
+    save_last_state,
+    write_json_atomic,
+)
 from .config import RunConfig
 from .data import DatasetBundle, load_dataset
 from .engine import Callback, EpochMetrics, EvalResult, FitState, History, evaluate, fit

@@ -3,8 +3,17 @@ import json
 import pytest
 
 from flagvision.config import (
-    ACTIVATIONS, HYPERPARAMS, OPTIMIZERS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, HyperParams,
-    RunConfig, VGGConfig, cnn_feature_size,
+    ACTIVATIONS,
+    HYPERPARAMS,
+    OPTIMIZERS,
+    PARAM_SPECS,
+    SEARCHABLE,
+    ConfigError,
+    DataConfig,
+    HyperParams,
+    RunConfig,
+    VGGConfig,
+    cnn_feature_size,
 )
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from fv_helpers import make_pattern_dataset, run_cli, wait_for
 from flagvision import cli, jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.store import FINISHED_STATES
 from flagvision.workspace import Workspace
+from fv_helpers import make_pattern_dataset, run_cli, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -217,7 +217,7 @@ def test_stale_jobs(store: Store) -> None:
 # -- several processes ------------------------------------------------------------------------
 
 
-def _claim_loop(db_path: str, barrier: "mp.synchronize.Barrier", out: mp.Queue) -> None:
+def _claim_loop(db_path: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:
     """Claim jobs one at a time (max_running=1), hold each briefly, finish it."""
     s = Store(db_path)
     rng = random.Random()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def tiny_builtin(tmp_path_factory) -> Path:
     """A generated built-in dataset, tiny (the real one takes a minute)."""

@@ -24,7 +24,6 @@ from playwright.sync_api import expect
 
 from flagvision import jobs
 
-
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RUN_NAME = "e2e-journey"

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: also when run as a script
-from fv_helpers import app, no_exceptions, zip_bytes  # noqa: E402,F401  (re-exported to the tests)
+from fv_helpers import app, no_exceptions, zip_bytes  # noqa: F401  (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "streamlit_app.py")

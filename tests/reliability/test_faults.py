@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from fv_helpers import make_pattern_dataset, wait_for
-from reliability_kit import REPO, app, no_exceptions
 from flagvision import jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.store import FINISHED_STATES
+from fv_helpers import make_pattern_dataset, wait_for
+from reliability_kit import REPO, app, no_exceptions
 
 
 def small_config(data: Path, epochs: int, **hp) -> RunConfig:
