@@ -164,7 +164,7 @@ def main() -> None:
             st.dataframe([{"file": f, "reason": r} for f, r in summary["unreadable"]], hide_index=True,
                          key="dataset_unreadable")
         cols = st.columns(len(summary["splits"]) or 1)
-        for col, (split, counts) in zip(cols, summary["splits"].items()):
+        for col, (split, counts) in zip(cols, summary["splits"].items(), strict=False):
             with col:
                 ui.figure("class_counts_bars", counts, title=f"Images per class · {split}", key=f"dataset_counts_{split}")
         # Only the open tab is drawn: the title, counts and charts paint first, the pictures after.

@@ -62,7 +62,7 @@ def main() -> None:
     if not best:
         st.caption("No finished run yet: start one on the Train page.")
     cols = st.columns(max(1, len(best)))
-    for col, run in zip(cols, best):
+    for col, run in zip(cols, best, strict=False):
         acc = run.get("test_acc")
         col.metric(
             run.get("label") or run.get("model"),

@@ -229,7 +229,7 @@ def load_dataset(
     if in_memory and use_disk_cache and cache_file.is_file():
         try:
             decoded = torch.load(cache_file, weights_only=True)
-        except Exception:  # a damaged cache is rebuilt, never trusted
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             decoded = None
     if decoded is None:
         if in_memory:
@@ -376,7 +376,7 @@ def summarize(path: str | os.PathLike[str]) -> dict:
             key = f"{img.width}x{img.height}"
             sizes[key] = sizes.get(key, 0) + 1
             counts[s.label] += 1
-        result["splits"][split_name] = dict(zip(index.class_names, counts))
+        result["splits"][split_name] = dict(zip(index.class_names, counts, strict=True))
     result["sizes"] = dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:10])
     return result
 

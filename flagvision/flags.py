@@ -64,7 +64,7 @@ class _Canvas:
     def hbands(self, colors: Sequence[Color], weights: Sequence[float] | None = None) -> None:
         weights = weights or [1.0] * len(colors)
         total, y = sum(weights), 0.0
-        for color, w in zip(colors, weights):
+        for color, w in zip(colors, weights, strict=True):
             self.rect(0, y, self.length, y + w / total + 1e-3, color)
             y += w / total
 

@@ -105,7 +105,10 @@ def _extract_zip(source: Path, dest: Path) -> list[tuple[str, str]]:
             _safe_member_path(info)
             total += info.file_size
             if info.file_size > MAX_FILE_BYTES:
-                raise DatasetImportError(f"{info.filename} is {info.file_size / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit per file")
+                raise DatasetImportError(
+                    f"{info.filename} is {info.file_size / 2**20:.0f} MB, "
+                    f"over the {MAX_FILE_BYTES // 2**20} MB limit per file"
+                )
             if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 2**20:
                 raise DatasetImportError(f"{info.filename} expands {info.file_size // max(info.compress_size, 1)}× (a zip bomb?); refused")
         if total > MAX_TOTAL_BYTES:

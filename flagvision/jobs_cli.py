@@ -80,7 +80,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for j in rows:
             note = j["error"].splitlines()[0] if j["state"] == "failed" and j["error"] else (j["progress_text"] or "")
             run = "-" if j["run_id"] is None else str(j["run_id"])
-            print(f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  {run:>4}  {_age(j['created_at']):>12}  {note}")
+            print(f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  "
+                  f"{run:>4}  {_age(j['created_at']):>12}  {note}")
         return 0
 
     if command == "show":
@@ -101,7 +102,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             best = "-" if run["best_val_acc"] is None else f"{run['best_val_acc']:.1%} (epoch {run['best_epoch']})"
             test = "" if run["test_acc"] is None else f", held-out accuracy {run['test_acc']:.1%}"
             print(f"  run {run['id']}: {run['name']} on {run['dataset']}, {run['status']}, "
-                  f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, best val acc {best}{test}")
+                  f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, "
+                  f"best val acc {best}{test}")
         if job["result"]:
             print(f"  result: {json.dumps(job['result'], sort_keys=True, default=str)}")
         if job["error"]:

@@ -135,7 +135,7 @@ class Predictor:
 
     def _top(self, probs: torch.Tensor, k: int, box: Box | None = None) -> Prediction:
         values, indices = probs.topk(k)
-        return Prediction([(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())], box)
+        return Prediction([(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)], box)
 
     def gradcam(self, image: Image.Image | bytes | str, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heat map (H×W floats in 0–1, at input size) for ``class_index`` (default: top-1)."""

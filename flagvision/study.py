@@ -833,7 +833,8 @@ def what_mattered(study: optuna.Study) -> str:
             where = "inside" if lo <= default <= hi else ("below" if default < lo else "above")
             span = f"{_fmt_value(lo)}" if lo == hi else f"{_fmt_value(lo)}–{_fmt_value(hi)}"
             sentences.append(
-                f"{p}: the top {len(values)} trials use {span}; the seed's preset ({_fmt_value(default)}) is {where} that range."
+                f"{p}: the top {len(values)} trials use {span}; "
+                f"the seed's preset ({_fmt_value(default)}) is {where} that range."
             )
     if note:
         sentences.append(f"Note: {note}.")

@@ -145,7 +145,7 @@ def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
 
 
 def _jitter(rng: np.random.Generator, rgb: Sequence[int], amount: float = 18) -> tuple[int, int, int]:
-    r, g, b = (min(255, max(0, int(v + d))) for v, d in zip(rgb, rng.normal(0, amount, 3)))
+    r, g, b = (min(255, max(0, int(v + d))) for v, d in zip(rgb, rng.normal(0, amount, 3), strict=True))
     return (r, g, b)
 
 
@@ -336,7 +336,7 @@ class _Placement:
 
 def _homography(src: Array, dst: Array) -> Array:
     rows, rhs = [], []
-    for (u, v), (x, y) in zip(src, dst):
+    for (u, v), (x, y) in zip(src, dst, strict=True):
         rows.append([u, v, 1, 0, 0, 0, -u * x, -v * x])
         rows.append([0, 0, 0, u, v, 1, -u * y, -v * y])
         rhs += [x, y]
@@ -427,7 +427,7 @@ def _cloth(rng: np.random.Generator, name: str, p: _Placement, n: int, light: Se
     dz_du = np.zeros_like(qu)
     dz_dv = np.zeros_like(qu)
     # Plain Python floats keep the arithmetic in float32 (NumPy scalars would promote to float64).
-    for a, f, g, ph in zip(amps.tolist(), freq.tolist(), slant.tolist(), phase.tolist()):
+    for a, f, g, ph in zip(amps.tolist(), freq.tolist(), slant.tolist(), phase.tolist(), strict=True):
         theta = (2 * np.pi * f) * qu + (2 * np.pi * g) * qv + ph
         s, c = np.sin(theta), np.cos(theta)
         z += a * env * s

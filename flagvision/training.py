@@ -93,7 +93,7 @@ def run_training(
     result = evaluate(best, data.val, data.class_names)
     misclassified = [
         {"path": data.val.paths[i], "true": data.class_names[t], "predicted": data.class_names[p]}
-        for i, (t, p) in enumerate(zip(data.val.labels.tolist(), result.predictions))
+        for i, (t, p) in enumerate(zip(data.val.labels.tolist(), result.predictions, strict=True))
         if t != p
     ]
     write_json_atomic(
