@@ -299,7 +299,7 @@ def test_cli_predict_of_every_image_input(checkpoint, flag_images, tmp_path, cap
     for flag in FLAGS:
         folder = tmp_path / flag
         folder.mkdir()
-        for key, (fname, data) in odd_valid_variants(flag_images[flag]).items():
+        for fname, data in odd_valid_variants(flag_images[flag]).values():
             (folder / fname).write_bytes(data)
             files.append(str(folder / fname))
             truth[str(folder / fname)] = flag
