@@ -128,8 +128,8 @@ def resolve_space(overrides: tuple[ParamOverride, ...] | list[ParamOverride], ep
     for spec in HYPERPARAMS:
         if spec.name not in SEARCHABLE:
             continue
-        o = by_name.get(spec.name)
-        dim = spec if o is None else _narrow(spec, o)
+        override = by_name.get(spec.name)
+        dim = spec if override is None else _narrow(spec, override)
         if isinstance(dim, ParamSpec):
             dims.append(dim)
         else:
@@ -299,9 +299,11 @@ def suggest(trial: optuna.trial.BaseTrial, space: SearchSpace) -> HyperParams:
     values: dict[str, Any] = dict(space.fixed)
     for d in space.dims:
         if d.kind == "int":
-            values[d.name] = trial.suggest_int(d.name, int(d.low), int(d.high), step=int(d.step or 1))
+            low, high = d.bounds()
+            values[d.name] = trial.suggest_int(d.name, int(low), int(high), step=int(d.step or 1))
         elif d.kind == "float":
-            values[d.name] = trial.suggest_float(d.name, float(d.low), float(d.high), log=d.log)
+            low, high = d.bounds()
+            values[d.name] = trial.suggest_float(d.name, float(low), float(high), log=d.log)
         else:
             values[d.name] = trial.suggest_categorical(d.name, list(d.choices))
     return HyperParams(**values, epochs=space.epochs)
@@ -454,7 +456,7 @@ def list_studies(storage_url: str) -> list[dict[str, Any]]:
             "name": name,
             "trials": len(trials),
             "states": dict(counts),
-            "best_value": max((t.value for t in complete), default=None),
+            "best_value": max((_value(t) for t in complete), default=None),
             "planned": (study.user_attrs.get(CONFIG_ATTR) or {}).get("n_trials"),
         })
     return out
@@ -551,6 +553,13 @@ def _needs_work(study: optuna.Study, planned: int) -> bool:
     return c[TrialState.WAITING] > 0 or sum(c[s] for s in _COUNTED) < planned
 
 
+def _value(t: FrozenTrial) -> float:
+    """The objective value of a finished trial (Optuna types it optional; a COMPLETE trial always has one)."""
+    if t.value is None:
+        raise StudyError(f"trial {t.number} ({t.state.name}) has no value")
+    return t.value
+
+
 def _best(study: optuna.Study) -> FrozenTrial | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
@@ -634,7 +643,7 @@ def run_study(
     planned = cfg.n_trials
     trials_run = 0
     stopped = ""
-    progress = {"done": 0, "best": None}
+    progress: dict[str, Any] = {"done": 0, "best": None}  # done: int, best: (trial number, value) or None
 
     def refresh() -> None:
         c = _counts(study)
@@ -790,7 +799,7 @@ def _fmt_value(v: Any) -> str:
 def what_mattered(study: optuna.Study) -> str:
     """A few sentences: which parameters mattered most, what the top trials share, vs the seed's preset."""
     complete = sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (-t.value, t.number)
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (-_value(t), t.number)
     )
     if len(complete) < 2:
         return (
@@ -803,7 +812,7 @@ def what_mattered(study: optuna.Study) -> str:
     if preset is not None and preset.number != best.number:
         sentences.append(
             f"The seed's best preset (trial #{preset.number}) reached {preset.value:.1%}, "
-            f"{(best.value - preset.value) * 100:+.1f} points from the best."
+            f"{(_value(best) - _value(preset)) * 100:+.1f} points from the best."
         )
     elif preset is not None:
         sentences.append("That best trial is the seed's own preset: nothing found beat it yet.")
@@ -861,7 +870,7 @@ def study_results(storage_url: str, name: str, top: int = 10) -> dict[str, Any]:
     counts = Counter(t.state.name for t in trials)
     ranked = sorted(
         (t for t in trials if t.state in FINISHED and t.value is not None),
-        key=lambda t: (t.state != TrialState.COMPLETE, -t.value, t.number),
+        key=lambda t: (t.state != TrialState.COMPLETE, -_value(t), t.number),
     )
     best = _best(study)
     importances, note = param_importances(study)
