@@ -32,7 +32,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -49,7 +49,8 @@ def _flag_palette() -> list[RGB]:
     colors: set[RGB] = set()
     for name in FLAG_NAMES:
         image = render_flag(name, 48)
-        for count, rgb in image.getcolors(48 * 48) or []:
+        # An RGB image's colours are (r, g, b) tuples (PIL types them for every mode).
+        for count, rgb in cast("list[tuple[int, RGB]]", image.getcolors(48 * 48) or []):
             if count > 0.05 * image.width * image.height:
                 colors.add(rgb)
     return sorted(colors)

@@ -69,6 +69,7 @@ class LazyImages:
         return (len(self.paths), 3, self.image_size, self.image_size)
 
     def __getitem__(self, index: torch.Tensor | Sequence[int] | slice) -> torch.Tensor:
+        idx: Sequence[int]
         if isinstance(index, slice):
             idx = range(*index.indices(len(self.paths)))
         else:
@@ -141,7 +142,7 @@ def scan_dataset(root: str | os.PathLike[str]) -> DatasetIndex:
         raise DatasetError(f"{root} has only one class ({class_names[0]}); a classifier needs at least two")
 
     def collect(base: Path) -> list[Sample]:
-        out = []
+        out: list[Sample] = []
         for label, name in enumerate(class_names):
             folder = base / name
             if folder.is_dir():
@@ -193,7 +194,8 @@ def _decode_all(samples: Sequence[Sample], size: int, progress: Callable[[int, i
             if progress and (done % 256 == 0 or done == len(samples)):
                 progress(done, len(samples))
     keep = [i for i, t in enumerate(results) if t is not None]
-    images = torch.stack([results[i] for i in keep]) if keep else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    decoded = [t for t in results if t is not None]  # in the order of keep
+    images = torch.stack(decoded) if decoded else torch.empty(0, 3, size, size, dtype=torch.uint8)
     labels = torch.tensor([samples[i].label for i in keep], dtype=torch.int64)
     paths = [str(samples[i].path) for i in keep]
     return images, labels, paths, sorted(skipped)
@@ -255,7 +257,8 @@ def load_dataset(
         raise DatasetError(f"{cfg.path}: only one class has readable images; a classifier needs at least two")
     train = TensorSplit(images, labels, list(paths))
     if decoded["eval"] is not None and len(decoded["eval"][1]) > 0:
-        val = TensorSplit(*decoded["eval"][:2], list(decoded["eval"][2]))
+        eval_images, eval_labels, eval_paths = decoded["eval"]
+        val = TensorSplit(eval_images, eval_labels, list(eval_paths))
         eval_name = index.eval_split_name
     else:
         tr_idx, va_idx = _stratified_split(labels, cfg.val_fraction, cfg.split_seed)

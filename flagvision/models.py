@@ -267,6 +267,7 @@ class VGG16Transfer(FlagModel):
 
     name = "vgg16_transfer"
     normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    backbone: nn.Sequential  # vgg16's features, cut after the chosen block
 
     def __init__(self, num_classes: int, cfg: RunConfig, load_pretrained: bool = True) -> None:
         super().__init__()
@@ -307,7 +308,8 @@ class VGG16Transfer(FlagModel):
             for m in self.backbone.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    nn.init.zeros_(m.bias)
+                    if m.bias is not None:  # every VGG conv has one
+                        nn.init.zeros_(m.bias)
 
         channels = [m for m in self.backbone if isinstance(m, nn.Conv2d)][-1].out_channels
         self.pool = nn.AdaptiveAvgPool2d(VGG_POOL_SIZE)

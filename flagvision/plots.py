@@ -72,7 +72,7 @@ def training_curves(
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not one of {', '.join(METRICS)}")
     single = not isinstance(metrics, Mapping)
-    runs: Mapping[str, Sequence[Mapping[str, Any]]] = {"": metrics} if single else metrics
+    runs: Mapping[str, Sequence[Mapping[str, Any]]] = metrics if isinstance(metrics, Mapping) else {"": metrics}
     colours = _palette(len(runs))
     convert = _percent if metric == "acc" else (lambda v: None if v is None else float(v))
 

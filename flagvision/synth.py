@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -111,7 +111,8 @@ def _texture_for(name: str, px: float) -> Array:
 def _flag_colors(name: str) -> tuple[tuple[int, int, int], ...]:
     """The flag's own colours: every colour covering at least 2% of its area."""
     image = render_flag(name, 96)
-    counts = image.getcolors(maxcolors=96 * 96) or []
+    # An RGB image's colours are (r, g, b) tuples (PIL types them for every mode).
+    counts = cast("list[tuple[int, tuple[int, int, int]]]", image.getcolors(maxcolors=96 * 96) or [])
     total = image.width * image.height
     return tuple(rgb for count, rgb in sorted(counts, reverse=True) if count >= 0.02 * total)
 
