@@ -49,7 +49,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Callback as _Callback  # the engine imports torch: only for the type checker
+else:
+    _Callback = object
 
 SECTIONS = ("epoch", "tuning", "profile", "fast", "vgg", "inference", "study", "memory", "preset")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # preset takes 5 minutes of its own: run it with --sections preset
@@ -181,7 +186,9 @@ def machine_info() -> dict[str, Any]:
         pass
     if mhz is None:
         with contextlib.suppress(OSError, ValueError):
-            mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text()).group(1))
+            match = re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text())
+            if match:  # not every CPU's cpuinfo has the line
+                mhz = float(match.group(1))
     cores = os.cpu_count() or 1
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     flops_per_cycle = 2 * lanes * 2  # 2 FMA units × fp32 lanes × 2 FLOPs per FMA
@@ -239,14 +246,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-class _EpochClock:
+class _EpochClock(_Callback):
     """Callback: splits each fit() epoch into its training pass and its validation."""
 
     def __init__(self) -> None:
         self.train_s: list[float] = []
         self.val_s: list[float] = []
         self.fit_start = time.perf_counter()
-        self.first_epoch_start: float | None = None
+        self.first_epoch_start = self.fit_start  # until fit() calls on_fit_start
         self._last_batch = 0.0
 
     def on_fit_start(self, state) -> None:
@@ -938,7 +945,7 @@ def section_study(ctx: Context) -> None:
     for pruner in ("none", *s.study_pruners):  # one run, same data and sampler seed: comparable
         # Median as Optuna defaults it (prune from the first reported epoch), not the app's cautious
         # one-epoch warm-up; Hyperband as the app runs it (min 1 epoch, reduction factor 3).
-        extra = {"pruner_warmup_epochs": 0} if pruner == "median" else {}
+        extra: dict[str, Any] = {"pruner_warmup_epochs": 0} if pruner == "median" else {}
         cfg = StudyConfig(name=f"bench-{pruner}", n_trials=s.study_trials, epochs_per_trial=s.study_epochs,
                           pruner=pruner, seed=0, base=base, **extra)
         print(f"study: {s.study_trials} trials, pruner {pruner}…", flush=True)

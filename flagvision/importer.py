@@ -66,7 +66,7 @@ def _declared_entries(source: Path) -> int | None:
             end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # stable since Python 2; handles zip64
     except (OSError, zipfile.BadZipFile, struct.error):
         return None
-    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]  # private too
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
