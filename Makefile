@@ -1,5 +1,5 @@
 # The README's two commands: `make run` (set up, build the built-in data, start the app) and
-# `make test` (set up, run the whole suite). Both create/update .venv on a fresh machine.
+# `make test` (set up, lint and type check, run the whole suite). Both create/update .venv on a fresh machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -10,7 +10,7 @@ PORT ?= 8501
 # add `--randomly-seed=N` to repeat one order) to show that no test depends on another.
 PYTEST_ARGS ?= -n 2 --dist loadfile -p no:randomly
 
-.PHONY: run test bench clean
+.PHONY: run lint test bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,11 +22,17 @@ run: $(STAMP)
 	$(PY) -m flagvision data builtin
 	$(PY) -m streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT)
 
-test: $(STAMP)
+# Lint and type check first (config in pyproject.toml), then the suite.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m flagvision bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -46,9 +46,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Callback as _Callback  # the engine imports torch: only for the type checker
+else:
+    _Callback = object
 
 SECTIONS = ("epoch", "tuning", "profile", "fast", "vgg", "inference", "study", "memory", "preset")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # preset takes 5 minutes of its own: run it with --sections preset
@@ -180,7 +186,9 @@ def machine_info() -> dict[str, Any]:
         pass
     if mhz is None:
         with contextlib.suppress(OSError, ValueError):
-            mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text()).group(1))
+            match = re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text())
+            if match:  # not every CPU's cpuinfo has the line
+                mhz = float(match.group(1))
     cores = os.cpu_count() or 1
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     flops_per_cycle = 2 * lanes * 2  # 2 FMA units × fp32 lanes × 2 FLOPs per FMA
@@ -238,14 +246,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-class _EpochClock:
+class _EpochClock(_Callback):
     """Callback: splits each fit() epoch into its training pass and its validation."""
 
     def __init__(self) -> None:
         self.train_s: list[float] = []
         self.val_s: list[float] = []
         self.fit_start = time.perf_counter()
-        self.first_epoch_start: float | None = None
+        self.first_epoch_start = self.fit_start  # until fit() calls on_fit_start
         self._last_batch = 0.0
 
     def on_fit_start(self, state) -> None:
@@ -268,7 +276,7 @@ def _image_folder(root: Path, paths: list[str], labels: list[int], transform):
     from torchvision.datasets import ImageFolder
 
     ds = ImageFolder(str(root), transform=transform, allow_empty=True)
-    ds.samples = ds.imgs = list(zip(paths, labels))
+    ds.samples = ds.imgs = list(zip(paths, labels, strict=True))
     ds.targets = list(labels)
     return ds
 
@@ -382,7 +390,7 @@ def section_epoch(ctx: Context) -> None:
     history = fit(model, bundle, cfg, [clock])
     fv_acc = history.epochs[-1].val_acc
 
-    b_epoch = statistics.mean(t + v for t, v in zip(base["train_s"], base["val_s"]))
+    b_epoch = statistics.mean(t + v for t, v in zip(base["train_s"], base["val_s"], strict=True))
     f_epoch = statistics.mean(m.seconds for m in history.epochs)
     b_train, f_train = statistics.mean(base["train_s"]), statistics.mean(clock.train_s)
     ctx.baseline_epoch_s, ctx.cached_epoch_s = b_epoch, f_epoch
@@ -412,8 +420,10 @@ def section_epoch(ctx: Context) -> None:
     acc_measure = f"test accuracy after {s.epochs} epoch(s), seed-style vs FlagVision ({split} split)"
     rep.add("epoch", acc_measure, f"{_pct(base['acc'][-1])} vs {_pct(fv_acc)}", "FlagVision ≥ seed", fv_acc >= base["acc"][-1])
     rep.explain(acc_measure, (
-        f"{(base['acc'][-1] - fv_acc) * 100:.1f} points behind after {s.epochs} epoch(s). FlagVision trains on augmented "
-        f"images by default (strength {DataConfig().augment:g}, half of them mirrored), the seed-style loop on the plain "
+        f"{(base['acc'][-1] - fv_acc) * 100:.1f} points behind after {s.epochs} epoch(s). "
+        "FlagVision trains on augmented "
+        f"images by default (strength {DataConfig().augment:g}, half of them mirrored), "
+        "the seed-style loop on the plain "
         "ones: a harder task in the first epochs, kept because photos from elsewhere gain from it "
         "(docs/BUILTIN_DATA.md). After the preset's 10 epochs: BENCHMARKS-preset.md."))
     rep.details["epoch"] = (
@@ -422,12 +432,13 @@ def section_epoch(ctx: Context) -> None:
         f"{os.cpu_count()} threads. Seed-style: PIL decode + `Resize` + `ToTensor` every epoch, no "
         "augmentation, `torch.optim.NAdam` with defaults. FlagVision: `engine.fit` on the decoded uint8 "
         "cache with batched augmentation (strength 0.5) and the engine's CPU defaults.\n\n"
-        "| epoch | seed-style train | seed-style test pass | seed acc | FlagVision train | FlagVision val | FlagVision acc |\n"
+        "| epoch | seed-style train | seed-style test pass | seed acc "
+        "| FlagVision train | FlagVision val | FlagVision acc |\n"
         "|---|---|---|---|---|---|---|\n"
         + "\n".join(
             f"| {i + 1} | {_fmt_s(bt)} | {_fmt_s(bv)} | {_pct(ba)} | {_fmt_s(ft)} | {_fmt_s(fv)} | {_pct(m.val_acc)} |"
             for i, (bt, bv, ba, ft, fv, m) in enumerate(
-                zip(base["train_s"], base["val_s"], base["acc"], clock.train_s, clock.val_s, history.epochs)
+                zip(base["train_s"], base["val_s"], base["acc"], clock.train_s, clock.val_s, history.epochs, strict=True)
             )
         )
     )
@@ -518,7 +529,7 @@ def section_tuning(ctx: Context) -> None:
         print(f"  tuning: building {name}…", flush=True)
         try:
             fn, first = _step_variant(ctx.bundle, hp, size=size, **kw)
-        except Exception as exc:  # a variant that does not run here is a result, not a crash
+        except Exception as exc:  # noqa: BLE001 - a variant that does not run here is a result, not a crash
             failed.append((name, f"fails here: {type(exc).__name__}: {str(exc)[:80]}"))
             continue
         variants[name] = (fn, first, verdict)
@@ -537,7 +548,7 @@ def section_tuning(ctx: Context) -> None:
     base = best.get(plan[0][0])
     lines = ["| variant | ms / step (16 images) | speed vs engine defaults | first step (incl. compile) | verdict |",
              "|---|---|---|---|---|"]
-    for name, (fn, first, verdict) in variants.items():
+    for name, (_, first, verdict) in variants.items():
         per16 = best[name] / 4 if name.startswith("batch 64") else best[name]
         ratio = f"{base / per16:.2f}×" if base else "–"
         lines.append(f"| {name} | {per16 * 1000:.1f} | {ratio} | {first:.2f} s | {verdict} |")
@@ -605,7 +616,7 @@ def section_profile(ctx: Context) -> None:
         opt.step()
         t4 = time.perf_counter()
         if timed:
-            for k, d in zip(phases, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
+            for k, d in zip(phases, (t1 - t, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phases[k] += d
 
     model.train()
@@ -656,11 +667,10 @@ def section_profile(ctx: Context) -> None:
 
 def section_fast(ctx: Context) -> None:
     from .config import DataConfig, RunConfig
+    from .data import load_dataset
     from .engine import Callback, fit
     from .models import get_model
     from .runtime import seed_everything
-
-    from .data import load_dataset
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     dcfg = DataConfig(path=str(ctx.data_path), image_size=s.fast_image_size)
@@ -694,7 +704,8 @@ def section_fast(ctx: Context) -> None:
                 reached["s"] < 60)
         rep.explain(f"fit() start → {_pct(s.fast_target)} on the {split} split", (
             f"Distance: {reached['s'] - 60:.0f} s over; {reached['epoch']} epochs at about "
-            f"{reached['s'] / reached['epoch']:.0f} s each were needed on this run (the machine's load shows in the "
+            f"{reached['s'] / reached['epoch']:.0f} s each were needed on this run "
+            "(the machine's load shows in the "
             "notes above)."))
     else:
         best = max((m.val_acc for m in history.epochs), default=0.0)
@@ -703,7 +714,8 @@ def section_fast(ctx: Context) -> None:
     rep.details["fast"] = (
         f"Preset changed where it buys speed: {preset}, {s.fast_image_size} px input; everything else "
         "default (augment 0.5, seed 0). Timed from the call of `fit()` (model already built) to the end of the "
-        "epoch whose validation first reaches the target.\n\n| epoch | seconds | train acc | test acc |\n|---|---|---|---|\n"
+        "epoch whose validation first reaches the target.\n\n"
+        "| epoch | seconds | train acc | test acc |\n|---|---|---|---|\n"
         + "\n".join(f"| {m.epoch} | {m.seconds:.1f} | {_pct(m.train_acc)} | {_pct(m.val_acc)} |" for m in history.epochs)
     )
     if "cnn" not in ctx.checkpoints or reached:
@@ -847,7 +859,7 @@ def section_inference(ctx: Context) -> None:
         pil = [open_image(b) for _, b in photos[: s.latency_images]]
         cnn.predict(pil[:1])
         model_ms, e2e_ms = [], []
-        for img, (_, data) in zip(pil, photos):
+        for img, (_, data) in zip(pil, photos, strict=False):  # pil holds only the first latency_images photos
             t = _timer()
             cnn.predict([img])
             model_ms.append(1000 * t())
@@ -933,7 +945,7 @@ def section_study(ctx: Context) -> None:
     for pruner in ("none", *s.study_pruners):  # one run, same data and sampler seed: comparable
         # Median as Optuna defaults it (prune from the first reported epoch), not the app's cautious
         # one-epoch warm-up; Hyperband as the app runs it (min 1 epoch, reduction factor 3).
-        extra = {"pruner_warmup_epochs": 0} if pruner == "median" else {}
+        extra: dict[str, Any] = {"pruner_warmup_epochs": 0} if pruner == "median" else {}
         cfg = StudyConfig(name=f"bench-{pruner}", n_trials=s.study_trials, epochs_per_trial=s.study_epochs,
                           pruner=pruner, seed=0, base=base, **extra)
         print(f"study: {s.study_trials} trials, pruner {pruner}…", flush=True)
@@ -969,7 +981,8 @@ def section_study(ctx: Context) -> None:
              f"Fitted cost model of this run: {per_trial:.2f} s per trial + {per_epoch:.2f} s per epoch.\n\n")
     rep.details["study"] = table + (
         f"`study.run_study` (TPE sampler, seed 0, the seed's preset enqueued first; median pruner with "
-        f"2 start-up trials and no warm-up epoch, Hyperband with min 1 / max 5 epochs and factor 3) on a {s.study_image_size} px "
+        "2 start-up trials and no warm-up epoch, Hyperband with min 1 / max 5 epochs and factor 3) "
+        f"on a {s.study_image_size} px "
         f"copy of {len(sub.train)} training / {len(sub.val)} test images ({s.study_train_per_class} + "
         f"{s.study_test_per_class} per class, downsampled from the cache), {s.study_epochs} epochs per trial, "
         "each trial a full `run_training` (run row, checkpoint, evaluation) in a scratch workspace. "
@@ -1028,7 +1041,8 @@ def section_memory(ctx: Context) -> None:
         "Peak RSS: `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss` in a wrapper process that runs "
         f"`python -m flagvision train` for {s.memory_epochs} epoch (default preset, {s.image_size} px, scratch "
         "workspace, disk cache of the decoded tensors already built), with the default `cache_limit_mb`; "
-        f"then `load_dataset` with {limit} MiB is checked to stream. `load_dataset` keeps the decoded uint8 tensors only "
+        f"then `load_dataset` with {limit} MiB is checked to stream. "
+        "`load_dataset` keeps the decoded uint8 tensors only "
         "while their estimated size (N × 3 × S × S bytes) is within `cache_limit_mb`; above it the splits "
         "are `LazyImages` that decode each batch from disk (no disk cache written), so memory stays "
         "bounded by the model, a batch and the optimizer state."
@@ -1119,8 +1133,8 @@ def parse_sections(text: str) -> tuple[str, ...]:
 def run_bench(data_path: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS, quick: bool = False,
               out: Path | None = None, command: str = "python -m flagvision bench") -> Report:
     """Run the chosen sections on ``data_path``; write ``out`` (Markdown) when given."""
-    from .data import load_dataset
     from .config import DataConfig
+    from .data import load_dataset
 
     settings = QUICK if quick else FULL
     report = Report()

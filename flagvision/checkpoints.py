@@ -221,7 +221,8 @@ def load_last_state(folder: Path, model: torch.nn.Module) -> ResumeState:
         optimizer_state = torch.load(folder / LAST_OPTIMIZER, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{folder}: no resumable state (the run finished no epoch)") from None
-    except (OSError, json.JSONDecodeError, SafetensorError, RuntimeError, Exception) as exc:
+    # A damaged file makes torch.load raise EOFError, UnpicklingError, RuntimeError...: all mean "damaged".
+    except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{folder}: resumable state is damaged ({exc})") from None
     history = History(
         epochs=[EpochMetrics(**m) for m in meta["history"]],

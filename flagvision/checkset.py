@@ -32,7 +32,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -51,7 +51,8 @@ def _flag_palette() -> list[RGB]:
     colors: set[RGB] = set()
     for name in FLAG_NAMES:
         image = render_flag(name, 48)
-        for count, rgb in image.getcolors(48 * 48) or []:
+        # An RGB image's colours are (r, g, b) tuples (PIL types them for every mode).
+        for count, rgb in cast("list[tuple[int, RGB]]", image.getcolors(48 * 48) or []):
             if count > 0.05 * image.width * image.height:
                 colors.add(rgb)
     return sorted(colors)
@@ -103,7 +104,7 @@ def _backdrop(r: random.Random, size: int, palette: list[RGB]) -> Image.Image:
 def _perspective_coeffs(dst: list[tuple[float, float]], src: list[tuple[float, float]]) -> list[float]:
     """PIL PERSPECTIVE coefficients mapping output points ``dst`` to input points ``src``."""
     rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src):
+    for (x, y), (u, v) in zip(dst, src, strict=True):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
         rhs += [u, v]
@@ -163,7 +164,7 @@ def _mesh_flag(r: random.Random, name: str, size: int, framing: str) -> tuple[Im
         nrm = (e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0])
         length = math.sqrt(sum(c * c for c in nrm)) or 1.0
         lnorm = math.sqrt(sum(c * c for c in light))
-        facing = abs(sum(a * b for a, b in zip(nrm, light))) / (length * lnorm)
+        facing = abs(sum(a * b for a, b in zip(nrm, light, strict=True))) / (length * lnorm)
         strip = tex.transform((size, size), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
         strip = ImageEnhance.Brightness(strip).enhance(0.5 + 0.6 * facing)
         smask = Image.new("L", (size, size), 0)
@@ -214,7 +215,8 @@ def _palette_cached() -> list[RGB]:
 
 
 def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: int = 1234, size: int = 128,
-                  progress: Callable[[int, int], None] | None = None, *, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+                  progress: Callable[[int, int], None] | None = None, *,
+                  overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
     """Write an ImageFolder ``out_dir/<Class Name>/<nnn>.jpg`` of check images and return its manifest.
 
     The framings cycle close / whole / small so each class gets all three. Written into a

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from .errors import FlagVisionError
 
@@ -46,15 +49,22 @@ class ParamSpec:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{self.name}={value!r} is not a number") from None
-        if not math.isfinite(number) or not (self.low <= number <= self.high):
+        low, high = self.bounds()
+        if not math.isfinite(number) or not (low <= number <= high):
             raise ConfigError(f"{self.name}={value!r} is outside its range {self.describe_range()}")
         if self.kind == "int":
             if number != int(number):
                 raise ConfigError(f"{self.name}={value!r} must be a whole number")
             number = int(number)
-            if self.step and (number - self.low) % self.step:
+            if self.step and (number - low) % self.step:
                 raise ConfigError(f"{self.name}={number} must be {self.describe_range()}")
         return number
+
+    def bounds(self) -> tuple[float, float]:
+        """low and high of a numeric spec (every numeric spec has both; a categorical one has neither)."""
+        if self.low is None or self.high is None:
+            raise ConfigError(f"{self.name} has no numeric range")
+        return self.low, self.high
 
     def describe_range(self) -> str:
         if self.kind == "categorical":
@@ -72,7 +82,8 @@ class ParamSpec:
         if self.kind == "categorical":
             return list(self.choices)
         if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            low, high = self.bounds()
+            return list(range(int(low), int(high) + 1, int(self.step or 1)))
         raise ConfigError(f"{self.name} is continuous and has no grid")
 
 
@@ -104,19 +115,25 @@ SEARCHABLE = tuple(p.name for p in HYPERPARAMS if p.name != "epochs")
 
 
 class _JsonMixin:
+    """JSON round trip for the frozen config dataclasses; each of them defines its own ``from_dict``."""
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        return asdict(cast("DataclassInstance", self))  # the mixin is only mixed into dataclasses
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str):
-        return cls.from_dict(json.loads(text))  # type: ignore[attr-defined]
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        raise NotImplementedError(f"{cls.__name__} defines no from_dict")
 
-    def with_changes(self, **changes: Any):
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        return cls.from_dict(json.loads(text))
+
+    def with_changes(self, **changes: Any) -> Self:
         """A validated copy with some fields replaced (configs are never mutated)."""
-        return type(self).from_dict({**self.to_dict(), **changes})  # type: ignore[attr-defined]
+        return type(self).from_dict({**self.to_dict(), **changes})
 
 
 def _check_unknown(cls: type, data: dict[str, Any]) -> None:
@@ -147,7 +164,7 @@ class HyperParams(_JsonMixin):
             object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HyperParams":
+    def from_dict(cls, data: dict[str, Any]) -> HyperParams:
         _check_unknown(cls, data)
         return cls(**data)
 
@@ -190,7 +207,7 @@ class DataConfig(_JsonMixin):
             raise ConfigError("cache_limit_mb must be ≥ 0")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DataConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
         _check_unknown(cls, data)
         return cls(**data)
 
@@ -214,7 +231,7 @@ class VGGConfig(_JsonMixin):
             raise ConfigError(f"cached_views={self.cached_views} is outside 1–32")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VGGConfig":
+    def from_dict(cls, data: dict[str, Any]) -> VGGConfig:
         _check_unknown(cls, data)
         return cls(**data)
 
@@ -249,7 +266,7 @@ class RunConfig(_JsonMixin):
             )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         _check_unknown(cls, data)
         data = dict(data)
         for key, sub in (("hparams", HyperParams), ("data", DataConfig), ("vgg", VGGConfig)):
@@ -257,7 +274,7 @@ class RunConfig(_JsonMixin):
                 data[key] = sub.from_dict(data[key])
         return cls(**data)
 
-    def with_hparams(self, **changes: Any) -> "RunConfig":
+    def with_hparams(self, **changes: Any) -> RunConfig:
         return replace(self, hparams=self.hparams.with_changes(**changes))
 
     @property

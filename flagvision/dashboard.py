@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from .study import StudyError, _journal_path, open_storage, redact_url, storage_kind
 
@@ -58,7 +59,7 @@ class DashboardHandle:
     process: subprocess.Popen
     log_path: Path
     storage: str  # redacted storage URL it shows
-    _log_file: object = field(default=None, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def running(self) -> bool:
@@ -74,7 +75,7 @@ class DashboardHandle:
                 self.process.kill()
                 self.process.wait(timeout=timeout_s)
         if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file.close()
             self._log_file = None
         self.log_path.unlink(missing_ok=True)
 
@@ -84,7 +85,7 @@ class DashboardHandle:
         except OSError:
             return ""
 
-    def __enter__(self) -> "DashboardHandle":
+    def __enter__(self) -> DashboardHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

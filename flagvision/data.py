@@ -14,10 +14,10 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,7 @@ class LazyImages:
         return (len(self.paths), 3, self.image_size, self.image_size)
 
     def __getitem__(self, index: torch.Tensor | Sequence[int] | slice) -> torch.Tensor:
+        idx: Sequence[int]
         if isinstance(index, slice):
             idx = range(*index.indices(len(self.paths)))
         else:
@@ -86,7 +87,7 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, indices: torch.Tensor) -> "TensorSplit":
+    def subset(self, indices: torch.Tensor) -> TensorSplit:
         picked = indices.tolist()
         if isinstance(self.images, LazyImages):  # stay lazy: select paths, decode nothing
             images: torch.Tensor | LazyImages = LazyImages([self.images.paths[i] for i in picked], self.images.image_size)
@@ -146,7 +147,7 @@ def scan_dataset(root: str | os.PathLike[str], min_classes: int = 2) -> DatasetI
         raise DatasetError(f"{root} has only one class ({class_names[0]}); a classifier needs at least two")
 
     def collect(base: Path) -> list[Sample]:
-        out = []
+        out: list[Sample] = []
         for label, name in enumerate(class_names):
             folder = base / name
             if folder.is_dir():
@@ -198,7 +199,8 @@ def _decode_all(samples: Sequence[Sample], size: int, progress: Callable[[int, i
             if progress and (done % 256 == 0 or done == len(samples)):
                 progress(done, len(samples))
     keep = [i for i, t in enumerate(results) if t is not None]
-    images = torch.stack([results[i] for i in keep]) if keep else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    decoded = [t for t in results if t is not None]  # in the order of keep
+    images = torch.stack(decoded) if decoded else torch.empty(0, 3, size, size, dtype=torch.uint8)
     labels = torch.tensor([samples[i].label for i in keep], dtype=torch.int64)
     paths = [str(samples[i].path) for i in keep]
     return images, labels, paths, sorted(skipped)
@@ -234,7 +236,7 @@ def load_dataset(
     if in_memory and use_disk_cache and cache_file.is_file():
         try:
             decoded = torch.load(cache_file, weights_only=True)
-        except Exception:  # a damaged cache is rebuilt, never trusted
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             decoded = None
     if decoded is None:
         if in_memory:
@@ -260,7 +262,8 @@ def load_dataset(
         raise DatasetError(f"{cfg.path}: only one class has readable images; a classifier needs at least two")
     train = TensorSplit(images, labels, list(paths))
     if decoded["eval"] is not None and len(decoded["eval"][1]) > 0:
-        val = TensorSplit(*decoded["eval"][:2], list(decoded["eval"][2]))
+        eval_images, eval_labels, eval_paths = decoded["eval"]
+        val = TensorSplit(eval_images, eval_labels, list(eval_paths))
         eval_name = index.eval_split_name
     else:
         tr_idx, va_idx = _stratified_split(labels, cfg.val_fraction, cfg.split_seed)
@@ -381,7 +384,7 @@ def summarize(path: str | os.PathLike[str]) -> dict:
             key = f"{img.width}x{img.height}"
             sizes[key] = sizes.get(key, 0) + 1
             counts[s.label] += 1
-        result["splits"][split_name] = dict(zip(index.class_names, counts))
+        result["splits"][split_name] = dict(zip(index.class_names, counts, strict=True))
     result["sizes"] = dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:10])
     return result
 

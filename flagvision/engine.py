@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from .callbacks import Callback  # noqa: F401 - re-exported: engine.Callback is the public name
 from .config import OPTIMIZERS, ConfigError, RunConfig
-from .data import DatasetBundle, TensorSplit, augment_batch, normalize, normalize_float
+from .data import DatasetBundle, LazyImages, TensorSplit, augment_batch, normalize, normalize_float
 from .runtime import resolve_device, seed_everything, set_threads
 
 EVAL_BATCH = 256
@@ -38,7 +39,7 @@ class EpochMetrics:
     lr: float
     seconds: float
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:  # epoch is an int, the rest floats
         return asdict(self)
 
 
@@ -49,7 +50,7 @@ class History:
     best_val_acc: float = 0.0
     stop_reason: str = ""  # "", "early_stopping", or what a callback set (e.g. "cancelled", "pruned")
 
-    def to_dicts(self) -> list[dict[str, float]]:
+    def to_dicts(self) -> list[dict[str, Any]]:
         return [m.to_dict() for m in self.epochs]
 
 
@@ -133,7 +134,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: torch.Tensor | LazyImages, device: torch.device | None = None
+) -> torch.Tensor:
     """Logits for uint8 images (any length), in eval mode, batched."""
     device = device or next(model.parameters()).device
     mean, std = model_normalization(model)
@@ -169,6 +172,13 @@ def eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, class_names: Se
     return EvalResult(acc, loss, per_class, confusion.tolist(), list(class_names), preds.tolist(), len(labels))
 
 
+@runtime_checkable
+class _HasTrainableParameters(Protocol):
+    """A model that says which parameters to optimise (a FlagModel: its frozen backbone is left out)."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]: ...
+
+
 def fit(
     model: nn.Module,
     data: DatasetBundle,
@@ -187,7 +197,7 @@ def fit(
     if prefers_channels_last(model, device):
         model.to(memory_format=torch.channels_last)  # in place: same Parameter objects, NHWC strides
     layout = _input_layout(model)
-    params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else model.parameters()
+    params = model.trainable_parameters() if isinstance(model, _HasTrainableParameters) else model.parameters()
     optimizer = make_optimizer(hp.optimizer, params, hp.lr, cfg.weight_decay)
     if resume and resume.optimizer_state:
         optimizer.load_state_dict(resume.optimizer_state)
@@ -225,7 +235,7 @@ def fit(
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == labels).sum().item()
+            correct += int((logits.argmax(1) == labels).sum().item())
             seen += len(idx)
             state.batch = b + 1
             for cb in callbacks:

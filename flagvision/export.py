@@ -61,8 +61,11 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str = "torchscrip
                 # Class names travel inside the file, so the export is usable without the card.
                 torch.jit.save(traced, buffer, _extra_files={"card.json": _card_json(card)})
         else:
+            # torch types f as a path but still takes a BytesIO (torch/onnx/_internal/exporter/_compat.py);
+            # a path would save the weights as a separate external-data file.
             torch.onnx.export(
-                model, (example,), buffer, input_names=["image"], output_names=["logits"],
+                model, (example,), buffer,  # type: ignore[arg-type]
+                input_names=["image"], output_names=["logits"],
                 dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
             )
     return buffer.getvalue()

@@ -14,11 +14,10 @@ filter, so edges are anti-aliased at any resolution.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 from PIL import Image, ImageDraw
 
@@ -67,7 +66,7 @@ class _Canvas:
     def hbands(self, colors: Sequence[Color], weights: Sequence[float] | None = None) -> None:
         weights = weights or [1.0] * len(colors)
         total, y = sum(weights), 0.0
-        for color, w in zip(colors, weights):
+        for color, w in zip(colors, weights, strict=True):
             self.rect(0, y, self.length, y + w / total + 1e-3, color)
             y += w / total
 

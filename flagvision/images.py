@@ -64,7 +64,8 @@ def open_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int = MAX_
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # PIL refuses far larger images (> 2x its own limit) from the header, before our check above.
         raise ImageError(
-            f"{label}: too large to decode safely: more than the {max_pixels // 1_000_000} megapixel limit; resize it first"
+            f"{label}: too large to decode safely: "
+            f"more than the {max_pixels // 1_000_000} megapixel limit; resize it first"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not a recognised image file") from None
@@ -77,7 +78,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Apply EXIF orientation and convert any mode to RGB (alpha composited over white)."""
     try:
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not lose an otherwise good image
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose an otherwise good image
         pass
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit grayscale: scale to 8 bits using the actual range of the data.

@@ -67,7 +67,7 @@ def _declared_entries(source: Path) -> int | None:
             end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # stable since Python 2; handles zip64
     except (OSError, zipfile.BadZipFile, struct.error):
         return None
-    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]  # private too
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -106,7 +106,10 @@ def _extract_zip(source: Path, dest: Path) -> list[tuple[str, str]]:
             _safe_member_path(info)
             total += info.file_size
             if info.file_size > MAX_FILE_BYTES:
-                raise DatasetImportError(f"{info.filename} is {info.file_size / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit per file")
+                raise DatasetImportError(
+                    f"{info.filename} is {info.file_size / 2**20:.0f} MB, "
+                    f"over the {MAX_FILE_BYTES // 2**20} MB limit per file"
+                )
             if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 2**20:
                 raise DatasetImportError(f"{info.filename} expands {info.file_size // max(info.compress_size, 1)}× (a zip bomb?); refused")
         if total > MAX_TOTAL_BYTES:

@@ -81,8 +81,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(f"{'id':>4}  {'kind':5}  {'state':9}  {'progress':>8}  {'run':>4}  {'created':>12}  status")
         for j in rows:
             note = j["error"].splitlines()[0] if j["state"] == "failed" and j["error"] else (j["progress_text"] or "")
-            run = "-" if j["run_id"] is None else str(j["run_id"])
-            print(f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  {run:>4}  {_age(j['created_at']):>12}  {note}")
+            run_text = "-" if j["run_id"] is None else str(j["run_id"])
+            print(f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  "
+                  f"{run_text:>4}  {_age(j['created_at']):>12}  {note}")
         return 0
 
     if command == "show":
@@ -103,7 +104,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             best = "-" if run["best_val_acc"] is None else f"{run['best_val_acc']:.1%} (epoch {run['best_epoch']})"
             test = "" if run["test_acc"] is None else f", held-out accuracy {run['test_acc']:.1%}"
             print(f"  run {run['id']}: {run['name']} on {run['dataset']}, {run['status']}, "
-                  f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, best val acc {best}{test}")
+                  f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, "
+                  f"best val acc {best}{test}")
         if job["result"]:
             print(f"  result: {json_dumps(job['result'], sort_keys=True, default=str)}")
         if job["error"]:

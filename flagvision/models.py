@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .config import ACTIVATIONS, ConfigError, RunConfig, cnn_feature_size
 from . import weights as _weights
+from .config import ACTIVATIONS, ConfigError, RunConfig, cnn_feature_size
 
 __all__ = [
     "FlagModel",
@@ -267,6 +267,7 @@ class VGG16Transfer(FlagModel):
 
     name = "vgg16_transfer"
     normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    backbone: nn.Sequential  # vgg16's features, cut after the chosen block
 
     def __init__(self, num_classes: int, cfg: RunConfig, load_pretrained: bool = True) -> None:
         super().__init__()
@@ -307,7 +308,8 @@ class VGG16Transfer(FlagModel):
             for m in self.backbone.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    nn.init.zeros_(m.bias)
+                    if m.bias is not None:  # every VGG conv has one
+                        nn.init.zeros_(m.bias)
 
         channels = [m for m in self.backbone if isinstance(m, nn.Conv2d)][-1].out_channels
         self.pool = nn.AdaptiveAvgPool2d(VGG_POOL_SIZE)
@@ -338,7 +340,7 @@ class VGG16Transfer(FlagModel):
         # The parameter-free pool belongs to the feature side so cached features are small.
         return torch.flatten(self.pool(self.backbone(x)), 1)
 
-    def train(self, mode: bool = True) -> "VGG16Transfer":
+    def train(self, mode: bool = True) -> VGG16Transfer:
         """As nn.Module.train, but frozen layers stay in eval mode (matters if they ever hold BN/dropout)."""
         super().train(mode)
         for m in list(self.backbone)[: self._first_trainable]:

@@ -13,8 +13,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from .store import Store
 

@@ -72,7 +72,7 @@ def training_curves(
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not one of {', '.join(METRICS)}")
     single = not isinstance(metrics, Mapping)
-    runs: Mapping[str, Sequence[Mapping[str, Any]]] = {"": metrics} if single else metrics
+    runs: Mapping[str, Sequence[Mapping[str, Any]]] = metrics if isinstance(metrics, Mapping) else {"": metrics}
     colours = _palette(len(runs))
     convert = _percent if metric == "acc" else (lambda v: None if v is None else float(v))
 
@@ -152,7 +152,7 @@ def confusion_heatmap(
             text=text,
             texttemplate="%{text}",
             textfont=dict(size=9 if n > 12 else 12),
-            customdata=[[[c, s] for c, s in zip(crow, srow)] for crow, srow in zip(counts, share)],
+            customdata=[[[c, s] for c, s in zip(crow, srow, strict=True)] for crow, srow in zip(counts, share, strict=True)],
             hovertemplate=(
                 "true: %{y}<br>predicted: %{x}<br>count: %{customdata[0]}"
                 "<br>share of true class: %{customdata[1]:.1f}%<extra></extra>"

@@ -15,9 +15,10 @@ in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ from .checkpoints import load_checkpoint
 from .data import normalize, resize_to_square
 from .images import open_image
 
+if TYPE_CHECKING:
+    from .models import FlagModel  # models imports torchvision, heavy: only for the type
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the photo's pixels
 
@@ -76,7 +79,7 @@ class Prediction:
 class Predictor:
     """A loaded checkpoint ready for inference (read-only; safe to cache per checkpoint)."""
 
-    def __init__(self, model: torch.nn.Module, card: dict, source: str = ""):
+    def __init__(self, model: FlagModel, card: dict, source: str = ""):
         self.model, self.card, self.source = model.eval(), card, source
         self.class_names: list[str] = list(card["class_names"])
         self.size = int(card["input_size"])
@@ -84,7 +87,7 @@ class Predictor:
         self.std = card["normalization"]["std"]
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str]) -> "Predictor":
+    def from_checkpoint(cls, path: str | os.PathLike[str]) -> Predictor:
         model, card = load_checkpoint(path)
         return cls(model, card, str(path))
 
@@ -112,7 +115,7 @@ class Predictor:
     def search(self, images: Sequence) -> list[tuple[torch.Tensor, Box | None]]:
         """Scene search: per image, the answering view's class probabilities and its box (in the
         image's own pixels)."""
-        out = []
+        out: list[tuple[torch.Tensor, Box | None]] = []
         for img in images:
             pil = (img if isinstance(img, Image.Image) else open_image(img)).convert("RGB")
             # Shrink a big photo once: its smallest crop still holds over 4x the input size, and
@@ -130,13 +133,14 @@ class Predictor:
             best = choose_view(probs)
             box = views[best][0]
             if box is not None and scale != 1.0:
-                box = tuple(round(c * scale) for c in box)  # type: ignore[assignment]
+                left, top, right, bottom = box
+                box = (round(left * scale), round(top * scale), round(right * scale), round(bottom * scale))
             out.append((probs[best], box))
         return out
 
     def _top(self, probs: torch.Tensor, k: int, box: Box | None = None) -> Prediction:
         values, indices = probs.topk(k)
-        return Prediction([(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())], box)
+        return Prediction([(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)], box)
 
     def gradcam(self, image: Image.Image | bytes | str, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heat map (H×W floats in 0–1, at input size) for ``class_index`` (default: top-1)."""
@@ -167,7 +171,7 @@ class Predictor:
 
 def overlay_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """Blend a 0–1 heat map (red = important) over ``image`` at the image's own size."""
-    heat = Image.fromarray((cam * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    heat = Image.fromarray((cam * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR)
     h = np.asarray(heat, dtype=np.float32) / 255.0
     colour = np.stack([h, h * 0.4, 1.0 - h], axis=-1)  # blue → red
     base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

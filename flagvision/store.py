@@ -127,6 +127,13 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 T = TypeVar("T")
 
 
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just made (sqlite3 types ``lastrowid`` optional)."""
+    if cursor.lastrowid is None:
+        raise StoreError("the database reported no id for the new row")
+    return cursor.lastrowid
+
+
 class StoreError(FlagVisionError, RuntimeError):
     """The database is unusable (not a database, newer schema than this code, or locked past
     every retry); the message names the file and what to do."""
@@ -211,7 +218,7 @@ class Store:
                 self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -328,7 +335,7 @@ class Store:
         sql = (
             f"INSERT INTO fv_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         )
-        return self._write(lambda c: c.execute(sql, [fields[n] for n in names]).lastrowid)
+        return self._write(lambda c: _inserted_id(c.execute(sql, [fields[n] for n in names])))
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         fields = self._run_fields(fields)
@@ -350,7 +357,7 @@ class Store:
         self, status: str | Sequence[str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Runs, newest first, optionally only those with the given status(es)."""
-        sql, params = "SELECT * FROM fv_runs", []
+        sql, params = "SELECT * FROM fv_runs", list[Any]()
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
             for s in wanted:
@@ -464,7 +471,7 @@ class Store:
         fields["kind"] = kind
         names = list(fields)
         sql = f"INSERT INTO fv_jobs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        return self._write(lambda c: c.execute(sql, [fields[n] for n in names]).lastrowid)
+        return self._write(lambda c: _inserted_id(c.execute(sql, [fields[n] for n in names])))
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job (all columns, plus ``payload``/``result`` parsed), or None."""
@@ -475,7 +482,7 @@ class Store:
         self, states: str | Sequence[str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Jobs, newest first, optionally only in the given state(s)."""
-        sql, params = "SELECT * FROM fv_jobs", []
+        sql, params = "SELECT * FROM fv_jobs", list[Any]()
         if states is not None:
             wanted = [states] if isinstance(states, str) else list(states)
             for s in wanted:
@@ -506,7 +513,7 @@ class Store:
 
         Returning the flag saves the worker a second round trip per beat.
         """
-        sets, params = ["heartbeat_at = ?"], [time.time()]
+        sets, params = ["heartbeat_at = ?"], list[Any]([time.time()])
         if progress is not None:
             sets.append("progress = ?")
             params.append(min(1.0, max(0.0, float(progress))))

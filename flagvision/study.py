@@ -29,9 +29,10 @@ import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -82,7 +83,7 @@ class ParamOverride:
     choices: tuple[str, ...] = ()  # subset of a categorical parameter's choices
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ParamOverride":
+    def from_dict(cls, data: dict[str, Any]) -> ParamOverride:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise StudyError(f"unknown search-space field(s) {', '.join(unknown)}; valid: name, fixed, low, high, choices")
@@ -118,8 +119,8 @@ def resolve_space(overrides: tuple[ParamOverride, ...] | list[ParamOverride], ep
     for spec in HYPERPARAMS:
         if spec.name not in SEARCHABLE:
             continue
-        o = by_name.get(spec.name)
-        dim = spec if o is None else _narrow(spec, o)
+        override = by_name.get(spec.name)
+        dim = spec if override is None else _narrow(spec, override)
         if isinstance(dim, ParamSpec):
             dims.append(dim)
         else:
@@ -231,7 +232,7 @@ class StudyConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StudyConfig":
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise StudyError(f"unknown StudyConfig field(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}")
@@ -242,7 +243,7 @@ class StudyConfig:
             data["base"] = RunConfig.from_dict(data["base"])
         return cls(**data)
 
-    def with_changes(self, **changes: Any) -> "StudyConfig":
+    def with_changes(self, **changes: Any) -> StudyConfig:
         return StudyConfig.from_dict({**self.to_dict(), **changes})
 
     def search_definition(self) -> dict[str, Any]:
@@ -289,9 +290,11 @@ def suggest(trial: optuna.trial.BaseTrial, space: SearchSpace) -> HyperParams:
     values: dict[str, Any] = dict(space.fixed)
     for d in space.dims:
         if d.kind == "int":
-            values[d.name] = trial.suggest_int(d.name, int(d.low), int(d.high), step=int(d.step or 1))
+            low, high = d.bounds()
+            values[d.name] = trial.suggest_int(d.name, int(low), int(high), step=int(d.step or 1))
         elif d.kind == "float":
-            values[d.name] = trial.suggest_float(d.name, float(d.low), float(d.high), log=d.log)
+            low, high = d.bounds()
+            values[d.name] = trial.suggest_float(d.name, float(low), float(high), log=d.log)
         else:
             values[d.name] = trial.suggest_categorical(d.name, list(d.choices))
     return HyperParams(**values, epochs=space.epochs)
@@ -444,7 +447,7 @@ def list_studies(storage_url: str) -> list[dict[str, Any]]:
             "name": name,
             "trials": len(trials),
             "states": dict(counts),
-            "best_value": max((t.value for t in complete), default=None),
+            "best_value": max((_value(t) for t in complete), default=None),
             "planned": (study.user_attrs.get(CONFIG_ATTR) or {}).get("n_trials"),
         })
     return out
@@ -541,6 +544,13 @@ def _needs_work(study: optuna.Study, planned: int) -> bool:
     return c[TrialState.WAITING] > 0 or sum(c[s] for s in _COUNTED) < planned
 
 
+def _value(t: FrozenTrial) -> float:
+    """The objective value of a finished trial (Optuna types it optional; a COMPLETE trial always has one)."""
+    if t.value is None:
+        raise StudyError(f"trial {t.number} ({t.state.name}) has no value")
+    return t.value
+
+
 def _best(study: optuna.Study) -> FrozenTrial | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
@@ -572,12 +582,12 @@ def _open_or_create(cfg: StudyConfig, storage: optuna.storages.BaseStorage, seed
 
 def run_study(
     cfg: StudyConfig,
-    ws: "Workspace",
+    ws: Workspace,
     should_stop: Callable[[], bool] | None = None,
     report: ReportFn | None = None,
-    data: "DatasetBundle | None" = None,
+    data: DatasetBundle | None = None,
     *,
-    store: "Store | None" = None,
+    store: Store | None = None,
     job_id: int | None = None,
     worker: int = 0,
 ) -> StudySummary:
@@ -623,7 +633,7 @@ def run_study(
     planned = cfg.n_trials
     trials_run = 0
     stopped = ""
-    progress = {"done": 0, "best": None}
+    progress: dict[str, Any] = {"done": 0, "best": None}  # done: int, best: (trial number, value) or None
 
     def refresh() -> None:
         c = _counts(study)
@@ -718,7 +728,7 @@ def _summary(study: optuna.Study, cfg: StudyConfig, url: str, trials_run: int, s
 
 
 def run_study_job(
-    ws: "Workspace", store: "Store", job: dict[str, Any], should_stop: Callable[[], bool], report: ReportFn
+    ws: Workspace, store: Store, job: dict[str, Any], should_stop: Callable[[], bool], report: ReportFn
 ) -> dict[str, Any]:
     """Entry point of the background worker for jobs of kind ``"study"`` (payload: StudyConfig dict)."""
     payload = job.get("payload")
@@ -774,7 +784,7 @@ def _fmt_value(v: Any) -> str:
 def what_mattered(study: optuna.Study) -> str:
     """A few sentences: which parameters mattered most, what the top trials share, vs the seed's preset."""
     complete = sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (-t.value, t.number)
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (-_value(t), t.number)
     )
     if len(complete) < 2:
         return (
@@ -787,7 +797,7 @@ def what_mattered(study: optuna.Study) -> str:
     if preset is not None and preset.number != best.number:
         sentences.append(
             f"The seed's best preset (trial #{preset.number}) reached {preset.value:.1%}, "
-            f"{(best.value - preset.value) * 100:+.1f} points from the best."
+            f"{(_value(best) - _value(preset)) * 100:+.1f} points from the best."
         )
     elif preset is not None:
         sentences.append("That best trial is the seed's own preset: nothing found beat it yet.")
@@ -817,7 +827,8 @@ def what_mattered(study: optuna.Study) -> str:
             where = "inside" if lo <= default <= hi else ("below" if default < lo else "above")
             span = f"{_fmt_value(lo)}" if lo == hi else f"{_fmt_value(lo)}–{_fmt_value(hi)}"
             sentences.append(
-                f"{p}: the top {len(values)} trials use {span}; the seed's preset ({_fmt_value(default)}) is {where} that range."
+                f"{p}: the top {len(values)} trials use {span}; "
+                f"the seed's preset ({_fmt_value(default)}) is {where} that range."
             )
     if note:
         sentences.append(f"Note: {note}.")
@@ -844,7 +855,7 @@ def study_results(storage_url: str, name: str, top: int = 10) -> dict[str, Any]:
     counts = Counter(t.state.name for t in trials)
     ranked = sorted(
         (t for t in trials if t.state in FINISHED and t.value is not None),
-        key=lambda t: (t.state != TrialState.COMPLETE, -t.value, t.number),
+        key=lambda t: (t.state != TrialState.COMPLETE, -_value(t), t.number),
     )
     best = _best(study)
     importances, note = param_importances(study)
@@ -878,7 +889,7 @@ def final_training_config(study: optuna.Study, epochs: int = 10) -> RunConfig:
     return replace(base, hparams=HyperParams.from_dict(params))
 
 
-def submit_final_training(ws: "Workspace", storage_url: str, name: str, epochs: int = 10) -> tuple[int, int]:
+def submit_final_training(ws: Workspace, storage_url: str, name: str, epochs: int = 10) -> tuple[int, int]:
     """Queue a normal training run of the best parameters; returns ``(job_id, run_id)``."""
     from .jobs import submit_training
 
@@ -895,7 +906,7 @@ def submit_final_training(ws: "Workspace", storage_url: str, name: str, epochs: 
 class StudyFigure:
     """A Plotly figure, or ``None`` with the reason (too few trials...) to show instead."""
 
-    figure: "go.Figure | None"
+    figure: go.Figure | None
     message: str = ""
 
 
@@ -904,7 +915,7 @@ def _need(study: optuna.Study, n: int, what: str) -> str:
     return "" if done >= n else f"{what} needs at least {n} complete trial(s); this study has {done}"
 
 
-def _figure(study: optuna.Study, min_complete: int, what: str, build: Callable[[], "go.Figure"]) -> StudyFigure:
+def _figure(study: optuna.Study, min_complete: int, what: str, build: Callable[[], go.Figure]) -> StudyFigure:
     message = _need(study, min_complete, what)
     if message:
         return StudyFigure(None, message)

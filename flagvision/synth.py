@@ -30,9 +30,9 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -94,7 +94,7 @@ class SynthConfig:
 # Colours and textures shared by all scenes of a process (built once, then only read)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _texture(name: str, width: int) -> Array:
     """The flat flag as float32 HxWx3 in 0..1 (one mip level; cached per process)."""
     return np.asarray(render_flag(name, width), dtype=np.float32) / 255.0
@@ -109,11 +109,12 @@ def _texture_for(name: str, px: float) -> Array:
     return _texture(name, width)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _flag_colors(name: str) -> tuple[tuple[int, int, int], ...]:
     """The flag's own colours: every colour covering at least 2% of its area."""
     image = render_flag(name, 96)
-    counts = image.getcolors(maxcolors=96 * 96) or []
+    # An RGB image's colours are (r, g, b) tuples (PIL types them for every mode).
+    counts = cast("list[tuple[int, tuple[int, int, int]]]", image.getcolors(maxcolors=96 * 96) or [])
     total = image.width * image.height
     return tuple(rgb for count, rgb in sorted(counts, reverse=True) if count >= 0.02 * total)
 
@@ -147,7 +148,7 @@ def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
 
 
 def _jitter(rng: np.random.Generator, rgb: Sequence[int], amount: float = 18) -> tuple[int, int, int]:
-    r, g, b = (min(255, max(0, int(v + d))) for v, d in zip(rgb, rng.normal(0, amount, 3)))
+    r, g, b = (min(255, max(0, int(v + d))) for v, d in zip(rgb, rng.normal(0, amount, 3), strict=True))
     return (r, g, b)
 
 
@@ -338,7 +339,7 @@ class _Placement:
 
 def _homography(src: Array, dst: Array) -> Array:
     rows, rhs = [], []
-    for (u, v), (x, y) in zip(src, dst):
+    for (u, v), (x, y) in zip(src, dst, strict=True):
         rows.append([u, v, 1, 0, 0, 0, -u * x, -v * x])
         rows.append([0, 0, 0, u, v, 1, -u * y, -v * y])
         rhs += [x, y]
@@ -429,7 +430,7 @@ def _cloth(rng: np.random.Generator, name: str, p: _Placement, n: int, light: Se
     dz_du = np.zeros_like(qu)
     dz_dv = np.zeros_like(qu)
     # Plain Python floats keep the arithmetic in float32 (NumPy scalars would promote to float64).
-    for a, f, g, ph in zip(amps.tolist(), freq.tolist(), slant.tolist(), phase.tolist()):
+    for a, f, g, ph in zip(amps.tolist(), freq.tolist(), slant.tolist(), phase.tolist(), strict=True):
         theta = (2 * np.pi * f) * qu + (2 * np.pi * g) * qv + ph
         s, c = np.sin(theta), np.cos(theta)
         z += a * env * s

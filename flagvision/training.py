@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
-from .checkpoints import load_checkpoint, load_last_state, make_card, save_checkpoint, save_last_state, write_json_atomic
+from .checkpoints import (
+    load_checkpoint,
+    load_last_state,
+    make_card,
+    save_checkpoint,
+    save_last_state,
+    write_json_atomic,
+)
 from .config import RunConfig
 from .data import DatasetBundle, load_dataset
 from .engine import Callback, EpochMetrics, EvalResult, FitState, History, evaluate, fit
@@ -87,7 +94,7 @@ def run_training(
     result = evaluate(best, data.val, data.class_names)
     misclassified = [
         {"path": data.val.paths[i], "true": data.class_names[t], "predicted": data.class_names[p]}
-        for i, (t, p) in enumerate(zip(data.val.labels.tolist(), result.predictions))
+        for i, (t, p) in enumerate(zip(data.val.labels.tolist(), result.predictions, strict=True))
         if t != p
     ]
     write_json_atomic(

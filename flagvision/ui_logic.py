@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .config import (
     DEFAULT_AUGMENT,
@@ -67,11 +68,12 @@ def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[flo
 
     Rounded to three significant digits so the labels stay readable (1.8e-04, not 1.7782794e-04).
     """
-    lo, hi = math.log10(spec.low), math.log10(spec.high)
+    low, high = spec.bounds()
+    lo, hi = math.log10(low), math.log10(high)
     n = max(2, round((hi - lo) * per_decade) + 1)
     values = {float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n)}
     values.add(float(spec.default))
-    return sorted(v for v in values if spec.low <= v <= spec.high)
+    return sorted(v for v in values if low <= v <= high)
 
 
 def nearest(options: Sequence[float], value: float) -> float:
@@ -87,11 +89,12 @@ def widget_for(spec: ParamSpec) -> WidgetSpec:
     common = dict(name=spec.name, label=spec.name, help=help_text(spec), default=spec.default)
     if spec.kind == "categorical":
         return WidgetSpec(widget="selectbox", options=tuple(spec.choices), **common)
+    low, high = spec.bounds()
     if spec.kind == "int":
-        return WidgetSpec(widget="slider", low=int(spec.low), high=int(spec.high), step=int(spec.step or 1), **common)
+        return WidgetSpec(widget="slider", low=int(low), high=int(high), step=int(spec.step or 1), **common)
     if spec.log:
         return WidgetSpec(widget="select_slider", options=tuple(log_grid(spec)), **common)
-    return WidgetSpec(widget="slider", low=float(spec.low), high=float(spec.high), step=0.01, **common)
+    return WidgetSpec(widget="slider", low=float(low), high=float(high), step=0.01, **common)
 
 
 def hyperparameter_widgets(exclude: Iterable[str] = ()) -> list[WidgetSpec]:
@@ -221,8 +224,9 @@ def epochs_eta(metrics: Sequence[dict[str, Any]], total_epochs: int) -> float | 
 def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None = None) -> str:
     if job["kind"] == "study":
         return f"Study {job.get('study_name') or job['id']}"
-    run = (runs_by_id or {}).get(job.get("run_id"))
-    name = run["name"] if run else f"run {job.get('run_id')}"
+    run_id = job.get("run_id")
+    run = (runs_by_id or {}).get(run_id) if run_id is not None else None
+    name = run["name"] if run else f"run {run_id}"
     return f"Train #{job.get('run_id')}: {name}"
 
 
@@ -431,7 +435,8 @@ def space_override(spec: ParamSpec, value: Any) -> dict[str, Any] | None:
     if math.isclose(low, full[0]) and math.isclose(high, full[1]):
         return None
     # A log grid's ends are rounded to 3 digits: keep them inside the spec's own range.
-    return {"name": spec.name, "low": max(low, spec.low), "high": min(high, spec.high)}
+    spec_low, spec_high = spec.bounds()
+    return {"name": spec.name, "low": max(low, spec_low), "high": min(high, spec_high)}
 
 
 def describe_override(spec: ParamSpec, override: dict[str, Any] | None) -> str:

@@ -65,8 +65,17 @@ def _published_weights() -> Any:
 # torchvision.models; tests/test_weights.py checks both against torchvision.
 WEIGHTS_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]  # "vgg16-397923af.pth"
-# torch.hub's naming convention "<name>-<first hex digits of sha256>.<ext>" publishes the hash prefix.
-PUBLISHED_HASH_PREFIX = re.search(r"-([a-f0-9]{6,})\.", WEIGHTS_FILENAME).group(1)  # type: ignore[union-attr]
+
+
+def _published_hash_prefix(filename: str) -> str:
+    """torch.hub's naming convention "<name>-<first hex digits of sha256>.<ext>" publishes the hash prefix."""
+    match = re.search(r"-([a-f0-9]{6,})\.", filename)
+    if match is None:
+        raise ValueError(f"{filename} does not follow torch.hub's <name>-<hash>.<ext> naming")
+    return match.group(1)
+
+
+PUBLISHED_HASH_PREFIX = _published_hash_prefix(WEIGHTS_FILENAME)
 _FILE_SIZE_MB = 528  # torchvision's meta["_file_size"] (527.8 MB)
 
 # The three ways out, quoted by every error a user can meet (CLI flag names owned by flagvision.cli).

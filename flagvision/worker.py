@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Any
 
 from . import jobs
 from .errors import describe
-from .store import Store
+from .store import Store, StoreError
 from .workspace import Workspace
 
 HEARTBEAT_S = 1.0  # store heartbeat period; also the cancel-flag poll, so cancel lands in ~1 s
@@ -68,7 +69,7 @@ class _Worker:
         try:
             if self.store.heartbeat(self.job_id, self.progress, self.text):
                 self.stop.set()
-        except Exception as exc:  # a locked database must not kill the worker; beat again later
+        except (StoreError, sqlite3.Error, OSError) as exc:  # a locked database must not kill the worker; beat again later
             if not self._beat_error_shown:
                 print(f"heartbeat failed (will retry): {exc}", file=sys.stderr, flush=True)
                 self._beat_error_shown = True
@@ -106,7 +107,7 @@ class _Worker:
                     state, result = self._study()
                 else:
                     raise ValueError(f"unknown job kind {self.job['kind']!r}")
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
                 outcome = exc
             self.phase = "finish"
         except _Cancelled as exc:  # the handler's one raise landed just after the work ended
@@ -129,7 +130,7 @@ class _Worker:
         print(f"job {self.job_id} {state}" + (f": {error}" if error else ""), flush=True)
         try:
             jobs.dispatch(self.ws)
-        except Exception:  # the job is done and recorded; the next poller starts the queue
+        except Exception:  # noqa: BLE001 - the job is done and recorded; the next poller starts the queue
             traceback.print_exc()
         return 0 if state != "failed" else 1
 
@@ -182,8 +183,8 @@ class _Worker:
 
         self._run_recorded = True
         try:
-            finish_run(self.store, run_id, None, status, error)
-        except Exception:  # the job row still gets its state below; say why the run row did not
+from .errors import describe
+from .store import Store, StoreError
             traceback.print_exc()
 
     def _study(self) -> tuple[str, dict[str, Any] | None]:
@@ -203,7 +204,7 @@ class _Worker:
             try:
                 self.store.finish_job(self.job_id, state, error=error, result=result)
                 return
-            except Exception:
+            except (StoreError, sqlite3.Error, OSError):  # what a retry can fix; anything else is a bug to see
                 traceback.print_exc()
                 time.sleep(0.5 * (attempt + 1))
 

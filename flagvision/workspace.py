@@ -33,7 +33,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str] | None = None) -> "Workspace":
+    def open(cls, root: str | os.PathLike[str] | None = None) -> Workspace:
         """Resolve the root (argument < env var < ./workspace) and create its folders."""
         ws = cls(Path(root).resolve() if root else default_root())
         for folder in (ws.root, ws.datasets_dir, ws.runs_dir):

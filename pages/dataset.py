@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.builtin import builtin_ready, ensure_builtin
 from flagvision.flags import FLAG_NAMES, render_flag
 from flagvision.importer import import_dataset
@@ -164,7 +165,7 @@ def main() -> None:
             st.dataframe([{"file": f, "reason": r} for f, r in summary["unreadable"]], hide_index=True,
                          key="dataset_unreadable")
         cols = st.columns(len(summary["splits"]) or 1)
-        for col, (split, counts) in zip(cols, summary["splits"].items()):
+        for col, (split, counts) in zip(cols, summary["splits"].items(), strict=False):
             with col:
                 ui.figure("class_counts_bars", counts, title=f"Images per class · {split}", key=f"dataset_counts_{split}")
         # Only the open tab is drawn: the title, counts and charts paint first, the pictures after.

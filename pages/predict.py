@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
-    agreement_badge, analyse_photo, batch_summary_row, checkpoint_choices, checkpoint_label,
+    agreement_badge,
+    analyse_photo,
+    batch_summary_row,
+    checkpoint_choices,
+    checkpoint_label,
 )
 import app_ui as ui
 
@@ -21,7 +26,7 @@ def _choose_models(store) -> dict[str, str]:
     runs = store.list_runs(status="succeeded")
     chosen: dict[str, str] = {}
     cols = st.columns(2)
-    for col, (slot, (model, title, how)) in zip(cols, SLOTS.items()):
+    for col, (slot, (model, title, how)) in zip(cols, SLOTS.items(), strict=True):
         with col:
             options = checkpoint_choices(runs, model)
             if not options:
@@ -57,7 +62,7 @@ def _show_result(index: int, result, labels: dict[str, str]) -> None:
         st.markdown(head)
         cols = st.columns([1, 2, 2])
         cols[0].image(result.image, caption="photo", width="stretch")
-        for col, slot in zip(cols[1:], SLOTS):
+        for col, slot in zip(cols[1:], SLOTS, strict=True):
             with col:
                 if slot not in result.predictions:
                     st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision.models import list_models
 from flagvision.store import RUN_STATUSES
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
@@ -163,7 +164,7 @@ def main() -> None:
     # Only the open tab is drawn: one chart of this run (not two charts, a gallery, the config
     # viewer, the log and the export widgets) competes with the table and curves for the first paint.
     *evaluation_tabs, tab_config, tab_export, tab_delete = ui.lazy_tabs(VIEWS, key="runs_view")
-    for tab, show in zip(evaluation_tabs, (_per_class, _confusion, _misclassified)):
+    for tab, show in zip(evaluation_tabs, (_per_class, _confusion, _misclassified), strict=True):
         if tab.open:
             with tab:
                 if evaluation:

@@ -6,11 +6,20 @@ import time
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision import jobs
 from flagvision.config import CNN_IMAGE_SIZE, HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
 from flagvision.ui_logic import (
-    IMAGE_SIZES, dataset_choices, dataset_title, describe_override, format_value, log_grid,
-    range_widget_default, space_override, trial_dict, trial_rows,
+    IMAGE_SIZES,
+    dataset_choices,
+    dataset_title,
+    describe_override,
+    format_value,
+    log_grid,
+    range_widget_default,
+    space_override,
+    trial_dict,
+    trial_rows,
 )
 import app_ui as ui
 

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages import _common as ui
 from flagvision import jobs
 from flagvision.config import DEFAULT_AUGMENT, HYPERPARAMS, PARAM_SPECS, ConfigError, VGGConfig, default_image_size
 from flagvision.models import list_models
 from flagvision.training import has_resumable_state
 from flagvision.ui_logic import (
-    IMAGE_SIZES, build_run_config, dataset_choices, dataset_title, epochs_eta, format_duration,
-    job_eta, model_label, param_applies, resumable,
+    IMAGE_SIZES,
+    build_run_config,
+    dataset_choices,
+    dataset_title,
+    epochs_eta,
+    format_duration,
+    job_eta,
+    model_label,
+    param_applies,
+    resumable,
 )
 from flagvision.weights import weights_status
 from flagvision.workspace import BUILTIN_DATASET

@@ -121,4 +121,4 @@ def test_last_state_round_trip(tmp_path):
     fresh, _ = _cnn()
     state = load_last_state(tmp_path, fresh)
     assert state.next_epoch == 4 and state.optimizer_state["state"]
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True))

@@ -1,10 +1,20 @@
+import dataclasses
 import json
 
 import pytest
 
 from flagvision.config import (
-    ACTIVATIONS, HYPERPARAMS, OPTIMIZERS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, HyperParams,
-    RunConfig, VGGConfig, cnn_feature_size,
+    ACTIVATIONS,
+    HYPERPARAMS,
+    OPTIMIZERS,
+    PARAM_SPECS,
+    SEARCHABLE,
+    ConfigError,
+    DataConfig,
+    HyperParams,
+    RunConfig,
+    VGGConfig,
+    cnn_feature_size,
 )
 
 
@@ -57,7 +67,7 @@ def test_json_round_trip_and_frozen():
     cfg = cfg.with_hparams(lr=3e-4, activation="ELU")
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg and again.hparams.lr == 3e-4
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3  # frozen
     assert "random init" in again.label
 

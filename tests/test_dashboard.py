@@ -11,6 +11,7 @@ import urllib.request
 import optuna
 import pytest
 
+from flagvision.config import DataConfig, RunConfig
 from flagvision.dashboard import DashboardError, start_dashboard
 from flagvision.study import StudyConfig, StudyError
 from flagvision.config import DataConfig, RunConfig

@@ -3,9 +3,17 @@ import shutil
 import pytest
 import torch
 
-from fv_helpers import make_pattern_dataset
 from flagvision.config import DataConfig
-from flagvision.data import CACHE_DIR, DatasetError, LazyImages, augment_batch, load_dataset, load_eval_images, summarize
+from flagvision.data import (
+    CACHE_DIR,
+    DatasetError,
+    LazyImages,
+    augment_batch,
+    load_dataset,
+    load_eval_images,
+    summarize,
+)
+from fv_helpers import make_pattern_dataset
 
 
 def test_stratified_split_is_seeded_and_complete(tiny_dataset):

@@ -4,8 +4,8 @@ import zipfile
 
 import pytest
 
-from fv_helpers import make_pattern_dataset, zip_bytes
 from flagvision.importer import DatasetImportError, import_dataset
+from fv_helpers import make_pattern_dataset, zip_bytes
 
 
 @pytest.fixture

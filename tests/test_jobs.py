@@ -2,7 +2,8 @@
 
 Each worker pays a few seconds of torch import, so the process tests are few and each checks a
 whole story: queue order with a live reader; a killed worker reaped and resumed; a failure; the CLI
-(background train, list/show/logs, cancel of a running and of a starting job). The unit tests at the top use fake processes and cost milliseconds.
+(background train, list/show/logs, cancel of a running and of a starting job). The unit tests at the
+top use fake processes and cost milliseconds.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from fv_helpers import make_pattern_dataset, run_cli, wait_for
 from flagvision import cli, jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.store import FINISHED_STATES
 from flagvision.workspace import Workspace
+from fv_helpers import make_pattern_dataset, run_cli, wait_for
 
 
 @pytest.fixture(scope="module")

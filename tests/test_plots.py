@@ -60,7 +60,7 @@ def test_training_curves_overlaid_runs() -> None:
     runs = {"run 1": _rows(4), "run 2": _rows(6, 0.1), "run 3": _rows(2, 0.2)}
     fig = plots.training_curves(runs, "loss")
     assert len(fig.data) == 2 * len(runs)
-    for (label, rows), (train, val) in zip(runs.items(), zip(fig.data[::2], fig.data[1::2])):
+    for (label, rows), (train, val) in zip(runs.items(), zip(fig.data[::2], fig.data[1::2], strict=True), strict=True):
         assert len(train.x) == len(val.x) == len(rows)
         assert train.line.color == val.line.color  # same colour per run
         assert (train.line.dash, val.line.dash) == ("dash", "solid")

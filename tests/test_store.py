@@ -217,7 +217,7 @@ def test_stale_jobs(store: Store) -> None:
 # -- several processes ------------------------------------------------------------------------
 
 
-def _claim_loop(db_path: str, barrier: "mp.synchronize.Barrier", out: mp.Queue) -> None:
+def _claim_loop(db_path: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:
     """Claim jobs one at a time (max_running=1), hold each briefly, finish it."""
     s = Store(db_path)
     rng = random.Random()
@@ -258,7 +258,7 @@ def test_claim_across_two_processes_never_runs_two(tmp_path: Path) -> None:
     jobs = sorted((s.get_job(i) for i in ids), key=lambda j: j["started_at"])
     assert all(j["state"] == "succeeded" for j in jobs)
     # Intervals [started_at, finished_at] never overlap: at most one job ran at any moment.
-    for prev, nxt in zip(jobs, jobs[1:]):
+    for prev, nxt in zip(jobs, jobs[1:], strict=False):
         assert nxt["started_at"] >= prev["finished_at"]
     assert s.integrity_check() == "ok"
 
@@ -302,7 +302,7 @@ def test_reader_never_sees_locked_while_worker_writes(tmp_path: Path) -> None:
                 Store(path).close()
             seen.append(len(rows))
             reads += 1
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the test counts every kind of error
             errors.append(repr(exc))
         time.sleep(0.05 if reads % 2 else 0.2)
     epochs, writer_errors = out.get(timeout=30)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def tiny_builtin(tmp_path_factory) -> Path:
     """A generated built-in dataset, tiny (the real one takes a minute)."""
@@ -41,7 +40,7 @@ def _stop_workers(ws) -> None:
     for job in store.list_jobs(("queued", "running")):
         try:
             jobs.cancel(ws, job["id"], force=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - best-effort teardown: one failed cancel must not skip the rest
             pass
 
 

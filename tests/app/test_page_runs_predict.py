@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 from app_helpers import app, no_exceptions, png_bytes
-
 from flagvision import jobs
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from app_helpers import app, no_exceptions
-
 from flagvision import jobs
 
 

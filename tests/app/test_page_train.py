@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from app_helpers import app, no_exceptions, wait_for
-
 from flagvision import jobs
 from flagvision.config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, HYPERPARAMS, VGG_IMAGE_SIZE
 

@@ -25,7 +25,6 @@ from playwright.sync_api import expect
 from flagvision import jobs
 from fv_helpers import wait_for
 
-
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RUN_NAME = "e2e-journey"
@@ -103,7 +102,8 @@ def _settle(page, timeout_ms: float = 20_000) -> None:
     try:
         page.wait_for_function(
             """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  && ![...document.querySelectorAll('[data-testid="stSkeleton"]')].some((e) => e.getClientRects().length)""",
+                  && ![...document.querySelectorAll('[data-testid="stSkeleton"]')]
+                       .some((e) => e.getClientRects().length)""",
             polling=100, timeout=timeout_ms,
         )
     except Exception:  # noqa: BLE001 - a screenshot of a busy page is still worth taking
@@ -296,7 +296,8 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
         bars = page.locator(f".st-key-{key} .js-plotly-plot .barlayer .point").count()
         assert bars == 5, f"{key}: {bars} bars, expected the top 5"
         column = page.locator(f".st-key-{key}").evaluate(
-            "(el) => el.closest('[data-testid=\"stColumn\"]').parentElement.closest('[data-testid=\"stColumn\"]').innerText")
+            "(el) => el.closest('[data-testid=\"stColumn\"]')"
+            ".parentElement.closest('[data-testid=\"stColumn\"]').innerText")
         assert label in column, f"{key}: no '{label}' beside the chart: {column!r}"
     results = page.locator('[data-testid="stMain"]').inner_text()
     for photo in photos:

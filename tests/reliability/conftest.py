@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reliability_kit import FLAGS, tree_state  # noqa: E402
+from reliability_kit import FLAGS, tree_state
 
 TRAIN_PER_FLAG = 36
 
@@ -66,9 +66,8 @@ def flag_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def flag_ws(flag_root, tmp_path, monkeypatch):
     """A private copy of the trained workspace (tests may break it), with FLAGVISION_HOME set."""
-    from flagvision.workspace import Workspace
-
     from flagvision.store import Store
+    from flagvision.workspace import Workspace
 
     root = tmp_path / "outer" / "ws"
     shutil.copytree(flag_root, root)  # with the WAL file: it may hold the latest rows

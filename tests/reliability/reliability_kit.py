@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: also when run as a script
-from fv_helpers import app, no_exceptions, zip_bytes  # noqa: E402,F401  (re-exported to the tests)
+from fv_helpers import app, no_exceptions, zip_bytes  # noqa: F401  (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "streamlit_app.py")
@@ -311,7 +311,8 @@ case("pickle with a code payload as model.safetensors", PREDICT_PAGE, "st.error 
 case("pickle with a code payload as last_optimizer.pt", RESUME, "CheckpointError “resumable state is damaged”; marker never created",
      f"{T_CK}::test_resume_with_a_poisoned_optimizer_state")
 case("torch.save file with a code payload as the VGG-16 .pth", WEIGHTS,
-     "exit 2 “is not torchvision's vgg16-397923af.pth” (hash); with the hash check passed, “not a loadable PyTorch weights file”; marker never created, nothing installed",
+     "exit 2 “is not torchvision's vgg16-397923af.pth” (hash); with the hash check passed, "
+     "“not a loadable PyTorch weights file”; marker never created, nothing installed",
      f"{T_CK}::test_weights_import_of_a_code_payload")
 case("checkpoint of the wrong architecture", CLI_CKPT, "exit 2 “the weights do not fit a flag_cnn with 4 classes”",
      f"{T_CK}::test_cli_refuses_hostile_checkpoints")
@@ -367,7 +368,8 @@ case("SIGKILL a foreground `python -m flagvision train` mid-run", "CLI + app pol
      "the next poll marks the run failed, naming the dead pid and `jobs resume --run ID`; resumed to the end",
      "tests/test_jobs.py::test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable")
 case("SIGKILL the Streamlit server (whole process group) while a job runs", "app server + jobs",
-     "the job's worker survives and succeeds; a new server starts on the same workspace and its page lists the finished run",
+     "the job's worker survives and succeeds; "
+     "a new server starts on the same workspace and its page lists the finished run",
      f"{T_FA}::test_killing_the_app_server_loses_no_job")
 case("SIGKILL a study worker mid-trial", "study",
      "the trial turns FAIL by heartbeat and a WAITING copy is retried",

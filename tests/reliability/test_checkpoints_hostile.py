@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 
 from reliability_kit import (
-    CLI_CKPT, LOAD, PREDICT_PAGE, RESUME, WEIGHTS, app, encode, expect, no_exceptions, pickle_payload, torch_payload,
+    CLI_CKPT,
+    LOAD,
+    PREDICT_PAGE,
+    RESUME,
+    WEIGHTS,
+    app,
+    encode,
+    expect,
+    no_exceptions,
+    pickle_payload,
+    torch_payload,
 )
 
 
@@ -71,9 +81,8 @@ def test_cli_refuses_hostile_checkpoints(checkpoint, tmp_path, flag_images, caps
     }
     # The code payload through a real subprocess; the others through cli.main in this process
     # (the same code; an exception would escape into the test), to save two torch imports.
-    from fv_helpers import run_cli
-
     from flagvision import cli
+    from fv_helpers import run_cli
 
     for key, folder in cases.items():
         if key.startswith("pickle"):
@@ -112,9 +121,8 @@ def test_resume_with_a_poisoned_optimizer_state(flag_ws, tmp_path):
 
 
 def test_weights_import_of_a_code_payload(tmp_path):
-    from fv_helpers import run_cli
-
     from flagvision.weights import WeightsError, import_weights, weights_path
+    from fv_helpers import run_cli
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "vgg16-397923af.pth"

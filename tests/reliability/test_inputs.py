@@ -12,22 +12,36 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from fv_helpers import make_pattern_dataset, run_cli
-from reliability_kit import (
-    CLI_IMPORT, CLI_PREDICT, CLI_TRAIN, DATASET_PAGE, FLAGS, FOLDER, GRAYSCALE_VARIANTS, PREDICT, TAMPERED_STATE, ZIP,
-    app, encode, expect, hostile_images, no_exceptions, odd_valid_variants, raw_zip, tiny_image, with_bad_crc,
-    zip_bytes,
-)
 from flagvision.config import CNN_IMAGE_SIZE
 from flagvision.importer import DatasetImportError, import_dataset
+from fv_helpers import run_cli
+from reliability_kit import (
+    CLI_IMPORT,
+    CLI_PREDICT,
+    CLI_TRAIN,
+    DATASET_PAGE,
+    FLAGS,
+    FOLDER,
+    PREDICT,
+    TAMPERED_STATE,
+    ZIP,
+    app,
+    encode,
+    expect,
+    hostile_images,
+    no_exceptions,
+    odd_valid_variants,
+    raw_zip,
+    tiny_image,
+    with_bad_crc,
+    zip_bytes,
+)
 
 
 def _msg(text: str) -> str:
@@ -285,7 +299,7 @@ def test_cli_predict_of_every_image_input(checkpoint, flag_images, tmp_path, cap
     for flag in FLAGS:
         folder = tmp_path / flag
         folder.mkdir()
-        for key, (fname, data) in odd_valid_variants(flag_images[flag]).items():
+        for fname, data in odd_valid_variants(flag_images[flag]).values():
             (folder / fname).write_bytes(data)
             files.append(str(folder / fname))
             truth[str(folder / fname)] = flag

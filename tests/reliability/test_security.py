@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-import os
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -64,10 +62,10 @@ def _text_input_keys() -> dict[str, str]:
 def test_page_text_inputs_take_no_paths(guarded_ws):
     """No page asks for a path: the only free texts are names. A dataset name (the one that becomes
     a folder) is sanitised, so even "../../x" lands inside datasets/."""
-    from reliability_kit import zip_bytes, encode
     from PIL import Image
 
     from flagvision.importer import import_dataset
+    from reliability_kit import encode, zip_bytes
 
     assert _text_input_keys() == {
         "dataset_import_name": "dataset.py", "train_run_name": "train.py", "study_new_name": "study.py",
