@@ -72,8 +72,13 @@ def store(ws: Workspace | None = None) -> Store:
 # the first page than on the next click (measured: a cold first Study visit paid 6 s of imports,
 # SQLAlchemy's set-up 1.3 s and the first data frame 0.6 s more).
 WARM_MODULES = (
-    "flagvision.plots", "flagvision.data", "flagvision.models", "flagvision.training", "flagvision.study",
-    "optuna.visualization", "flagvision.predict",
+    "flagvision.plots",
+    "flagvision.data",
+    "flagvision.models",
+    "flagvision.training",
+    "flagvision.study",
+    "optuna.visualization",
+    "flagvision.predict",
 )
 
 
@@ -182,12 +187,21 @@ def param_widget(spec: ParamSpec, key: str, value: Any = None, disabled: bool = 
     if w.widget == "select_slider":
         options = list(w.options)
         return st.select_slider(
-            w.label, options=options, value=nearest(options, float(value)), key=key, help=w.help,
-            format_func=lambda v: format_value(spec.name, v), disabled=disabled,
+            w.label,
+            options=options,
+            value=nearest(options, float(value)),
+            key=key,
+            help=w.help,
+            format_func=lambda v: format_value(spec.name, v),
+            disabled=disabled,
         )
     if spec.kind == "int":
-        return st.slider(w.label, int(w.low), int(w.high), int(value), int(w.step), key=key, help=w.help, disabled=disabled)
-    return st.slider(w.label, float(w.low), float(w.high), float(value), float(w.step), key=key, help=w.help, disabled=disabled)
+        return st.slider(
+            w.label, int(w.low), int(w.high), int(value), int(w.step), key=key, help=w.help, disabled=disabled
+        )
+    return st.slider(
+        w.label, float(w.low), float(w.high), float(value), float(w.step), key=key, help=w.help, disabled=disabled
+    )
 
 
 def value_check(spec: ParamSpec) -> Callable[[Any], Any]:
@@ -422,8 +436,11 @@ def run_page(main: Callable[[], None], name: str) -> None:
     and live jobs), then ``main``, then the background warm-up of the other pages' imports (after
     the page, so that they do not delay its first paint)."""
     _, title, icon = PAGES[name]
-    st.set_page_config(page_title=f"{title} · FlagVision" if name != "home" else "FlagVision",
-                       page_icon=":material/flag:", layout="wide")
+    st.set_page_config(
+        page_title=f"{title} · FlagVision" if name != "home" else "FlagVision",
+        page_icon=":material/flag:",
+        layout="wide",
+    )
     with st.sidebar:
         st.markdown("### :material/flag: FlagVision")
         for page in PAGES:
@@ -437,8 +454,31 @@ def run_page(main: Callable[[], None], name: str) -> None:
 
 
 __all__ = [
-    "ConfigError", "PAGES", "WARM_MODULES", "drop_invalid_state", "each_of", "figure", "guarded", "in_range",
-    "is_text", "lazy_tabs", "load_study", "one_of", "page_link", "pair_of", "param_widget", "predictor",
-    "progress_callback", "reset_invalid_state", "run_page", "show_error", "state_badge", "store", "study_names",
-    "study_storage", "value_check", "warm_up", "workspace",
+    "ConfigError",
+    "PAGES",
+    "WARM_MODULES",
+    "drop_invalid_state",
+    "each_of",
+    "figure",
+    "guarded",
+    "in_range",
+    "is_text",
+    "lazy_tabs",
+    "load_study",
+    "one_of",
+    "page_link",
+    "pair_of",
+    "param_widget",
+    "predictor",
+    "progress_callback",
+    "reset_invalid_state",
+    "run_page",
+    "show_error",
+    "state_badge",
+    "store",
+    "study_names",
+    "study_storage",
+    "value_check",
+    "warm_up",
+    "workspace",
 ]

@@ -6,10 +6,10 @@ navigation and live jobs). Training and studies run in worker processes, never h
 
 import streamlit as st
 
+import app_ui as ui
 from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
 from flagvision.synth import read_manifest
 from flagvision.ui_logic import best_runs_per_model, job_row, markdown_table
-import app_ui as ui
 
 
 def _job_cells(job: dict) -> dict:
@@ -66,7 +66,7 @@ def main() -> None:
     if not best:
         st.caption("No finished run yet: start one on the Train page.")
     cols = st.columns(max(1, len(best)))
-    for col, run in zip(cols, best):
+    for col, run in zip(cols, best, strict=True):
         acc = run.get("test_acc")
         col.metric(
             run.get("label") or run.get("model"),

@@ -21,9 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import strict_json
 from .config import ConfigError, RunConfig
 from .engine import EpochMetrics, History, ResumeState, model_normalization
-from . import strict_json
 from .errors import FlagVisionError
 
 CARD_FORMAT = "flagvision-checkpoint/1"
@@ -105,10 +105,12 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module, card
     """Write weights then card (the card last: a folder with a card always has its weights)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_all([
-        (folder / WEIGHTS_FILE, lambda p: save_file(_state_dict(model), str(p))),
-        (folder / CARD_FILE, _json_writer(card)),
-    ])
+    _atomic_write_all(
+        [
+            (folder / WEIGHTS_FILE, lambda p: save_file(_state_dict(model), str(p))),
+            (folder / CARD_FILE, _json_writer(card)),
+        ]
+    )
     return folder
 
 
@@ -135,16 +137,25 @@ def read_card(folder: Path) -> dict:
         if key not in card:
             raise CheckpointError(f"{folder / CARD_FILE}: card lacks '{key}'")
     names = card["class_names"]
-    if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) and n for n in names)
-            or len(set(names)) != len(names)):
+    if (
+        not isinstance(names, list)
+        or len(names) < 2
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
         raise CheckpointError(f"{folder / CARD_FILE}: card needs a list of at least two distinct class names")
     norm = card["normalization"]
     for key in ("mean", "std"):
         values = norm.get(key) if isinstance(norm, dict) else None
-        if (not isinstance(values, list) or len(values) != 3
-                or not all(_finite_number(v) and (key == "mean" or v > 0) for v in values)):
-            raise CheckpointError(f"{folder / CARD_FILE}: card's normalization needs a {key} of 3 numbers"
-                                  + (" above 0" if key == "std" else ""))
+        if (
+            not isinstance(values, list)
+            or len(values) != 3
+            or not all(_finite_number(v) and (key == "mean" or v > 0) for v in values)
+        ):
+            raise CheckpointError(
+                f"{folder / CARD_FILE}: card's normalization needs a {key} of 3 numbers"
+                + (" above 0" if key == "std" else "")
+            )
     return card
 
 
@@ -197,7 +208,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
 # --- resumable state of an unfinished run ------------------------------------------------------
 
 
-def save_last_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, epoch: int) -> None:
+def save_last_state(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, epoch: int
+) -> None:
     """State after ``epoch`` completed, enough to continue with ``epoch + 1``."""
     folder.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -206,11 +219,13 @@ def save_last_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         "best_epoch": history.best_epoch,
         "best_val_acc": history.best_val_acc,
     }
-    _atomic_write_all([
-        (folder / LAST_WEIGHTS, lambda p: save_file(_state_dict(model), str(p))),
-        (folder / LAST_OPTIMIZER, lambda p: torch.save(optimizer.state_dict(), p)),
-        (folder / LAST_CARD, _json_writer(meta)),
-    ])
+    _atomic_write_all(
+        [
+            (folder / LAST_WEIGHTS, lambda p: save_file(_state_dict(model), str(p))),
+            (folder / LAST_OPTIMIZER, lambda p: torch.save(optimizer.state_dict(), p)),
+            (folder / LAST_CARD, _json_writer(meta)),
+        ]
+    )
 
 
 def load_last_state(folder: Path, model: torch.nn.Module) -> ResumeState:

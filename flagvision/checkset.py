@@ -73,7 +73,9 @@ def _backdrop(r: random.Random, size: int, palette: list[RGB]) -> Image.Image:
         img = ImageOps.colorize(g, _any_color(r, palette), _any_color(r, palette)).convert("RGB")
     elif kind == 1:  # radial glow
         g = Image.radial_gradient("L").resize((size, size))
-        img = ImageOps.colorize(g, _any_color(r, palette), _any_color(r, palette), _any_color(r, palette)).convert("RGB")
+        img = ImageOps.colorize(g, _any_color(r, palette), _any_color(r, palette), _any_color(r, palette)).convert(
+            "RGB"
+        )
     elif kind == 2:  # blurred noise: foliage, gravel, crowd
         # (Image.effect_noise would be simpler but draws from C rand(), which no seed controls.)
         noise = np.random.default_rng(r.getrandbits(64)).normal(128, r.uniform(40, 120), (size, size))
@@ -119,7 +121,11 @@ def _mesh_flag(r: random.Random, name: str, size: int, framing: str) -> tuple[Im
     strips = 28
     amp, freq, phase = r.uniform(0.0, 0.09), r.uniform(0.8, 2.5), r.uniform(0, 2 * math.pi)
     twist = r.uniform(-0.08, 0.08)
-    yaw, pitch, roll = (math.radians(r.uniform(-40, 40)), math.radians(r.uniform(-15, 15)), math.radians(r.uniform(-10, 10)))
+    yaw, pitch, roll = (
+        math.radians(r.uniform(-40, 40)),
+        math.radians(r.uniform(-15, 15)),
+        math.radians(r.uniform(-10, 10)),
+    )
 
     def point(u: float, v: float) -> tuple[float, float, float]:
         z = amp * u * math.sin(2 * math.pi * freq * u + phase) + twist * (v - 0.5) * u

@@ -16,9 +16,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from . import strict_json
 from .config import (
@@ -176,7 +176,10 @@ def cmd_train(args) -> int:
     for path, why in data.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if data.skipped:
-        print(f"{len(data.skipped)} unreadable file(s) skipped; training on the other {len(data.train) + len(data.val)}", file=sys.stderr)
+        print(
+            f"{len(data.skipped)} unreadable file(s) skipped; training on the other {len(data.train) + len(data.val)}",
+            file=sys.stderr,
+        )
     started: list[int] = []
 
     def announce(run_id: int, run_dir: Path) -> None:
@@ -184,8 +187,9 @@ def cmd_train(args) -> int:
         print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
 
     try:
-        result = execute_run(ws, store, cfg, name=args.name or "", callbacks=[Printer()], data=data,
-                             on_start=announce).result
+        result = execute_run(
+            ws, store, cfg, name=args.name or "", callbacks=[Printer()], data=data, on_start=announce
+        ).result
     except KeyboardInterrupt:
         if started:
             print(f"interrupted; resume with: python -m flagvision jobs resume --run {started[0]}", file=sys.stderr)
@@ -244,8 +248,13 @@ def cmd_predict(args) -> int:
     for path in args.images:
         try:
             pred = predictor.predict([open_image(path)], k=args.top_k, search=not args.whole_photo)[0]
-            results.append({"image": path, "top": [{"class": c, "probability": p} for c, p in pred.top],
-                            "box": list(pred.box) if pred.box else None})
+            results.append(
+                {
+                    "image": path,
+                    "top": [{"class": c, "probability": p} for c, p in pred.top],
+                    "box": list(pred.box) if pred.box else None,
+                }
+            )
         except ImageError as exc:
             failures += 1
             results.append({"image": path, "error": str(exc)})
@@ -316,10 +325,18 @@ def cmd_data(args) -> int:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()) and not args.force:
             raise ConfigError(f"{out} is not empty; pass --force to replace it")
-        manifest = make_checkset(out, per_class=args.per_class, seed=args.seed, size=args.size,
-                                 progress=_print_progress("rendering"), overwrite=args.force)
-        print(f"wrote {manifest['per_class'] * len(manifest['class_names'])} check images to {out}; "
-              f"evaluate a model on them with: python -m flagvision evaluate --checkpoint DIR --data {out}")
+        manifest = make_checkset(
+            out,
+            per_class=args.per_class,
+            seed=args.seed,
+            size=args.size,
+            progress=_print_progress("rendering"),
+            overwrite=args.force,
+        )
+        print(
+            f"wrote {manifest['per_class'] * len(manifest['class_names'])} check images to {out}; "
+            f"evaluate a model on them with: python -m flagvision evaluate --checkpoint DIR --data {out}"
+        )
     elif args.data_command == "sheet":
         from .synth import contact_sheet
 
@@ -367,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=_ModelChoices(), metavar="MODEL", help="%(choices)s (default flag_cnn)")
     p.add_argument("--config", help="JSON RunConfig file; flags override it")
     p.add_argument("--name", help="run name")
-    p.add_argument("--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE}; VGG-16: {VGG_IMAGE_SIZE})")
+    p.add_argument(
+        "--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE}; VGG-16: {VGG_IMAGE_SIZE})"
+    )
     p.add_argument("--augment", type=float, help=f"augmentation strength 0–1 (default {DEFAULT_AUGMENT})")
     p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
     p.add_argument("--seed", type=int)
@@ -385,8 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="ImageFolder (its test/ split if it has one)")
-    p.add_argument("--search", action="store_true",
-                   help="answer as Predict does: the most confident of the whole photo and 13 crops")
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="answer as Predict does: the most confident of the whole photo and 13 crops",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -394,8 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--whole-photo", action="store_true",
-                   help="classify the whole photo only (default: also 13 crops, the most confident answers)")
+    p.add_argument(
+        "--whole-photo",
+        action="store_true",
+        help="classify the whole photo only (default: also 13 crops, the most confident answers)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

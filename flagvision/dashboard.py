@@ -128,15 +128,32 @@ def start_dashboard(storage_url: str, port: int | None = None, host: str = "127.
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind((host, port))
         except OSError as exc:
-            raise DashboardError(f"port {port} on {host} is not available ({exc.strerror}); choose another --port or leave it out") from None
+            raise DashboardError(
+                f"port {port} on {host} is not available ({exc.strerror}); choose another --port or leave it out"
+            ) from None
     port = port or free_port(host)
     fd, log_name = tempfile.mkstemp(prefix="optuna-dashboard-", suffix=".log")
     os.close(fd)
     log_file = open(log_name, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCH, target, "--storage-class", storage_class,
-         "--host", host, "--port", str(port), "--server", "wsgiref", "--quiet"],
-        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            _LAUNCH,
+            target,
+            "--storage-class",
+            storage_class,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--server",
+            "wsgiref",
+            "--quiet",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         # Own session: Ctrl-C in the terminal reaches only our CLI, which then stops the child.
         start_new_session=True,
     )
@@ -152,4 +169,6 @@ def start_dashboard(storage_url: str, port: int | None = None, host: str = "127.
         time.sleep(0.2)
     tail = handle.log_tail()
     handle.stop()
-    raise DashboardError(f"optuna-dashboard did not answer on {handle.url} within {STARTUP_TIMEOUT_S:.0f}s: {tail[-800:]}")
+    raise DashboardError(
+        f"optuna-dashboard did not answer on {handle.url} within {STARTUP_TIMEOUT_S:.0f}s: {tail[-800:]}"
+    )

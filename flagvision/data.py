@@ -90,7 +90,9 @@ class TensorSplit:
     def subset(self, indices: torch.Tensor) -> TensorSplit:
         picked = indices.tolist()
         if isinstance(self.images, LazyImages):  # stay lazy: select paths, decode nothing
-            images: torch.Tensor | LazyImages = LazyImages([self.images.paths[i] for i in picked], self.images.image_size)
+            images: torch.Tensor | LazyImages = LazyImages(
+                [self.images.paths[i] for i in picked], self.images.image_size
+            )
         else:
             images = self.images[indices]
         return TensorSplit(images, self.labels[indices], [self.paths[i] for i in picked])
@@ -140,9 +142,7 @@ def scan_dataset(root: str | os.PathLike[str], min_classes: int = 2) -> DatasetI
     else:
         class_names = [p.name for p in _class_dirs(root)]
     if not class_names:
-        raise DatasetError(
-            f"{root} holds no class sub-folders; expected <class>/<image> or train/<class>/<image>"
-        )
+        raise DatasetError(f"{root} holds no class sub-folders; expected <class>/<image> or train/<class>/<image>")
     if len(class_names) < min_classes:
         raise DatasetError(f"{root} has only one class ({class_names[0]}); a classifier needs at least two")
 
@@ -157,7 +157,9 @@ def scan_dataset(root: str | os.PathLike[str], min_classes: int = 2) -> DatasetI
     train = collect(train_dir if train_dir is not None else root)
     evaluation = collect(subdirs[eval_name]) if (train_dir is not None and eval_name) else []
     if not train:
-        raise DatasetError(f"{root} holds no image files (looked for {', '.join(sorted({'.jpg', '.png', '.webp', '.bmp', '.gif'}))})")
+        raise DatasetError(
+            f"{root} holds no image files (looked for {', '.join(sorted({'.jpg', '.png', '.webp', '.bmp', '.gif'}))})"
+        )
     return DatasetIndex(root, class_names, train, evaluation, eval_name if evaluation else None)
 
 

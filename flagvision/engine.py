@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .callbacks import Callback  # noqa: F401 - re-exported: engine.Callback is the public name
+from .callbacks import Callback
 from .config import OPTIMIZERS, ConfigError, RunConfig
 from .data import DatasetBundle, LazyImages, TensorSplit, augment_batch, normalize, normalize_float
 from .runtime import resolve_device, seed_everything, set_threads
@@ -107,7 +107,11 @@ def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
 def _input_layout(model: nn.Module) -> torch.memory_format:
     """NHWC when the model's first convolution was converted to it (by fit), else NCHW."""
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous():
+    if (
+        conv is not None
+        and conv.weight.is_contiguous(memory_format=torch.channels_last)
+        and not conv.weight.is_contiguous()
+    ):
         return torch.channels_last
     return torch.contiguous_format
 
@@ -165,8 +169,7 @@ def eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, class_names: Se
     confusion.index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
     totals = confusion.sum(1)
     per_class = {
-        name: (confusion[i, i].item() / totals[i].item()) if totals[i] else None
-        for i, name in enumerate(class_names)
+        name: (confusion[i, i].item() / totals[i].item()) if totals[i] else None for i, name in enumerate(class_names)
     }
     acc = (preds == labels).float().mean().item() if len(labels) else float("nan")
     return EvalResult(acc, loss, per_class, confusion.tolist(), list(class_names), preds.tolist(), len(labels))

@@ -64,8 +64,11 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str = "torchscrip
             # torch types f as a path but still takes a BytesIO (torch/onnx/_internal/exporter/_compat.py);
             # a path would save the weights as a separate external-data file.
             torch.onnx.export(
-                model, (example,), buffer,  # type: ignore[arg-type]
-                input_names=["image"], output_names=["logits"],
+                model,
+                (example,),
+                buffer,  # type: ignore[arg-type]
+                input_names=["image"],
+                output_names=["logits"],
                 dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
             )
     return buffer.getvalue()

@@ -315,7 +315,9 @@ def _cyprus_emblem(c: _Canvas) -> None:
                 a = ang + flip * 0.8  # leaves on both sides, pointing along the stem
                 lx, ly = x + 0.035 * math.cos(a), y + 0.035 * math.sin(a)
                 c.poly(_ellipse_pts(lx, ly, 0.038, 0.012, a, 12), green)
-        c.poly(_ellipse_pts(stem[-1][0] + side * 0.01, stem[-1][1] - 0.03, 0.038, 0.012, -math.pi / 2.6 * side, 12), green)
+        c.poly(
+            _ellipse_pts(stem[-1][0] + side * 0.01, stem[-1][1] - 0.03, 0.038, 0.012, -math.pi / 2.6 * side, 12), green
+        )
 
 
 def _outlined(c: _Canvas, pts: Sequence[Point], fill: Color, edge: Color = "#6E5200") -> None:

@@ -77,8 +77,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         with archive.open(info) as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except NotImplementedError as exc:
-        raise DatasetImportError(f"{info.filename} uses a compression method that cannot be read ({exc}); "
-                                 "re-create the zip with ordinary (deflate) compression") from None
+        raise DatasetImportError(
+            f"{info.filename} uses a compression method that cannot be read ({exc}); "
+            "re-create the zip with ordinary (deflate) compression"
+        ) from None
     except RuntimeError:  # zipfile says "encrypted, password required" (after its subclass above)
         raise DatasetImportError(f"{info.filename} is encrypted; password-protected zips are not supported") from None
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError) as exc:
@@ -111,15 +113,21 @@ def _extract_zip(source: Path, dest: Path) -> list[tuple[str, str]]:
                     f"over the {MAX_FILE_BYTES // 2**20} MB limit per file"
                 )
             if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 2**20:
-                raise DatasetImportError(f"{info.filename} expands {info.file_size // max(info.compress_size, 1)}× (a zip bomb?); refused")
+                raise DatasetImportError(
+                    f"{info.filename} expands {info.file_size // max(info.compress_size, 1)}× (a zip bomb?); refused"
+                )
         if total > MAX_TOTAL_BYTES:
-            raise DatasetImportError(f"the zip expands to {total / 2**30:.1f} GB, over the {MAX_TOTAL_BYTES // 2**30} GB limit")
+            raise DatasetImportError(
+                f"the zip expands to {total / 2**30:.1f} GB, over the {MAX_TOTAL_BYTES // 2**30} GB limit"
+            )
         for info in infos:
             rel = _safe_member_path(info)
             if rel is None or rel.name.startswith(".") or "__MACOSX" in rel.parts:
                 continue
             if not is_image_name(rel.name):
-                skipped.append((info.filename, "not an image file" + (" (nested archive)" if rel.suffix.lower() == ".zip" else "")))
+                skipped.append(
+                    (info.filename, "not an image file" + (" (nested archive)" if rel.suffix.lower() == ".zip" else ""))
+                )
                 continue
             data = _read_member(archive, info)
             try:

@@ -127,9 +127,7 @@ def resume_run(ws: Workspace, run_id: int) -> int:
     run = store.get_run(int(run_id))
     if run is None:
         raise JobError(f"no run {run_id}")
-    active = [
-        j for j in store.list_jobs(("queued", "running")) if j["run_id"] == run["id"] and j["kind"] == "train"
-    ]
+    active = [j for j in store.list_jobs(("queued", "running")) if j["run_id"] == run["id"] and j["kind"] == "train"]
     if active:
         raise JobError(f"run {run_id} already has job {active[0]['id']} {active[0]['state']}; cancel it first")
     if run["status"] not in ("failed", "cancelled"):
@@ -138,9 +136,7 @@ def resume_run(ws: Workspace, run_id: int) -> int:
     run_dir = Path(run["run_dir"] or ws.run_dir(run["id"]))
     if not has_resumable_state(run_dir):
         raise JobError(f"run {run_id} saved no completed epoch to resume from; start a new run instead")
-    job_id = store.create_job(
-        "train", {"run_id": run["id"], "config": run["config"], "resume": True}, run_id=run["id"]
-    )
+    job_id = store.create_job("train", {"run_id": run["id"], "config": run["config"], "resume": True}, run_id=run["id"])
     store.update_run(run["id"], job_id=job_id, status="queued", error=None, finished_at=None)
     dispatch(ws)
     return job_id

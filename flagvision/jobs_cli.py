@@ -82,8 +82,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for j in rows:
             note = j["error"].splitlines()[0] if j["state"] == "failed" and j["error"] else (j["progress_text"] or "")
             run_text = "-" if j["run_id"] is None else str(j["run_id"])
-            print(f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  "
-                  f"{run_text:>4}  {_age(j['created_at']):>12}  {note}")
+            print(
+                f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  "
+                f"{run_text:>4}  {_age(j['created_at']):>12}  {note}"
+            )
         return 0
 
     if command == "show":
@@ -93,19 +95,26 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if args.json:
             print(json_dumps({"job": _public(job), "run": run, "metrics": metrics}, indent=2, default=str))
             return 0
-        print(f"job {job['id']} ({job['kind']}): {job['state']}" + (" — cancel requested" if job["cancel_requested"] and job["state"] == "running" else ""))
+        print(
+            f"job {job['id']} ({job['kind']}): {job['state']}"
+            + (" — cancel requested" if job["cancel_requested"] and job["state"] == "running" else "")
+        )
         print(f"  progress: {_progress(job)}  {job['progress_text'] or ''}".rstrip())
-        print(f"  created {_age(job['created_at'])}, started {_age(job['started_at'])}, "
-              f"finished {_age(job['finished_at'])}, last heartbeat {_age(job['heartbeat_at'])}")
+        print(
+            f"  created {_age(job['created_at'])}, started {_age(job['started_at'])}, "
+            f"finished {_age(job['finished_at'])}, last heartbeat {_age(job['heartbeat_at'])}"
+        )
         if job["pid"]:
             print(f"  pid: {job['pid']}")
         print(f"  log: {jobs.job_log_path(ws, job)}")
         if run:
             best = "-" if run["best_val_acc"] is None else f"{run['best_val_acc']:.1%} (epoch {run['best_epoch']})"
             test = "" if run["test_acc"] is None else f", held-out accuracy {run['test_acc']:.1%}"
-            print(f"  run {run['id']}: {run['name']} on {run['dataset']}, {run['status']}, "
-                  f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, "
-                  f"best val acc {best}{test}")
+            print(
+                f"  run {run['id']}: {run['name']} on {run['dataset']}, {run['status']}, "
+                f"{len(metrics)}/{run['config'].get('hparams', {}).get('epochs', '?')} epochs, "
+                f"best val acc {best}{test}"
+            )
         if job["result"]:
             print(f"  result: {json_dumps(job['result'], sort_keys=True, default=str)}")
         if job["error"]:
@@ -118,7 +127,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if before in ("succeeded", "failed", "cancelled"):
             print(f"job {args.job_id} already {before}; nothing to cancel")
         elif state == "running":
-            print(f"job {args.job_id}: cancel requested; it stops after the current batch and keeps its best checkpoint")
+            print(
+                f"job {args.job_id}: cancel requested; it stops after the current batch and keeps its best checkpoint"
+            )
         else:
             print(f"job {args.job_id} {state}")
         return 0
@@ -136,7 +147,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     if command == "resume":
         job_id = jobs.resume_run(ws, args.run_id)
-        print(f"job {job_id} queued to resume run {args.run_id}; follow it with: python -m flagvision jobs show {job_id}")
+        print(
+            f"job {job_id} queued to resume run {args.run_id}; follow it with: python -m flagvision jobs show {job_id}"
+        )
         return 0
 
     raise AssertionError(f"unhandled jobs command {command!r}")

@@ -300,7 +300,7 @@ class VGG16Transfer(FlagModel):
 
         if self.pretrained and load_pretrained:
             state = _weights.load_pretrained_state_dict()  # WeightsMissingError when not cached
-            own = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+            own = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
             own = {k: v for k, v in own.items() if int(k.split(".")[0]) < cut}
             self.backbone.load_state_dict(own, strict=True)
         else:

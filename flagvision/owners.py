@@ -76,9 +76,15 @@ def reap_orphan_runs(store: Store, active_jobs: Collection[int] = ()) -> list[in
         current = store.get_run(run["id"])
         if not current or current["status"] != "running":  # it recorded its own end meanwhile
             continue
-        store.update_run(run["id"], status="failed", finished_at=time.time(), error=(
-            f"the process training it (pid {owner}) ended without recording a result (killed?); its last "
-            f"checkpoint is kept: continue with `python -m flagvision jobs resume --run {run['id']}`"))
+        store.update_run(
+            run["id"],
+            status="failed",
+            finished_at=time.time(),
+            error=(
+                f"the process training it (pid {owner}) ended without recording a result (killed?); its last "
+                f"checkpoint is kept: continue with `python -m flagvision jobs resume --run {run['id']}`"
+            ),
+        )
         reaped.append(run["id"])
     return reaped
 

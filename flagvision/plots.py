@@ -104,8 +104,14 @@ def training_curves(
                     ),
                 )
             )
-    fig.update_xaxes(title_text="Epoch", tickformat="d", rangemode="tozero", tickmode="linear", tick0=0,
-                     dtick=_epoch_step(last_epoch))
+    fig.update_xaxes(
+        title_text="Epoch",
+        tickformat="d",
+        rangemode="tozero",
+        tickmode="linear",
+        tick0=0,
+        dtick=_epoch_step(last_epoch),
+    )
     fig.update_yaxes(title_text=_TITLES[metric])
     if metric == "acc":
         fig.update_yaxes(**_PERCENT_AXIS)
@@ -152,7 +158,9 @@ def confusion_heatmap(
             text=text,
             texttemplate="%{text}",
             textfont=dict(size=9 if n > 12 else 12),
-            customdata=[[[c, s] for c, s in zip(crow, srow, strict=True)] for crow, srow in zip(counts, share, strict=True)],
+            customdata=[
+                [[c, s] for c, s in zip(crow, srow, strict=True)] for crow, srow in zip(counts, share, strict=True)
+            ],
             hovertemplate=(
                 "true: %{y}<br>predicted: %{x}<br>count: %{customdata[0]}"
                 "<br>share of true class: %{customdata[1]:.1f}%<extra></extra>"
@@ -215,9 +223,7 @@ def per_class_bars(per_class: Mapping[str, float | None], title: str | None = No
 
     A class without images in the split (None) has no accuracy and no bar."""
     items = sorted(((k, v) for k, v in per_class.items() if v is not None), key=lambda kv: (kv[1], kv[0]))
-    return _hbars(
-        [k for k, _ in items], [v for _, v in items], x_title="Accuracy", percent=True, title=title
-    )
+    return _hbars([k for k, _ in items], [v for _, v in items], x_title="Accuracy", percent=True, title=title)
 
 
 def topk_bars(probs: Sequence[tuple[str, float]], title: str = "") -> go.Figure:

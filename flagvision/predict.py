@@ -123,7 +123,9 @@ class Predictor:
             limit, scale = SEARCH_SIDE_PER_INPUT * self.size, 1.0
             if max(pil.size) > limit:
                 scale = max(pil.size) / limit
-                pil = pil.resize((max(1, round(pil.width / scale)), max(1, round(pil.height / scale))), Image.Resampling.BOX)
+                pil = pil.resize(
+                    (max(1, round(pil.width / scale)), max(1, round(pil.height / scale))), Image.Resampling.BOX
+                )
             whole = self.probabilities([pil])[0]
             if float(whole.max()) >= SEARCH_BELOW:  # a confident answer from the whole photo stands
                 out.append((whole, None))
@@ -140,7 +142,9 @@ class Predictor:
 
     def _top(self, probs: torch.Tensor, k: int, box: Box | None = None) -> Prediction:
         values, indices = probs.topk(k)
-        return Prediction([(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)], box)
+        return Prediction(
+            [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)], box
+        )
 
     def gradcam(self, image: Image.Image | bytes | str, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heat map (H×W floats in 0–1, at input size) for ``class_index`` (default: top-1)."""

@@ -90,7 +90,6 @@ def finish_run(store: Store, run_id: int, result: RunResult | None, status: str,
     store.update_run(run_id, **fields)
 
 
-
 @dataclass(frozen=True)
 class RunOutcome:
     """How :func:`execute_run` ended: ``status`` is "succeeded" or "cancelled" (a failure raises)."""

@@ -48,13 +48,42 @@ METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "secon
 
 # Columns a caller may set (id and created_at are assigned by the store; created_at may be given).
 RUN_FIELDS = (
-    "name", "model", "dataset", "config_json", "status", "created_at", "started_at",
-    "finished_at", "best_epoch", "best_val_acc", "best_val_loss", "test_acc", "checkpoint_path",
-    "run_dir", "job_id", "study_name", "trial_number", "label", "notes", "error",
+    "name",
+    "model",
+    "dataset",
+    "config_json",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "best_epoch",
+    "best_val_acc",
+    "best_val_loss",
+    "test_acc",
+    "checkpoint_path",
+    "run_dir",
+    "job_id",
+    "study_name",
+    "trial_number",
+    "label",
+    "notes",
+    "error",
 )
 JOB_FIELDS = (
-    "payload_json", "state", "pid", "created_at", "started_at", "finished_at", "heartbeat_at",
-    "progress", "progress_text", "cancel_requested", "error", "log_path", "run_id", "study_name",
+    "payload_json",
+    "state",
+    "pid",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "progress",
+    "progress_text",
+    "cancel_requested",
+    "error",
+    "log_path",
+    "run_id",
+    "study_name",
     "result_json",
 )
 
@@ -163,9 +192,7 @@ def _json_or_none(value: Any) -> str | None:
 class Store:
     """Runs, epoch metrics and jobs in one SQLite file; safe to use from many processes."""
 
-    def __init__(
-        self, db_path: str | os.PathLike[str], *, timeout_s: float = BUSY_TIMEOUT_MS / 1000
-    ) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], *, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._timeout_s = timeout_s
@@ -198,9 +225,7 @@ class Store:
     def _open(self) -> sqlite3.Connection:
         # isolation_level=None: autocommit; we issue BEGIN IMMEDIATE / COMMIT ourselves so that
         # Python's implicit (deferred) transactions never hold a read snapshot open.
-        conn = sqlite3.connect(
-            self.db_path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.db_path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
         # Switching to WAL needs a brief exclusive lock; only ask when the file is not WAL yet
@@ -278,10 +303,7 @@ class Store:
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fv_schema_version'"
             ).fetchone()
-            current = (
-                conn.execute("SELECT MAX(version) FROM fv_schema_version").fetchone()[0] or 0
-                if exists else 0
-            )
+            current = conn.execute("SELECT MAX(version) FROM fv_schema_version").fetchone()[0] or 0 if exists else 0
         if current == SCHEMA_VERSION:
             return
 
@@ -332,9 +354,7 @@ class Store:
         fields.setdefault("created_at", time.time())
         fields.setdefault("status", "queued")
         names = list(fields)
-        sql = (
-            f"INSERT INTO fv_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        )
+        sql = f"INSERT INTO fv_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         return self._write(lambda c: _inserted_id(c.execute(sql, [fields[n] for n in names])))
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -342,20 +362,14 @@ class Store:
         if not fields:
             return
         assignments = ", ".join(f"{n} = ?" for n in fields)
-        self._write(
-            lambda c: c.execute(
-                f"UPDATE fv_runs SET {assignments} WHERE id = ?", [*fields.values(), run_id]
-            )
-        )
+        self._write(lambda c: c.execute(f"UPDATE fv_runs SET {assignments} WHERE id = ?", [*fields.values(), run_id]))
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """The run as a dict (all columns, plus ``config`` parsed), or None."""
         rows = self._read("SELECT * FROM fv_runs WHERE id = ?", (run_id,))
         return self._run_row(rows[0]) if rows else None
 
-    def list_runs(
-        self, status: str | Sequence[str] | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    def list_runs(self, status: str | Sequence[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs, newest first, optionally only those with the given status(es)."""
         sql, params = "SELECT * FROM fv_runs", list[Any]()
         if status is not None:
@@ -391,10 +405,7 @@ class Store:
         extra = json.dumps(metrics, sort_keys=True) if metrics else None
         names = ["run_id", "epoch", *core, "extra_json", "created_at"]
         values = [run_id, int(epoch), *core.values(), extra, time.time()]
-        sql = (
-            f"INSERT OR REPLACE INTO fv_metrics ({', '.join(names)}) "
-            f"VALUES ({', '.join('?' * len(names))})"
-        )
+        sql = f"INSERT OR REPLACE INTO fv_metrics ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         self._write(lambda c: c.execute(sql, values))
 
     @staticmethod
@@ -419,8 +430,7 @@ class Store:
         if not ids:
             return out
         rows = self._read(
-            f"SELECT * FROM fv_metrics WHERE run_id IN ({', '.join('?' * len(ids))}) "
-            "ORDER BY run_id, epoch",
+            f"SELECT * FROM fv_metrics WHERE run_id IN ({', '.join('?' * len(ids))}) ORDER BY run_id, epoch",
             ids,
         )
         for row in rows:
@@ -432,11 +442,7 @@ class Store:
 
     def delete_metrics_after(self, run_id: int, epoch: int) -> None:
         """Drop epochs greater than ``epoch`` (resume from a checkpoint older than the log)."""
-        self._write(
-            lambda c: c.execute(
-                "DELETE FROM fv_metrics WHERE run_id = ? AND epoch > ?", (run_id, int(epoch))
-            )
-        )
+        self._write(lambda c: c.execute("DELETE FROM fv_metrics WHERE run_id = ? AND epoch > ?", (run_id, int(epoch))))
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -478,9 +484,7 @@ class Store:
         rows = self._read("SELECT * FROM fv_jobs WHERE id = ?", (job_id,))
         return self._job_row(rows[0]) if rows else None
 
-    def list_jobs(
-        self, states: str | Sequence[str] | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    def list_jobs(self, states: str | Sequence[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Jobs, newest first, optionally only in the given state(s)."""
         sql, params = "SELECT * FROM fv_jobs", list[Any]()
         if states is not None:
@@ -500,15 +504,9 @@ class Store:
         if not fields:
             return
         assignments = ", ".join(f"{n} = ?" for n in fields)
-        self._write(
-            lambda c: c.execute(
-                f"UPDATE fv_jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id]
-            )
-        )
+        self._write(lambda c: c.execute(f"UPDATE fv_jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id]))
 
-    def heartbeat(
-        self, job_id: int, progress: float | None = None, progress_text: str | None = None
-    ) -> bool:
+    def heartbeat(self, job_id: int, progress: float | None = None, progress_text: str | None = None) -> bool:
         """Mark the job alive (and its progress 0..1); return whether cancel was requested.
 
         Returning the flag saves the worker a second round trip per beat.
@@ -523,9 +521,7 @@ class Store:
 
         def beat(conn: sqlite3.Connection) -> bool:
             conn.execute(f"UPDATE fv_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id])
-            row = conn.execute(
-                "SELECT cancel_requested FROM fv_jobs WHERE id = ?", (job_id,)
-            ).fetchone()
+            row = conn.execute("SELECT cancel_requested FROM fv_jobs WHERE id = ?", (job_id,)).fetchone()
             return bool(row and row[0])
 
         return self._write(beat)
@@ -540,8 +536,7 @@ class Store:
         def cancel(conn: sqlite3.Connection) -> str | None:
             conn.execute("UPDATE fv_jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             conn.execute(
-                "UPDATE fv_jobs SET state = 'cancelled', finished_at = ? "
-                "WHERE id = ? AND state = 'queued'",
+                "UPDATE fv_jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'queued'",
                 (time.time(), job_id),
             )
             row = conn.execute("SELECT state FROM fv_jobs WHERE id = ?", (job_id,)).fetchone()
@@ -561,21 +556,17 @@ class Store:
         """
 
         def claim(conn: sqlite3.Connection) -> int | None:
-            running = conn.execute(
-                "SELECT COUNT(*) FROM fv_jobs WHERE state = 'running'"
-            ).fetchone()[0]
+            running = conn.execute("SELECT COUNT(*) FROM fv_jobs WHERE state = 'running'").fetchone()[0]
             if running >= max_running:
                 return None
             row = conn.execute(
-                "SELECT id FROM fv_jobs WHERE state = 'queued' AND cancel_requested = 0 "
-                "ORDER BY created_at, id LIMIT 1"
+                "SELECT id FROM fv_jobs WHERE state = 'queued' AND cancel_requested = 0 ORDER BY created_at, id LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
             now = time.time()
             conn.execute(
-                "UPDATE fv_jobs SET state = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
-                "WHERE id = ?",
+                "UPDATE fv_jobs SET state = 'running', started_at = ?, heartbeat_at = ?, pid = ? WHERE id = ?",
                 (now, now, pid, row[0]),
             )
             return row[0]
@@ -597,9 +588,7 @@ class Store:
         params: list[Any] = [state, now, now, error, _json_or_none(result)]
         if state == "succeeded":
             sets += ", progress = 1.0"
-        self._write(
-            lambda c: c.execute(f"UPDATE fv_jobs SET {sets} WHERE id = ?", [*params, job_id])
-        )
+        self._write(lambda c: c.execute(f"UPDATE fv_jobs SET {sets} WHERE id = ?", [*params, job_id]))
 
     def stale_jobs(self, timeout_s: float) -> list[dict[str, Any]]:
         """Running jobs whose last heartbeat (or start) is older than ``timeout_s`` seconds."""

@@ -203,7 +203,9 @@ def _clouds(img: Image.Image, rng: np.random.Generator, n: int, horizon: int) ->
         for _ in range(int(rng.integers(3, 9))):
             ox, oy = rng.normal(0, w / 2.5), rng.normal(0, w / 8)
             r = rng.uniform(0.2, 0.5) * w
-            draw.ellipse([cx + ox - r, cy + oy - r * 0.6, cx + ox + r, cy + oy + r * 0.6], fill=int(rng.integers(150, 256)))
+            draw.ellipse(
+                [cx + ox - r, cy + oy - r * 0.6, cx + ox + r, cy + oy + r * 0.6], fill=int(rng.integers(150, 256))
+            )
     mask = mask.filter(ImageFilter.GaussianBlur(n / rng.uniform(25, 60)))
     shade = int(rng.integers(200, 256))
     img.paste(Image.new("RGB", (n, n), (shade, shade, min(255, shade + 5))), (0, 0), mask)
@@ -260,9 +262,13 @@ def _foliage(img: Image.Image, rng: np.random.Generator, colors: _Colors, n: int
 
 
 def _noise_texture(rng: np.random.Generator, colors: _Colors, n: int) -> Image.Image:
-    stops = np.asarray([colors.flag() if rng.random() < 0.6 else _jitter(rng, _pick(rng, _WALLS)) for _ in range(3)], np.float32)
+    stops = np.asarray(
+        [colors.flag() if rng.random() < 0.6 else _jitter(rng, _pick(rng, _WALLS)) for _ in range(3)], np.float32
+    )
     t = _value_noise(rng, n, int(rng.integers(2, 5)))[..., None] * 2
-    lower = np.clip(1 - t, 0, 1) * stops[0] + np.clip(1 - np.abs(t - 1), 0, 1) * stops[1] + np.clip(t - 1, 0, 1) * stops[2]
+    lower = (
+        np.clip(1 - t, 0, 1) * stops[0] + np.clip(1 - np.abs(t - 1), 0, 1) * stops[1] + np.clip(t - 1, 0, 1) * stops[2]
+    )
     return Image.fromarray(lower.astype(np.uint8))
 
 
@@ -291,11 +297,15 @@ def _distractors(img: Image.Image, rng: np.random.Generator, colors: _Colors, na
         cw, ch = int(fw * rng.uniform(0.2, 0.5)), int(fh * rng.uniform(0.25, 0.55))
         cx, cy = int(rng.integers(0, fw - cw + 1)), int(rng.integers(0, fh - ch + 1))
         scale = rng.uniform(0.1, 0.25) * n / max(cw, ch)
-        piece = tex.crop((cx, cy, cx + cw, cy + ch)).resize((max(2, int(cw * scale)), max(2, int(ch * scale))), Image.Resampling.BILINEAR)
+        piece = tex.crop((cx, cy, cx + cw, cy + ch)).resize(
+            (max(2, int(cw * scale)), max(2, int(ch * scale))), Image.Resampling.BILINEAR
+        )
         img.paste(piece, (int(rng.uniform(-0.1, 0.9) * n), int(rng.uniform(-0.1, 0.9) * n)))
 
 
-def _background(rng: np.random.Generator, colors: _Colors, name: str, n: int) -> tuple[Image.Image, tuple[float, float, float]]:
+def _background(
+    rng: np.random.Generator, colors: _Colors, name: str, n: int
+) -> tuple[Image.Image, tuple[float, float, float]]:
     """A background and the colour of its light (which also falls on the flag)."""
     zenith, horizon_rgb, light = _pick(rng, _SKIES)
     kind = rng.choice(5, p=[0.25, 0.25, 0.2, 0.15, 0.15])  # sky, urban, nature, texture, foliage
@@ -379,7 +389,9 @@ def _to_image(p: _Placement, u: float, v: float) -> tuple[float, float]:
     return x / w, y / w
 
 
-def _cloth(rng: np.random.Generator, name: str, p: _Placement, n: int, light: Sequence[float]) -> tuple[Array, Array, tuple[int, int]]:
+def _cloth(
+    rng: np.random.Generator, name: str, p: _Placement, n: int, light: Sequence[float]
+) -> tuple[Array, Array, tuple[int, int]]:
     """Render the waving flag: (rgb HxWx3, alpha HxW, (top, left)) over its image bounding box."""
     # Waves: a height field z(u, v) (in flag lengths) of travelling waves whose amplitude grows
     # from the hoist (held by the pole) to the fly; diagonal wave fronts make folds.
@@ -470,7 +482,9 @@ def _cloth(rng: np.random.Generator, name: str, p: _Placement, n: int, light: Se
     av = np.clip(np.minimum(v, 1 - v) * (p.flag_py / _SS) + 0.5, 0, 1)
     h, w = au.shape
     rgba = np.concatenate([np.clip(rgb, 0, 1), (au * av)[..., None]], axis=2)
-    big = Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").resize((w * _SS, h * _SS), Image.Resampling.BILINEAR)
+    big = Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").resize(
+        (w * _SS, h * _SS), Image.Resampling.BILINEAR
+    )
     big_arr = np.asarray(big, np.float32)[: y1 - y0, : x1 - x0] / 255.0
     return big_arr[..., :3], big_arr[..., 3], (y0, x0)
 
@@ -503,7 +517,12 @@ def _occlude(img: Image.Image, rng: np.random.Generator, p: _Placement, n: int) 
         pts = [start]
         for i in range(1, 5):
             t = i / 4 * rng.uniform(0.3, 0.6)
-            pts.append((start[0] + (cx - start[0]) * t * 2 + rng.normal(0, 0.03 * n), start[1] + (cy - start[1]) * t * 2 + rng.normal(0, 0.03 * n)))
+            pts.append(
+                (
+                    start[0] + (cx - start[0]) * t * 2 + rng.normal(0, 0.03 * n),
+                    start[1] + (cy - start[1]) * t * 2 + rng.normal(0, 0.03 * n),
+                )
+            )
         draw.line(pts, fill=_jitter(rng, (80, 60, 40)), width=max(2, int(rng.uniform(0.01, 0.025) * n)), joint="curve")
         green = _pick(rng, _GREENS)
         for x, y in pts[1:]:
@@ -516,7 +535,10 @@ def _occlude(img: Image.Image, rng: np.random.Generator, p: _Placement, n: int) 
     else:  # a box-like object rising from the bottom or a side edge
         w, h = rng.uniform(0.1, 0.25) * p.flag_px, rng.uniform(0.15, 0.3) * p.flag_py
         color = _jitter(rng, _pick(rng, _WALLS + _ROOFS), 20)
-        draw.rectangle([cx - w / 2, cy, cx + w / 2, n] if rng.random() < 0.6 else [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], fill=color)
+        draw.rectangle(
+            [cx - w / 2, cy, cx + w / 2, n] if rng.random() < 0.6 else [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2],
+            fill=color,
+        )
 
 
 def _camera(img: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
@@ -577,7 +599,9 @@ def _encode(name: str, rng: np.random.Generator, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _render_chunk(root: str, seed: int, size: int, split: str, class_index: int, start: int, stop: int) -> list[tuple[str, str]]:
+def _render_chunk(
+    root: str, seed: int, size: int, split: str, class_index: int, start: int, stop: int
+) -> list[tuple[str, str]]:
     """Render and write images [start, stop) of one class and split; return (relpath, sha256)."""
     name = FLAG_NAMES[class_index]
     folder = Path(root, split, name)
@@ -608,7 +632,9 @@ def _warm_up(size: int) -> None:
                 _texture(name, width)
 
 
-def synthesize(out_dir: str | os.PathLike[str], cfg: SynthConfig, progress: Progress | None = None, *, overwrite: bool = False) -> dict[str, Any]:
+def synthesize(
+    out_dir: str | os.PathLike[str], cfg: SynthConfig, progress: Progress | None = None, *, overwrite: bool = False
+) -> dict[str, Any]:
     """Generate the built-in dataset into ``out_dir`` and return its manifest.
 
     Layout: ``out_dir/{train,test}/<Class Name>/<nnnn>.jpg`` and ``out_dir/manifest.json``.
@@ -676,8 +702,10 @@ def _manifest(cfg: SynthConfig, hashes: list[tuple[str, str]]) -> dict[str, Any]
         "version": GENERATOR_VERSION,
         "config": config,
         "class_names": list(FLAG_NAMES),
-        "counts": {split: {name: n for name in FLAG_NAMES} for split, n in
-                   (("train", cfg.train_per_class), ("test", cfg.test_per_class))},  # fmt: skip
+        "counts": {
+            split: {name: n for name in FLAG_NAMES}
+            for split, n in (("train", cfg.train_per_class), ("test", cfg.test_per_class))
+        },  # fmt: skip
         "num_images": len(hashes),
         "image_size": [cfg.size, cfg.size],
         "format": "jpeg",

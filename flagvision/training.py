@@ -53,8 +53,12 @@ class CheckpointCallback(Callback):
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics, improved: bool) -> None:
         if improved:
             card = make_card(
-                state.model, state.cfg, self.class_names, self.fingerprint,
-                epoch=metrics.epoch, metrics=metrics.to_dict(),
+                state.model,
+                state.cfg,
+                self.class_names,
+                self.fingerprint,
+                epoch=metrics.epoch,
+                metrics=metrics.to_dict(),
             )
             save_checkpoint(self.dir, state.model, card)
         save_last_state(self.dir, state.model, state.optimizer, state.history, metrics.epoch)
@@ -87,7 +91,9 @@ def run_training(
     seed_everything(cfg.seed)
     model = get_model(cfg.model, data.num_classes, cfg)
     resume_state = load_last_state(ckpt_dir, model) if resume else None
-    history = fit(model, data, cfg, [CheckpointCallback(ckpt_dir, data.class_names, data.fingerprint), *callbacks], resume_state)
+    history = fit(
+        model, data, cfg, [CheckpointCallback(ckpt_dir, data.class_names, data.fingerprint), *callbacks], resume_state
+    )
     if not history.epochs:
         return RunResult(run_dir, history, None, ckpt_dir)
     best, card = load_checkpoint(ckpt_dir)

@@ -1,7 +1,7 @@
 """Pure helpers behind the Streamlit pages: widget descriptions, tables, ETA, config assembly.
 
-Nothing here imports Streamlit (the app in ``streamlit_app.py``, ``pages/`` and ``app_ui.py`` does), so every rule a page follows is
-unit-testable: which widget a hyperparameter gets and with what range, how widget values become a
+Nothing here imports Streamlit (the app in ``streamlit_app.py``, ``pages/`` and ``app_ui.py``
+does), so every rule a page follows is unit-testable: which widget a hyperparameter gets and with what range, how widget values become a
 validated :class:`~flagvision.config.RunConfig`, how runs and jobs become table rows, how long a
 running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.
 """
@@ -318,7 +318,8 @@ def runs_table(
     models = set(models) if models else None
     statuses = set(statuses) if statuses else None
     rows = [
-        run_row(r) for r in runs
+        run_row(r)
+        for r in runs
         if (models is None or r.get("model") in models) and (statuses is None or r.get("status") in statuses)
     ]
     if sort not in SORT_KEYS:
@@ -390,7 +391,14 @@ def agreement_badge(text: str) -> str:
 
 # Hyperparameters that only shape the custom CNN; VGG-16 transfer uses the rest (lr, optimizer,
 # batch size, dropout in its head, epochs).
-CNN_ONLY_PARAMS = ("num_filters_conv1", "num_filters_conv2", "kernel_size_conv1", "kernel_size_conv2", "fc1_units", "activation")
+CNN_ONLY_PARAMS = (
+    "num_filters_conv1",
+    "num_filters_conv2",
+    "kernel_size_conv1",
+    "kernel_size_conv2",
+    "fc1_units",
+    "activation",
+)
 IMAGE_SIZES = (32, 40, 48, 64, 96, 128, 160, 192, 224)
 
 
@@ -454,10 +462,13 @@ def trial_rows(trials: Sequence[dict[str, Any]], searched: Sequence[str]) -> lis
     rows = []
     for t in trials:
         row = {
-            "trial": t["number"], "state": t["state"],
+            "trial": t["number"],
+            "state": t["state"],
             "val_acc_%": None if t.get("value") is None else round(100 * t["value"], 1),
-            "epochs": t.get("epochs"), "duration": format_duration(t.get("duration_s")),
-            "run": t.get("run_id"), "preset": "yes" if t.get("preset") else "",
+            "epochs": t.get("epochs"),
+            "duration": format_duration(t.get("duration_s")),
+            "run": t.get("run_id"),
+            "preset": "yes" if t.get("preset") else "",
         }
         params = t.get("params") or {}
         for name in searched:
@@ -497,8 +508,9 @@ class PhotoResult:
     agreement: str | None  # predict.agreement(...) when two models answered
 
 
-def analyse_photo(name: str, data: bytes, predictors: dict[str, Any], k: int = 5, gradcam: bool = True,
-                  search: bool = False) -> PhotoResult:
+def analyse_photo(
+    name: str, data: bytes, predictors: dict[str, Any], k: int = 5, gradcam: bool = True, search: bool = False
+) -> PhotoResult:
     """Decode ``data`` and run each predictor on it; ImageError (naming ``name``) if unreadable."""
     from .images import ImageError, open_image
     from .predict import agreement, overlay_heatmap

@@ -83,7 +83,7 @@ HOW_TO_GET = (
     "Get them with `python -m flagvision weights download` (needs internet, about "
     f"{_FILE_SIZE_MB} MB), or copy {WEIGHTS_FILENAME} from a machine that has it and run "
     "`python -m flagvision weights import FILE`; or train without them using --no-pretrained "
-    "(random initialisation, labelled \"random init\")."
+    '(random initialisation, labelled "random init").'
 )
 
 # Files already hashed in this process, keyed by (path, size, mtime, prefix): a study builds a model
@@ -150,7 +150,7 @@ def download_weights(progress: bool = True) -> Path:
         raise WeightsError(
             f"could not download the VGG-16 ImageNet weights from {WEIGHTS_URL}: {exc}. If this machine "
             f"is offline, fetch {WEIGHTS_FILENAME} elsewhere and run `python -m flagvision weights "
-            "import FILE`, or train with --no-pretrained (random initialisation, labelled \"random init\")."
+            'import FILE`, or train with --no-pretrained (random initialisation, labelled "random init").'
         ) from exc
     _check_state_dict(state, source=str(path))
     _remember_verified(path, PUBLISHED_HASH_PREFIX)
@@ -175,7 +175,7 @@ def import_weights(file: str | os.PathLike[str], expected_prefix: str | None = N
     digest = _sha256(source)
     if not digest.startswith(prefix):
         raise WeightsError(
-            f"{source} is not torchvision's {WEIGHTS_FILENAME}: its sha256 starts with {digest[:len(prefix)]}, "
+            f"{source} is not torchvision's {WEIGHTS_FILENAME}: its sha256 starts with {digest[: len(prefix)]}, "
             f"the published prefix is {prefix}. Nothing was installed."
         )
     _check_state_dict(_load_state_dict(source), source=str(source))
@@ -245,7 +245,7 @@ def _verify_file(path: Path, prefix: str, what: str) -> None:
     if not digest.startswith(prefix):
         raise WeightsError(
             f"{what} {path} does not match the published hash prefix {prefix} (its sha256 starts with "
-            f"{digest[:len(prefix)]}): it is not torchvision's {WEIGHTS_FILENAME}. Delete it. {HOW_TO_GET}"
+            f"{digest[: len(prefix)]}): it is not torchvision's {WEIGHTS_FILENAME}. Delete it. {HOW_TO_GET}"
         )
     _remember_verified(path, prefix)
 

@@ -69,7 +69,11 @@ class _Worker:
         try:
             if self.store.heartbeat(self.job_id, self.progress, self.text):
                 self.stop.set()
-        except (StoreError, sqlite3.Error, OSError) as exc:  # a locked database must not kill the worker; beat again later
+        except (
+            StoreError,
+            sqlite3.Error,
+            OSError,
+        ) as exc:  # a locked database must not kill the worker; beat again later
             if not self._beat_error_shown:
                 print(f"heartbeat failed (will retry): {exc}", file=sys.stderr, flush=True)
                 self._beat_error_shown = True
@@ -162,8 +166,14 @@ class _Worker:
         self.report(0.0, "resuming" if resume else "loading data")
         print(f"job {self.job_id}: {'resuming' if resume else 'training'} run {run_id} ({cfg.label})", flush=True)
         self._run_recorded = True  # from here on execute_run records the run's end, whatever happens
-        outcome = execute_run(self.ws, self.store, cfg, run_id=run_id, resume=resume, callbacks=[
-            Progress(), StopAfter(self.should_stop, every_s=STOP_CHECK_S)])
+        outcome = execute_run(
+            self.ws,
+            self.store,
+            cfg,
+            run_id=run_id,
+            resume=resume,
+            callbacks=[Progress(), StopAfter(self.should_stop, every_s=STOP_CHECK_S)],
+        )
         self.phase = "finish"
         result, history = outcome.result, outcome.result.history
         summary = {
@@ -183,8 +193,8 @@ class _Worker:
 
         self._run_recorded = True
         try:
-from .errors import describe
-from .store import Store, StoreError
+            finish_run(self.store, run_id, None, status, error)
+        except Exception:  # noqa: BLE001 - the job row still gets its state below; say why the run row did not
             traceback.print_exc()
 
     def _study(self) -> tuple[str, dict[str, Any] | None]:

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _common as ui
+import app_ui as ui
 from flagvision.builtin import builtin_ready, ensure_builtin
 from flagvision.flags import FLAG_NAMES, render_flag
 from flagvision.importer import import_dataset
 from flagvision.ui_logic import dataset_choices, dataset_title, image_strip, sample_paths_per_class
 from flagvision.workspace import BUILTIN_DATASET, Workspace
-import app_ui as ui
 
 SAMPLES_PER_CLASS = 3
 SAMPLE_TILE_PX = 96  # drawn size of one sample (sharp on a 1.3x screen)
@@ -65,7 +64,8 @@ def _import_section(ws: Workspace) -> None:
                 st.warning(f"{len(report['skipped'])} file(s) skipped:")
                 st.dataframe(
                     [{"file": f, "reason": why} for f, why in report["skipped"]],
-                    hide_index=True, key="dataset_skipped",
+                    hide_index=True,
+                    key="dataset_skipped",
                 )
 
 
@@ -117,11 +117,20 @@ def _augmentation(path: Path, stamp: float) -> None:
     names = [n for n, p in groups.items() if p]
     c1, c2, c3 = st.columns(3)
     cls = c1.selectbox("Class", names, key="dataset_aug_class")
-    strength = c2.slider("Augmentation strength", 0.0, 1.0, 0.5, 0.05, key="dataset_aug_strength",
-                         help="DataConfig.augment: 0 = none, 1 = strong (range 0–1)")
+    strength = c2.slider(
+        "Augmentation strength",
+        0.0,
+        1.0,
+        0.5,
+        0.05,
+        key="dataset_aug_strength",
+        help="DataConfig.augment: 0 = none, 1 = strong (range 0–1)",
+    )
     seed = c3.number_input("Seed", 0, 10_000, 0, key="dataset_aug_seed")
     image = decode_resized(groups[cls][0], 128)
-    views = augment_batch(image.unsqueeze(0).repeat(AUG_VIEWS, 1, 1, 1), strength, torch.Generator().manual_seed(int(seed)))
+    views = augment_batch(
+        image.unsqueeze(0).repeat(AUG_VIEWS, 1, 1, 1), strength, torch.Generator().manual_seed(int(seed))
+    )
     pictures = [image.permute(1, 2, 0).numpy()] + [(v.permute(1, 2, 0).numpy() * 255).astype("uint8") for v in views]
     st.image(pictures, caption=["original"] + [f"view {i + 1}" for i in range(AUG_VIEWS)], width=110)
 
@@ -140,8 +149,13 @@ def main() -> None:
         st.session_state["dataset_choice"] = pending
     if st.session_state.get("dataset_choice") not in choices:
         st.session_state["dataset_choice"] = choices[0]
-    choice = st.selectbox("Dataset", choices, format_func=dataset_title, key="dataset_choice",
-                          help="The built-in generated flags, or a folder inside the workspace's datasets/")
+    choice = st.selectbox(
+        "Dataset",
+        choices,
+        format_func=dataset_title,
+        key="dataset_choice",
+        help="The built-in generated flags, or a folder inside the workspace's datasets/",
+    )
     _import_section(ws)
     path = ws.dataset_dir(choice)
     if choice == BUILTIN_DATASET and not builtin_ready(ws):
@@ -162,12 +176,15 @@ def main() -> None:
         )
         if summary["unreadable"]:
             st.warning(f"{len(summary['unreadable'])} unreadable file(s) will be skipped in training.")
-            st.dataframe([{"file": f, "reason": r} for f, r in summary["unreadable"]], hide_index=True,
-                         key="dataset_unreadable")
+            st.dataframe(
+                [{"file": f, "reason": r} for f, r in summary["unreadable"]], hide_index=True, key="dataset_unreadable"
+            )
         cols = st.columns(len(summary["splits"]) or 1)
         for col, (split, counts) in zip(cols, summary["splits"].items(), strict=False):
             with col:
-                ui.figure("class_counts_bars", counts, title=f"Images per class · {split}", key=f"dataset_counts_{split}")
+                ui.figure(
+                    "class_counts_bars", counts, title=f"Images per class · {split}", key=f"dataset_counts_{split}"
+                )
         # Only the open tab is drawn: the title, counts and charts paint first, the pictures after.
         samples_tab, augmentation_tab, flags_tab = ui.lazy_tabs(VIEWS, key="dataset_view")
         if samples_tab.open:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _common as ui
+import app_ui as ui
 from flagvision.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
     agreement_badge,
@@ -13,11 +13,14 @@ from flagvision.ui_logic import (
     checkpoint_choices,
     checkpoint_label,
 )
-import app_ui as ui
 
 SLOTS = {
     "cnn": ("flag_cnn", "Custom CNN", "Train a custom CNN on the Train page (model: Custom CNN)."),
-    "vgg": ("vgg16_transfer", "VGG-16 transfer", "Train a VGG-16 transfer model on the Train page (model: VGG-16 transfer)."),
+    "vgg": (
+        "vgg16_transfer",
+        "VGG-16 transfer",
+        "Train a VGG-16 transfer model on the Train page (model: VGG-16 transfer).",
+    ),
 }
 
 
@@ -34,15 +37,21 @@ def _choose_models(store) -> dict[str, str]:
                 ui.page_link("train", "Open the Train page")
                 continue
             by_id = {r["id"]: r for r in options}
-            run_id = st.selectbox(f"{title} checkpoint", list(by_id), format_func=lambda i, runs=by_id: checkpoint_label(runs[i]),
-                                  key=f"predict_ckpt_{slot}")
+            run_id = st.selectbox(
+                f"{title} checkpoint",
+                list(by_id),
+                format_func=lambda i, runs=by_id: checkpoint_label(runs[i]),
+                key=f"predict_ckpt_{slot}",
+            )
             chosen[slot] = by_id[run_id]["checkpoint_path"]
     return chosen
 
 
 def _photos() -> list[tuple[str, bytes]]:
     files = st.file_uploader(
-        "Photos of flags", accept_multiple_files=True, key="predict_files",
+        "Photos of flags",
+        accept_multiple_files=True,
+        key="predict_files",
         type=[s.lstrip(".") for s in IMAGE_SUFFIXES],
         help="Drag and drop one or many photos; each is classified by both models.",
     )
@@ -85,8 +94,10 @@ def main() -> None:
     ws = ui.workspace()
     store = ui.store(ws)
     st.title("Predict")
-    st.caption("Each photo gets the checkpoint's own evaluation preprocessing; with the crop search on, an unsure "
-               "model also reads 13 crops and the surest view answers. Grad-CAM shows where the model looked.")
+    st.caption(
+        "Each photo gets the checkpoint's own evaluation preprocessing; with the crop search on, an unsure "
+        "model also reads 13 crops and the surest view answers. Grad-CAM shows where the model looked."
+    )
     checkpoints = _choose_models(store)
     photos = _photos()
     if not checkpoints:
@@ -98,9 +109,13 @@ def main() -> None:
     predictors = {slot: ui.predictor(path) for slot, path in checkpoints.items()}
     labels = {slot: p.label for slot, p in predictors.items()}
     gradcam = st.toggle("Grad-CAM overlays", True, key="predict_gradcam")
-    search = st.toggle("Look for a small flag in 13 crops", False, key="predict_search",
-                       help="When a model is unsure of the whole photo, it also reads 13 overlapping crops and the "
-                            "surest one answers: a flag far away becomes readable. Up to 14x the work (slow with VGG-16).")
+    search = st.toggle(
+        "Look for a small flag in 13 crops",
+        False,
+        key="predict_search",
+        help="When a model is unsure of the whole photo, it also reads 13 overlapping crops and the "
+        "surest one answers: a flag far away becomes readable. Up to 14x the work (slow with VGG-16).",
+    )
     bar = st.progress(0.0, text="Classifying…") if len(photos) > 1 else None
     summary = []
     for i, (name, data) in enumerate(photos, 1):

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _common as ui
+import app_ui as ui
 from flagvision.models import list_models
 from flagvision.store import RUN_STATUSES
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
-import app_ui as ui
 
 GALLERY_MAX = 24
 VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and log", "Export", "Delete"]
@@ -18,15 +17,31 @@ VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and 
 
 def _table(runs: list[dict]) -> list[dict]:
     c1, c2, c3 = st.columns(3)
-    models = c1.multiselect("Model", list_models(), format_func=model_label, key="runs_filter_model",
-                            placeholder="all models")
+    models = c1.multiselect(
+        "Model", list_models(), format_func=model_label, key="runs_filter_model", placeholder="all models"
+    )
     statuses = c2.multiselect("Status", list(RUN_STATUSES), key="runs_filter_status", placeholder="all statuses")
     sort = c3.selectbox("Sort by", list(SORT_KEYS), key="runs_sort")
     rows = runs_table(runs, models=models, statuses=statuses, sort=sort)
     st.dataframe(
-        rows, hide_index=True, key="runs_table",
-        column_order=["id", "name", "model", "status", "dataset", "epochs", "best_epoch", "val_acc_%", "test_acc_%",
-                      "duration", "study", "trial", "created"],
+        rows,
+        hide_index=True,
+        key="runs_table",
+        column_order=[
+            "id",
+            "name",
+            "model",
+            "status",
+            "dataset",
+            "epochs",
+            "best_epoch",
+            "val_acc_%",
+            "test_acc_%",
+            "duration",
+            "study",
+            "trial",
+            "created",
+        ],
         column_config={
             "val_acc_%": st.column_config.NumberColumn("best val acc", format="%.1f%%"),
             "test_acc_%": st.column_config.NumberColumn("test acc", format="%.1f%%"),
@@ -38,8 +53,9 @@ def _table(runs: list[dict]) -> list[dict]:
 def _compare(store, rows: list[dict]) -> None:
     st.subheader("Compare curves")
     labels = {r["id"]: f"#{r['id']} {r['name']}" for r in rows}
-    chosen = st.multiselect("Runs to overlay", list(labels), default=list(labels)[:3], format_func=labels.get,
-                            key="runs_compare")
+    chosen = st.multiselect(
+        "Runs to overlay", list(labels), default=list(labels)[:3], format_func=labels.get, key="runs_compare"
+    )
     if not chosen:
         st.caption("Pick runs to overlay their curves.")
         return
@@ -65,7 +81,9 @@ def _per_class(run: dict, evaluation: dict) -> None:
 
 def _confusion(run: dict, evaluation: dict) -> None:
     # The heatmap keeps square cells at a fixed size (24 legible rows): give it the full width.
-    ui.figure("confusion_heatmap", evaluation["confusion"], evaluation["class_names"], key=f"runs_confusion_{run['id']}")
+    ui.figure(
+        "confusion_heatmap", evaluation["confusion"], evaluation["class_names"], key=f"runs_confusion_{run['id']}"
+    )
 
 
 def _misclassified(run: dict, evaluation: dict) -> None:
@@ -75,8 +93,9 @@ def _misclassified(run: dict, evaluation: dict) -> None:
         st.caption("None: every evaluation image was classified correctly.")
     shown = [w for w in wrong if Path(w["path"]).is_file()][:GALLERY_MAX]
     if shown:  # one element for the gallery: two dozen separate ones cost the browser far more
-        st.image([item["path"] for item in shown], caption=[f"true {w['true']} → {w['predicted']}" for w in shown],
-                 width=110)
+        st.image(
+            [item["path"] for item in shown], caption=[f"true {w['true']} → {w['predicted']}" for w in shown], width=110
+        )
     if len(wrong) > len(shown):
         st.caption(f"{len(wrong) - len(shown)} more not shown.")
 
@@ -100,19 +119,28 @@ def _export(run: dict) -> None:
         st.caption("No checkpoint to export yet.")
         return
     c1, c2 = st.columns([1, 2])
-    fmt = c1.selectbox("Export format", available_formats(), key=f"runs_export_fmt_{run['id']}",
-                       help="TorchScript always; ONNX when the onnx package is installed")
+    fmt = c1.selectbox(
+        "Export format",
+        available_formats(),
+        key=f"runs_export_fmt_{run['id']}",
+        help="TorchScript always; ONNX when the onnx package is installed",
+    )
     if c2.button("Prepare export", key=f"runs_export_{run['id']}", icon=":material/build:"):
         with st.spinner("Tracing the model…"):
             st.session_state["runs_export"] = {
-                "run": run["id"], "fmt": fmt, "data": export_checkpoint(ckpt, fmt),
+                "run": run["id"],
+                "fmt": fmt,
+                "data": export_checkpoint(ckpt, fmt),
                 "name": export_filename(ckpt, fmt, stem=f"run{run['id']}"),
             }
     prepared = st.session_state.get("runs_export")
     if prepared and prepared["run"] == run["id"] and prepared["fmt"] == fmt:
         st.download_button(
-            f"Download {prepared['name']} ({len(prepared['data']) / 2**20:.1f} MB)", prepared["data"],
-            file_name=prepared["name"], mime="application/octet-stream", key=f"runs_download_{run['id']}",
+            f"Download {prepared['name']} ({len(prepared['data']) / 2**20:.1f} MB)",
+            prepared["data"],
+            file_name=prepared["name"],
+            mime="application/octet-stream",
+            key=f"runs_download_{run['id']}",
             icon=":material/download:",
         )
 
@@ -123,8 +151,9 @@ def _delete(ws, store, run: dict) -> None:
     if run["status"] in ("queued", "running"):
         st.caption("A run that is queued or running cannot be deleted; cancel it on the Train page first.")
         return
-    confirm = st.checkbox(f"Yes, delete run #{run['id']} with its checkpoint and metrics",
-                          key=f"runs_delete_confirm_{run['id']}")
+    confirm = st.checkbox(
+        f"Yes, delete run #{run['id']} with its checkpoint and metrics", key=f"runs_delete_confirm_{run['id']}"
+    )
     if st.button("Delete run", key=f"runs_delete_{run['id']}", disabled=not confirm, icon=":material/delete:"):
         delete_run(ws, store, run["id"])
         st.session_state.pop("runs_selected", None)
@@ -150,8 +179,12 @@ def main() -> None:
     ids = [r["id"] for r in rows] or list(by_id)
     if st.session_state.get("runs_selected") not in ids:
         st.session_state["runs_selected"] = ids[0]
-    run_id = st.selectbox("Run", ids, key="runs_selected",
-                          format_func=lambda i: f"#{i} {by_id[i].get('name') or ''} ({by_id[i]['status']})")
+    run_id = st.selectbox(
+        "Run",
+        ids,
+        key="runs_selected",
+        format_func=lambda i: f"#{i} {by_id[i].get('name') or ''} ({by_id[i]['status']})",
+    )
     run = by_id[run_id]
     evaluation = _evaluation_of(run)
     if evaluation:

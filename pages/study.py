@@ -6,7 +6,6 @@ import time
 
 import streamlit as st
 
-from app_pages import _common as ui
 from flagvision import jobs
 from flagvision.config import CNN_IMAGE_SIZE, HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
 from flagvision.ui_logic import (

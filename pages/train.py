@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _common as ui
+import app_ui as ui
 from flagvision import jobs
 from flagvision.config import DEFAULT_AUGMENT, HYPERPARAMS, PARAM_SPECS, ConfigError, VGGConfig, default_image_size
 from flagvision.models import list_models
@@ -27,35 +27,67 @@ from flagvision.ui_logic import (
 )
 from flagvision.weights import weights_status
 from flagvision.workspace import BUILTIN_DATASET
-import app_ui as ui
 
 ACTIVE = ("queued", "running")
 
 
 def _model_section() -> tuple[str, dict]:
-    model = st.selectbox("Model", list_models(), format_func=model_label, key="train_model",
-                         help="The seed's custom CNN, or a section of VGG-16 as a frozen feature extractor + new head")
+    model = st.selectbox(
+        "Model",
+        list_models(),
+        format_func=model_label,
+        key="train_model",
+        help="The seed's custom CNN, or a section of VGG-16 as a frozen feature extractor + new head",
+    )
     vgg: dict = {}
     if model == "vgg16_transfer":
         defaults = VGGConfig()
         c1, c2 = st.columns(2)
-        vgg["blocks"] = c1.slider("VGG-16 blocks", 1, 5, defaults.blocks, 1, key="train_vgg_blocks",
-                                  help="Convolutional blocks of VGG-16 kept as feature extractor. Range: 1–5")
-        vgg["cached_views"] = c2.slider("Cached views", 1, 32, defaults.cached_views, 1, key="train_vgg_views",
-                                        help="Augmented views whose frozen features are computed once and cached "
-                                             "(1 = no augmentation). Range: 1–32")
-        vgg["head_units"] = c1.select_slider("Head units", [0, 64, 128, 256, 512, 1024], defaults.head_units,
-                                             key="train_vgg_head", help="Hidden units of the new head (0 = linear). Range: ≥ 0")
-        vgg["fine_tune_last"] = c2.checkbox("Fine-tune the last block", defaults.fine_tune_last, key="train_vgg_ft",
-                                            help="Also train the last kept block (slower: no feature cache)")
+        vgg["blocks"] = c1.slider(
+            "VGG-16 blocks",
+            1,
+            5,
+            defaults.blocks,
+            1,
+            key="train_vgg_blocks",
+            help="Convolutional blocks of VGG-16 kept as feature extractor. Range: 1–5",
+        )
+        vgg["cached_views"] = c2.slider(
+            "Cached views",
+            1,
+            32,
+            defaults.cached_views,
+            1,
+            key="train_vgg_views",
+            help="Augmented views whose frozen features are computed once and cached "
+            "(1 = no augmentation). Range: 1–32",
+        )
+        vgg["head_units"] = c1.select_slider(
+            "Head units",
+            [0, 64, 128, 256, 512, 1024],
+            defaults.head_units,
+            key="train_vgg_head",
+            help="Hidden units of the new head (0 = linear). Range: ≥ 0",
+        )
+        vgg["fine_tune_last"] = c2.checkbox(
+            "Fine-tune the last block",
+            defaults.fine_tune_last,
+            key="train_vgg_ft",
+            help="Also train the last kept block (slower: no feature cache)",
+        )
         status = weights_status()
         if status["available"]:
             st.success("ImageNet weights available.", icon=":material/check_circle:")
-            random_init = st.checkbox("Random initialisation instead of ImageNet weights", False, key="train_vgg_random")
+            random_init = st.checkbox(
+                "Random initialisation instead of ImageNet weights", False, key="train_vgg_random"
+            )
         else:
             st.warning(status["message"], icon=":material/warning:")
-            random_init = st.checkbox("Random initialisation (no ImageNet weights): results will be labelled "
-                                      "“random init”", True, key="train_vgg_random")
+            random_init = st.checkbox(
+                "Random initialisation (no ImageNet weights): results will be labelled “random init”",
+                True,
+                key="train_vgg_random",
+            )
             if not random_init:
                 raise ConfigError("VGG-16 ImageNet weights are missing: tick random initialisation or get the weights")
         vgg["pretrained"] = not random_init
@@ -85,11 +117,21 @@ def _config_form(ws):
         dataset = st.selectbox("Dataset", choices, format_func=dataset_title, key="train_dataset")
         c1, c2 = st.columns(2)
         _follow_model_size(model)
-        image_size = c1.select_slider("Image size", IMAGE_SIZES, key="train_image_size",
-                                      help="Square network input in pixels (custom CNN 40, VGG-16 64 by default). "
-                                           "Range: 8–256")
-        augment = c2.slider("Augmentation strength", 0.0, 1.0, DEFAULT_AUGMENT, 0.05, key="train_augment",
-                            help="0 = none, 1 = strong. Range: 0–1")
+        image_size = c1.select_slider(
+            "Image size",
+            IMAGE_SIZES,
+            key="train_image_size",
+            help="Square network input in pixels (custom CNN 40, VGG-16 64 by default). Range: 8–256",
+        )
+        augment = c2.slider(
+            "Augmentation strength",
+            0.0,
+            1.0,
+            DEFAULT_AUGMENT,
+            0.05,
+            key="train_augment",
+            help="0 = none, 1 = strong. Range: 0–1",
+        )
         epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs")
         name = st.text_input("Run name", key="train_run_name", placeholder="optional")
         start_slot = st.container()
@@ -157,8 +199,12 @@ def _live(ws) -> None:
     by_id = {r["id"]: r for r in runs}
     # No status in the label: it would be the one of this full run and go stale while the panel
     # below polls; the panel's header shows the live one beside the curves.
-    run_id = st.selectbox("Run to watch", ids, key="train_run_id",
-                          format_func=lambda i: f"#{i} {by_id[i].get('name') or by_id[i].get('label') or ''}".rstrip())
+    run_id = st.selectbox(
+        "Run to watch",
+        ids,
+        key="train_run_id",
+        format_func=lambda i: f"#{i} {by_id[i].get('name') or by_id[i].get('label') or ''}".rstrip(),
+    )
     started_active = by_id[run_id]["status"] in ACTIVE
 
     @st.fragment(run_every=1 if started_active else None)
@@ -176,15 +222,19 @@ def _live(ws) -> None:
             eta = job_eta(job) if job else None
             eta = eta if eta is not None else epochs_eta(metrics, total)
             text = (job or {}).get("progress_text") or run["status"]
-            st.progress(float((job or {}).get("progress") or 0.0),
-                        text=f"{text} · {len(metrics)}/{total} epochs · ETA {format_duration(eta)}")
+            st.progress(
+                float((job or {}).get("progress") or 0.0),
+                text=f"{text} · {len(metrics)}/{total} epochs · ETA {format_duration(eta)}",
+            )
         elif run.get("error"):
             st.error(f"Run #{run_id} {run['status']}: {run['error']}")
         else:
             best = run.get("best_val_acc")
             test = run.get("test_acc")
             st.caption(
-                f"{len(metrics)}/{total} epochs · best val acc {best:.1%}" if best is not None else f"{len(metrics)} epochs"
+                f"{len(metrics)}/{total} epochs · best val acc {best:.1%}"
+                if best is not None
+                else f"{len(metrics)} epochs"
             )
             if test is not None:
                 st.caption(f"Test accuracy of the best epoch: {test:.1%}")
@@ -218,12 +268,14 @@ def _reset_invalid_values(ws) -> bool:
     """Values no widget could hold (a tampered or stale session) are reset, and said so, before
     any widget is drawn: the widgets would otherwise fail, or quietly fall back to a default."""
     checks = {f"train_hp_{spec.name}": ui.value_check(spec) for spec in HYPERPARAMS}
-    checks.update({
-        "train_model": ui.one_of("model", list_models()),
-        "train_dataset": ui.one_of("dataset", dataset_choices(ws)),
-        "train_image_size": ui.one_of("image size", IMAGE_SIZES),
-        "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),
-    })
+    checks.update(
+        {
+            "train_model": ui.one_of("model", list_models()),
+            "train_dataset": ui.one_of("dataset", dataset_choices(ws)),
+            "train_image_size": ui.one_of("image size", IMAGE_SIZES),
+            "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),
+        }
+    )
     return ui.reset_invalid_state(checks)
 
 

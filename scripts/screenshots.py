@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/tour", help="folder for the PNGs, relative to the repository (default docs/tour)")
+    parser.add_argument(
+        "--out", default="docs/tour", help="folder for the PNGs, relative to the repository (default docs/tour)"
+    )
     args = parser.parse_args(argv)
     if not Path("/usr/bin/chromium").is_file():
         print("needs /usr/bin/chromium: apt-get install -y chromium", file=sys.stderr)

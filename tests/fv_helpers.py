@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -50,12 +50,17 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "flagvision", *args],
-        capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO,
+        timeout=timeout,
     )
 
 
-def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
-              compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+def zip_bytes(
+    entries: dict[str, bytes], symlinks: dict[str, str] | None = None, compression: int = zipfile.ZIP_DEFLATED
+) -> bytes:
     """A zip archive in memory; ``symlinks`` maps entry names to link targets (stored as links)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression) as zf:
@@ -68,8 +73,9 @@ def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
     return buf.getvalue()
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str | Callable[[], str] = "the condition", ws=None,
-             every: float = 0.1):
+def wait_for(
+    predicate, timeout: float = 60.0, what: str | Callable[[], str] = "the condition", ws=None, every: float = 0.1
+):
     """Poll ``predicate`` until it returns a truthy value, which is returned; fail after ``timeout`` s.
 
     The one way the tests wait on another process, a server, a file or the clock: a deadline poll on

@@ -8,12 +8,23 @@ from flagvision.cli import main
 
 def test_quick_bench_runs_every_section_and_writes_markdown(tiny_dataset, workspace, tmp_path, capsys):
     out = tmp_path / "BENCH.md"
-    code = main(["--workspace", str(workspace.root), "bench", "--quick", "--data", str(tiny_dataset), "--out", str(out)])
+    code = main(
+        ["--workspace", str(workspace.root), "bench", "--quick", "--data", str(tiny_dataset), "--out", str(out)]
+    )
     assert code == 0
     text = out.read_text()
     assert "--quick" in text and "| section | measure | value | target | met |" in text
-    for title in ("Targets missed: distance and reason", "Training epoch", "What was tried", "Where the time goes", "Time to 90 %", "VGG-16 feature cache",
-                  "Inference", "Studies with pruning", "Memory"):
+    for title in (
+        "Targets missed: distance and reason",
+        "Training epoch",
+        "What was tried",
+        "Where the time goes",
+        "Time to 90 %",
+        "VGG-16 feature cache",
+        "Inference",
+        "Studies with pruning",
+        "Memory",
+    ):
         assert f"## {title}" in text
     assert "random init" in text  # no ImageNet weights in the test environment: labelled, never "pretrained"
     assert "falls back to streaming | yes" in text
@@ -23,8 +34,20 @@ def test_quick_bench_runs_every_section_and_writes_markdown(tiny_dataset, worksp
 
 def test_quick_preset_section_trains_through_the_cli(tiny_dataset, workspace, tmp_path):
     out = tmp_path / "PRESET.md"
-    code = main(["--workspace", str(workspace.root), "bench", "--quick", "--data", str(tiny_dataset), "--sections", "preset",
-                 "--out", str(out)])
+    code = main(
+        [
+            "--workspace",
+            str(workspace.root),
+            "bench",
+            "--quick",
+            "--data",
+            str(tiny_dataset),
+            "--sections",
+            "preset",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     text = out.read_text()
     assert "--sections preset" in text and "## The default preset on the data" in text

@@ -50,7 +50,9 @@ def test_pickle_payload_never_runs(tmp_path, saved):
         load_checkpoint(folder)
     assert not marker.exists()
     (folder / "last_optimizer.pt").write_bytes(pickle.dumps({"w": Payload()}))
-    (folder / "last.json").write_text(json.dumps({"next_epoch": 2, "history": [], "best_epoch": 1, "best_val_acc": 0.5}))
+    (folder / "last.json").write_text(
+        json.dumps({"next_epoch": 2, "history": [], "best_epoch": 1, "best_val_acc": 0.5})
+    )
     with pytest.raises(CheckpointError):
         load_last_state(folder, _cnn()[0])
     assert not marker.exists()
@@ -75,11 +77,14 @@ def test_card_with_wrong_class_count_refused(saved):
         load_checkpoint(folder)
 
 
-@pytest.mark.parametrize("mutate,fragment", [
-    (lambda c: c.pop("class_names"), "lacks 'class_names'"),
-    (lambda c: c.__setitem__("format", "other"), "not a flagvision-checkpoint"),
-    (lambda c: c["config"]["hparams"].__setitem__("lr", 5.0), "config is invalid"),
-])
+@pytest.mark.parametrize(
+    "mutate,fragment",
+    [
+        (lambda c: c.pop("class_names"), "lacks 'class_names'"),
+        (lambda c: c.__setitem__("format", "other"), "not a flagvision-checkpoint"),
+        (lambda c: c["config"]["hparams"].__setitem__("lr", 5.0), "config is invalid"),
+    ],
+)
 def test_bad_cards_refused(saved, mutate, fragment):
     folder, _, _ = saved
     card = json.loads((folder / "card.json").read_text())

@@ -13,7 +13,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     data = make_pattern_dataset(root / "data", per_class=15)
     ws = root / "ws"
-    out = run_cli("--workspace", str(ws), "train", "--data", str(data), "--epochs", "3", "--image-size", "32", "--lr", "1e-3")
+    out = run_cli(
+        "--workspace", str(ws), "train", "--data", str(data), "--epochs", "3", "--image-size", "32", "--lr", "1e-3"
+    )
     assert out.returncode == 0, out.stderr
     return ws, data, out
 
@@ -69,7 +71,9 @@ def test_scene_search_in_evaluate_and_predict(trained, tmp_path):
     found = json.loads(run_cli("predict", "--checkpoint", str(ckpt), str(tmp_path / "scene.png"), "--json").stdout)
     box = found["predictions"][0]["box"]
     assert box is None or (0 <= box[0] < box[2] <= 200 and 0 <= box[1] < box[3] <= 120)
-    whole = json.loads(run_cli("predict", "--checkpoint", str(ckpt), str(tmp_path / "scene.png"), "--whole-photo", "--json").stdout)
+    whole = json.loads(
+        run_cli("predict", "--checkpoint", str(ckpt), str(tmp_path / "scene.png"), "--whole-photo", "--json").stdout
+    )
     assert whole["predictions"][0]["box"] is None
 
 
@@ -85,7 +89,9 @@ def test_bad_files_are_skipped_and_reported(tmp_path):
     buf = BytesIO()
     Image.open(BytesIO(good)).convert("RGB").save(buf, "JPEG")
     (data / "horizontal" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    out = run_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(data), "--epochs", "1", "--image-size", "32")
+    out = run_cli(
+        "--workspace", str(tmp_path / "ws"), "train", "--data", str(data), "--epochs", "1", "--image-size", "32"
+    )
     assert out.returncode == 0, out.stderr
     for name in ("zero.jpg", "text.jpg", "truncated.jpg"):
         assert name in out.stderr
@@ -144,8 +150,16 @@ def test_choices_refused_by_argparse(tmp_path, tiny_dataset):
 
 def test_vgg_without_weights_names_both_ways(tmp_path, tiny_dataset):
     out = run_cli(
-        "--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset), "--model", "vgg16_transfer",
-        "--epochs", "1", env={"TORCH_HOME": str(tmp_path / "torch")},
+        "--workspace",
+        str(tmp_path / "ws"),
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--model",
+        "vgg16_transfer",
+        "--epochs",
+        "1",
+        env={"TORCH_HOME": str(tmp_path / "torch")},
     )
     assert out.returncode == 2, out.stderr
     assert "weights import" in out.stderr and "--no-pretrained" in out.stderr
@@ -153,8 +167,20 @@ def test_vgg_without_weights_names_both_ways(tmp_path, tiny_dataset):
 
 def test_vgg_random_init_is_labelled(tmp_path, tiny_dataset):
     out = run_cli(
-        "--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset), "--model", "vgg16_transfer",
-        "--no-pretrained", "--vgg-blocks", "2", "--epochs", "1", "--image-size", "32",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--model",
+        "vgg16_transfer",
+        "--no-pretrained",
+        "--vgg-blocks",
+        "2",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
         env={"TORCH_HOME": str(tmp_path / "torch")},
     )
     assert out.returncode == 0, out.stderr

@@ -28,11 +28,14 @@ runpy.run_module("flagvision", run_name="__main__", alter_sys=True)
 def _heavy_modules(*argv: str) -> tuple[int, list[str], str]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE.format(heavy=HEAVY), json.dumps(argv)],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("HEAVY "), out.stderr
-    return out.returncode, json.loads(last[len("HEAVY "):]), out.stdout + out.stderr
+    return out.returncode, json.loads(last[len("HEAVY ") :]), out.stdout + out.stderr
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +52,21 @@ def ws_with_a_job(tmp_path_factory):
     return ws, job_id
 
 
-@pytest.mark.parametrize("command", [
-    ["--help"], ["jobs", "list"], ["jobs", "list", "--json"], ["jobs", "show", "{job}"], ["jobs", "logs", "{job}"],
-    ["jobs", "cancel", "{job}"], ["study", "list"], ["weights", "status"], ["weights", "status", "--json"],
-], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--help"],
+        ["jobs", "list"],
+        ["jobs", "list", "--json"],
+        ["jobs", "show", "{job}"],
+        ["jobs", "logs", "{job}"],
+        ["jobs", "cancel", "{job}"],
+        ["study", "list"],
+        ["weights", "status"],
+        ["weights", "status", "--json"],
+    ],
+    ids=" ".join,
+)
 def test_light_commands_do_not_import_torch(ws_with_a_job, command):
     ws, job_id = ws_with_a_job
     argv = ["--workspace", str(ws), *(part.format(job=job_id) for part in command)]

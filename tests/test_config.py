@@ -31,11 +31,19 @@ def test_seed_table_exactly():
     for name, (lo, hi, step, default) in expected.items():
         spec = PARAM_SPECS[name]
         assert (spec.low, spec.high, spec.step, spec.default) == (lo, hi, step, default)
-    assert (PARAM_SPECS["dropout_rate"].low, PARAM_SPECS["dropout_rate"].high, PARAM_SPECS["dropout_rate"].default) == (0.0, 0.5, 0.02)
+    assert (PARAM_SPECS["dropout_rate"].low, PARAM_SPECS["dropout_rate"].high, PARAM_SPECS["dropout_rate"].default) == (
+        0.0,
+        0.5,
+        0.02,
+    )
     lr = PARAM_SPECS["lr"]
     assert (lr.low, lr.high, lr.log, lr.default) == (1e-5, 1e-3, True, 1.8e-4)
     assert PARAM_SPECS["activation"].choices == ("ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh") == ACTIVATIONS
-    assert PARAM_SPECS["optimizer"].choices == ("Adam", "SGD", "RMSprop", "Adadelta", "Adagrad", "ASGD", "NAdam") == OPTIMIZERS
+    assert (
+        PARAM_SPECS["optimizer"].choices
+        == ("Adam", "SGD", "RMSprop", "Adadelta", "Adagrad", "ASGD", "NAdam")
+        == OPTIMIZERS
+    )
     assert PARAM_SPECS["activation"].default == "LeakyReLU" and PARAM_SPECS["optimizer"].default == "NAdam"
     assert PARAM_SPECS["epochs"].default == 10
     assert len(HYPERPARAMS) == 11 and len(SEARCHABLE) == 10 and "epochs" not in SEARCHABLE
@@ -63,7 +71,9 @@ def test_out_of_range_refused_with_valid_options(field, value, fragment):
 
 
 def test_json_round_trip_and_frozen():
-    cfg = RunConfig(model="vgg16_transfer", vgg=VGGConfig(blocks=3, pretrained=False), data=DataConfig(path="/x", image_size=48))
+    cfg = RunConfig(
+        model="vgg16_transfer", vgg=VGGConfig(blocks=3, pretrained=False), data=DataConfig(path="/x", image_size=48)
+    )
     cfg = cfg.with_hparams(lr=3e-4, activation="ELU")
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg and again.hparams.lr == 3e-4

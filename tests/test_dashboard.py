@@ -14,7 +14,6 @@ import pytest
 from flagvision.config import DataConfig, RunConfig
 from flagvision.dashboard import DashboardError, start_dashboard
 from flagvision.study import StudyConfig, StudyError
-from flagvision.config import DataConfig, RunConfig
 from fv_helpers import wait_for
 
 WRITER = r"""
@@ -49,7 +48,12 @@ def _studies(base_url: str) -> dict[str, int]:
 @pytest.mark.slow
 def test_dashboard_lists_a_study_while_another_process_writes_it(tmp_path, workspace, tiny_dataset):
     cfg = StudyConfig(
-        name="live", n_trials=3, epochs_per_trial=2, sampler="random", pruner="none", enqueue_preset=False,
+        name="live",
+        n_trials=3,
+        epochs_per_trial=2,
+        sampler="random",
+        pruner="none",
+        enqueue_preset=False,
         base=RunConfig(data=DataConfig(path=str(tiny_dataset), image_size=32, augment=0.0), threads=1),
     )
     script = tmp_path / "writer.py"
@@ -85,7 +89,9 @@ def test_dashboard_lists_a_study_while_another_process_writes_it(tmp_path, works
                 last[:] = [t["state"] for t in json.loads(_get(study_url)[1])["trials"]]
                 return last == ["Complete"] * 3
 
-            wait_for(all_complete, 60, lambda: f"the dashboard to show 3 complete trials (last seen: {last})", every=0.5)
+            wait_for(
+                all_complete, 60, lambda: f"the dashboard to show 3 complete trials (last seen: {last})", every=0.5
+            )
             process = dash.process
         assert process.poll() is not None  # stopped on leaving the with-block
     finally:

@@ -18,7 +18,9 @@ def tiny_data(tiny_dataset):
 def _cfg(tiny_dataset, **hp):
     base = dict(epochs=6, batch_size=16, lr=1e-3)
     base.update(hp)
-    return RunConfig(data=DataConfig(path=str(tiny_dataset), image_size=32, augment=0.0), threads=2).with_hparams(**base)
+    return RunConfig(data=DataConfig(path=str(tiny_dataset), image_size=32, augment=0.0), threads=2).with_hparams(
+        **base
+    )
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)

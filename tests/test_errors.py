@@ -35,11 +35,21 @@ def test_every_error_class_of_the_library_is_a_flagvision_error():
     for info in pkgutil.iter_modules(flagvision.__path__):
         module = importlib.import_module(f"flagvision.{info.name}")
         for name, obj in vars(module).items():
-            if (inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module.__name__
-                    and not name.startswith("_")):  # private control flow (e.g. a surplus trial), never shown
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, Exception)
+                and obj.__module__ == module.__name__
+                and not name.startswith("_")
+            ):  # private control flow (e.g. a surplus trial), never shown
                 classes[f"{info.name}.{name}"] = obj
-    assert {"config.ConfigError", "store.StoreError", "weights.WeightsMissingError", "study.StudyError",
-            "workspace.WorkspaceError", "jobs.JobError"} <= set(classes)
+    assert {
+        "config.ConfigError",
+        "store.StoreError",
+        "weights.WeightsMissingError",
+        "study.StudyError",
+        "workspace.WorkspaceError",
+        "jobs.JobError",
+    } <= set(classes)
     assert [n for n, c in classes.items() if not issubclass(c, FlagVisionError)] == []
     # Their old bases stay, for callers that catch them by those.
     from flagvision.config import ConfigError
@@ -136,12 +146,24 @@ def test_closed_pipe_ends_quietly(tmp_path):
     """`predict --json … | head -c 10`: here the reader closes before the first byte, so the write
     surely fails (a small output could otherwise fit the pipe's buffer before head exits)."""
     data = make_pattern_dataset(tmp_path / "data", per_class=6)
-    out = run_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(data), "--epochs", "1", "--image-size", "32")
+    out = run_cli(
+        "--workspace", str(tmp_path / "ws"), "train", "--data", str(data), "--epochs", "1", "--image-size", "32"
+    )
     assert out.returncode == 0, out.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flagvision", "predict", "--checkpoint", str(tmp_path / "ws" / "runs" / "1"),
-         *map(str, sorted(data.glob("*/*.png"))), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "flagvision",
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "ws" / "runs" / "1"),
+            *map(str, sorted(data.glob("*/*.png"))),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
     )
     proc.stdout.close()
     _, err = proc.communicate(timeout=300)
@@ -153,9 +175,22 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flagvision", "data", "checkset", "--out", str(tmp_path / "check"),
-             "--per-class", "2000", "--size", "32"],
-            stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "flagvision",
+                "data",
+                "checkset",
+                "--out",
+                str(tmp_path / "check"),
+                "--per-class",
+                "2000",
+                "--size",
+                "32",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=REPO,
         )
         try:
             wait_for(lambda: "rendering: " in err_path.read_text(), timeout=120, what="the first rendered image")
@@ -173,16 +208,19 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
 def test_bad_values_for_data_and_device_are_user_errors():
     """Errors a person causes with a value (a flag name, a generator setting, a GPU that is not
     there) are FlagVisionErrors, so the app shows them as theirs, not as a bug."""
+    import torch
+
     from flagvision.checkset import make_checkset
     from flagvision.errors import is_user_error
     from flagvision.flags import check_flag_name
     from flagvision.runtime import resolve_device
     from flagvision.synth import SynthConfig
 
-    import torch
-
-    attempts = [lambda: SynthConfig(size=3), lambda: check_flag_name("Atlantis"),
-                lambda: make_checkset("/nonexistent-dir/x", per_class=0)]
+    attempts = [
+        lambda: SynthConfig(size=3),
+        lambda: check_flag_name("Atlantis"),
+        lambda: make_checkset("/nonexistent-dir/x", per_class=0),
+    ]
     if not torch.cuda.is_available():
         attempts.append(lambda: resolve_device("cuda"))
     for attempt in attempts:

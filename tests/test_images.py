@@ -32,7 +32,7 @@ def odd_images() -> dict[str, bytes]:
     gif_frames = [flag, Image.new("RGB", flag.size, (0, 0, 255))]
     gif = io.BytesIO()
     gif_frames[0].save(gif, "GIF", save_all=True, append_images=gif_frames[1:], duration=100, loop=0)
-    arr16 = (np.asarray(flag.convert("L"), dtype=np.uint16) * 257)
+    arr16 = np.asarray(flag.convert("L"), dtype=np.uint16) * 257
     return {
         "alpha.png": _bytes(rgba, "PNG"),
         "palette.png": _bytes(flag.convert("P", palette=Image.Palette.ADAPTIVE, colors=8), "PNG"),
@@ -54,7 +54,7 @@ def test_odd_but_valid_images_become_rgb(name):
         return
     a = np.asarray(img).astype(int)
     assert img.size == (60, 40), "EXIF rotation applied / original size kept"
-    top, bottom = a[: 10].mean(axis=(0, 1)), a[-10:].mean(axis=(0, 1))
+    top, bottom = a[:10].mean(axis=(0, 1)), a[-10:].mean(axis=(0, 1))
     if name in ("gray.jpg", "sixteen.png"):
         assert top.mean() < bottom.mean() - 60
     else:

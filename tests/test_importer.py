@@ -62,7 +62,9 @@ def test_too_many_entries(workspace, monkeypatch):
 
     monkeypatch.setattr(importer, "MAX_ENTRIES", 50)
     with pytest.raises(DatasetImportError, match="more than the 50 allowed"):
-        import_dataset(workspace, zip_bytes({f"c{i % 2}/{i}.png": b"x" for i in range(100)}, compression=zipfile.ZIP_STORED))
+        import_dataset(
+            workspace, zip_bytes({f"c{i % 2}/{i}.png": b"x" for i in range(100)}, compression=zipfile.ZIP_STORED)
+        )
 
 
 def test_not_a_zip_and_existing_name(workspace, image_entries, tmp_path):

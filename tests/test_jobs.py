@@ -209,11 +209,21 @@ json.dump({"reads": reads, "errors": errors, "regressions": regressions, "seen":
 """
 
 
-def start_reader(ws: Workspace, tmp_path: Path, run_ids: list[int], last_job: int, seconds: float) -> tuple[subprocess.Popen, Path]:
+def start_reader(
+    ws: Workspace, tmp_path: Path, run_ids: list[int], last_job: int, seconds: float
+) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "reader.json"
     proc = subprocess.Popen(
-        [sys.executable, "-c", READER, str(ws.db_path), str(out), str(seconds),
-         ",".join(map(str, run_ids)), str(last_job)],
+        [
+            sys.executable,
+            "-c",
+            READER,
+            str(ws.db_path),
+            str(out),
+            str(seconds),
+            ",".join(map(str, run_ids)),
+            str(last_job),
+        ],
     )
     return proc, out
 
@@ -294,11 +304,17 @@ def test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable(ws,
     cfg_file.write_text(small_config(medium_dataset, 40).to_json())
     proc = subprocess.Popen(
         [sys.executable, "-m", "flagvision", "--workspace", str(ws.root), "train", "--config", str(cfg_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
-        wait_for(lambda: store.list_runs() and (store.last_epoch(store.list_runs()[0]["id"]) or 0) >= 2, 90,
-                 "two foreground epochs", every=0.05)
+        wait_for(
+            lambda: store.list_runs() and (store.last_epoch(store.list_runs()[0]["id"]) or 0) >= 2,
+            90,
+            "two foreground epochs",
+            every=0.05,
+        )
         run_id = store.list_runs()[0]["id"]
         jobs.tick(ws)
         assert store.get_run(run_id)["status"] == "running" and owner_alive(ws.run_dir(run_id)) is True
@@ -335,8 +351,20 @@ def test_exception_in_the_worker_fails_the_job_with_its_message(ws, tmp_path):
 def test_cli_background_train_cancel_and_jobs_commands(ws, medium_dataset, capsys):
     t0 = time.monotonic()
     out = run_cli(
-        "--workspace", str(ws.root), "train", "--background", "--data", str(medium_dataset),
-        "--epochs", "100", "--image-size", "32", "--lr", "1e-3", "--threads", "1",
+        "--workspace",
+        str(ws.root),
+        "train",
+        "--background",
+        "--data",
+        str(medium_dataset),
+        "--epochs",
+        "100",
+        "--image-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--threads",
+        "1",
         env={"FLAGVISION_HOME": str(ws.root)},
     )
     cli_s = time.monotonic() - t0
@@ -351,8 +379,11 @@ def test_cli_background_train_cancel_and_jobs_commands(ws, medium_dataset, capsy
         return code, captured.out, captured.err
 
     # The epoch rows and the job's progress text are written one after the other: wait for both.
-    wait_for(lambda: (store.last_epoch(1) or 0) >= 2 and (store.get_job(1)["progress_text"] or "").startswith("epoch"),
-             60, "two epochs")
+    wait_for(
+        lambda: (store.last_epoch(1) or 0) >= 2 and (store.get_job(1)["progress_text"] or "").startswith("epoch"),
+        60,
+        "two epochs",
+    )
     code, text, _ = jobs_cli("list")
     assert code == 0 and "   1  train  running" in text and "epoch" in text
     code, text, _ = jobs_cli("show", "1")
@@ -457,8 +488,14 @@ def test_study_job_reports_progress_stops_on_cancel_and_returns_its_result(ws, m
         report(0.5, "trial 3/6")
         # The next heartbeat carries the progress out: wait for it to reach the store.
         calls["progress"] = wait_for(
-            lambda: (p := (store_.get_job(job["id"])["progress"], store_.get_job(job["id"])["progress_text"]))
-            == (0.5, "trial 3/6") and p, 30, "the heartbeat to carry the progress")
+            lambda: (
+                (p := (store_.get_job(job["id"])["progress"], store_.get_job(job["id"])["progress_text"]))
+                == (0.5, "trial 3/6")
+                and p
+            ),
+            30,
+            "the heartbeat to carry the progress",
+        )
         store_.request_cancel(job["id"])  # as jobs.cancel does, minus the signal
         deadline = time.monotonic() + 5
         while not should_stop() and time.monotonic() < deadline:

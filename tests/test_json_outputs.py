@@ -51,8 +51,9 @@ def world(tmp_path_factory):
 
     store = Store(ws / "flagvision.db")
     run_id = store.create_run(name="diverged", status="failed", config={"hparams": {"epochs": 2}})
-    store.log_epoch(run_id, 1, train_loss=float("nan"), train_acc=0.1, val_loss=float("inf"), val_acc=0.1,
-                    lr=1e-3, seconds=1.0)
+    store.log_epoch(
+        run_id, 1, train_loss=float("nan"), train_acc=0.1, val_loss=float("inf"), val_acc=0.1, lr=1e-3, seconds=1.0
+    )
     job_id = store.create_job("train", {"run_id": run_id}, run_id=run_id, state="running", started_at=time.time())
     store.finish_job(job_id, "failed", error="loss became NaN", result={"best_val_loss": float("nan")})
     store.close()
@@ -111,6 +112,9 @@ def test_strict_dumps_turns_non_finite_numbers_into_null():
 
     data = {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": (0.25, {"d": float("nan")})}
     assert json.loads(strict_json.dumps(data), parse_constant=_refuse_constant) == {
-        "a": None, "b": [None, None, 1.5], "c": [0.25, {"d": None}]}
+        "a": None,
+        "b": [None, None, 1.5],
+        "c": [0.25, {"d": None}],
+    }
     # What `default` makes of an unknown object is cleaned too.
     assert strict_json.dumps({"x": object()}, default=lambda o: float("nan")) == '{"x": null}'

@@ -130,19 +130,20 @@ def test_class_counts_bars() -> None:
     assert fig.layout.xaxis.title.text == "Images"
 
 
-@pytest.mark.parametrize("fig", [
-    plots.per_class_bars({"France": 0.9, "Austria": 0.04}),
-    plots.topk_bars([("Italy", 0.01), ("France", 0.99)]),
-    plots.class_counts_bars({"Austria": 40, "Belgium": 3}),
-], ids=["per_class", "topk", "class_counts"])
+@pytest.mark.parametrize(
+    "fig",
+    [
+        plots.per_class_bars({"France": 0.9, "Austria": 0.04}),
+        plots.topk_bars([("Italy", 0.01), ("France", 0.99)]),
+        plots.class_counts_bars({"Austria": 40, "Belgium": 3}),
+    ],
+    ids=["per_class", "topk", "class_counts"],
+)
 def test_bar_labels_stay_horizontal(fig: go.Figure) -> None:
     """A label that does not fit inside its bar is not turned sideways (Plotly's default)."""
     assert fig.data[0].textangle == 0
 
 
 def test_library_modules_do_not_import_streamlit() -> None:
-    code = (
-        "import sys, flagvision.plots, flagvision.store; "
-        "assert 'streamlit' not in sys.modules"
-    )
+    code = "import sys, flagvision.plots, flagvision.store; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

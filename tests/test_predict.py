@@ -12,7 +12,7 @@ def test_scene_views_are_the_photo_then_overlapping_crops_inside_it():
     assert len(views) == 1 + sum(steps * steps for _, steps in SEARCH_GRID) == 14
     assert views[0] == (None, image)
     boxes = [box for box, _ in views[1:]]
-    for (box, crop) in views[1:]:
+    for box, crop in views[1:]:
         left, top, right, bottom = box
         assert 0 <= left < right <= 200 and 0 <= top < bottom <= 120
         assert crop.size == (right - left, bottom - top)

@@ -25,7 +25,6 @@ import pytest
 from optuna.trial import TrialState
 
 from flagvision.config import PARAM_SPECS, SEARCHABLE, DataConfig, RunConfig
-from fv_helpers import wait_for
 from flagvision.data import load_dataset
 from flagvision.store import Store
 from flagvision.study import (
@@ -47,6 +46,7 @@ from flagvision.study import (
     suggest,
     what_mattered,
 )
+from fv_helpers import wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -57,7 +57,12 @@ BAD = {"optimizer": "Adadelta", "lr": 1e-5}  # barely moves: chance-level accura
 def _cfg(data_path: Path, **changes) -> StudyConfig:
     base = RunConfig(data=DataConfig(path=str(data_path), image_size=32, augment=0.0), threads=1)
     defaults = dict(
-        name="s", n_trials=4, epochs_per_trial=2, sampler="random", pruner="none", base=base,
+        name="s",
+        n_trials=4,
+        epochs_per_trial=2,
+        sampler="random",
+        pruner="none",
+        base=base,
         enqueue_preset=False,
     )
     return StudyConfig(**{**defaults, **changes})
@@ -68,8 +73,13 @@ def _cfg(data_path: Path, **changes) -> StudyConfig:
 
 def test_config_round_trips_through_json():
     cfg = StudyConfig(
-        name="flags-1", n_trials=7, space=(ParamOverride("activation", fixed="ReLU"), ParamOverride("lr", low=1e-4, high=5e-4),
-                                           ParamOverride("optimizer", choices=("Adam", "NAdam"))),
+        name="flags-1",
+        n_trials=7,
+        space=(
+            ParamOverride("activation", fixed="ReLU"),
+            ParamOverride("lr", low=1e-4, high=5e-4),
+            ParamOverride("optimizer", choices=("Adam", "NAdam")),
+        ),
     )
     again = StudyConfig.from_dict(json.loads(cfg.to_json()))
     assert again == cfg
@@ -149,8 +159,16 @@ def test_real_study_with_median_pruning(tiny_dataset, workspace):
     complete; trial 3 (hopeless again) is below the median (100%) after its first epoch and must be
     pruned. Trials 4–5 are sampled and may end either way.
     """
-    cfg = _cfg(tiny_dataset, name="median", n_trials=6, epochs_per_trial=2, pruner="median",
-               pruner_startup_trials=3, pruner_warmup_epochs=0, space=(ParamOverride("activation", fixed="ReLU"),))
+    cfg = _cfg(
+        tiny_dataset,
+        name="median",
+        n_trials=6,
+        epochs_per_trial=2,
+        pruner="median",
+        pruner_startup_trials=3,
+        pruner_warmup_epochs=0,
+        space=(ParamOverride("activation", fixed="ReLU"),),
+    )
     study = optuna.create_study(study_name=cfg.name, storage=workspace.storage_url, direction="maximize")
     for params in (GOOD, BAD, {**GOOD, "batch_size": 32}, {**BAD, "batch_size": 32}):
         study.enqueue_trial(params)
@@ -187,7 +205,10 @@ def test_real_study_with_median_pruning(tiny_dataset, workspace):
     assert top in text and "100.0%" in text
     results = study_results(workspace.storage_url, cfg.name)
     assert results["best"]["run_id"] is not None and results["top_trials"][0]["value"] == 1.0
-    assert results["states"] == {"COMPLETE": states.count(TrialState.COMPLETE), "PRUNED": states.count(TrialState.PRUNED)}
+    assert results["states"] == {
+        "COMPLETE": states.count(TrialState.COMPLETE),
+        "PRUNED": states.count(TrialState.PRUNED),
+    }
     for plot in (plot_history, plot_importances, plot_parallel, plot_slice, plot_intermediate):
         assert plot(study).figure is not None, plot.__name__
     final = final_training_config(study, epochs=10)
@@ -220,7 +241,13 @@ def test_cancel_stops_after_the_epoch_and_resume_finishes(tiny_dataset, workspac
     cfg = _cfg(tiny_dataset, name="cancel", n_trials=2, epochs_per_trial=3)
     data = load_dataset(cfg.base.data)
     seen: list[str] = []
-    summary = run_study(cfg, workspace, should_stop=lambda: bool(seen), report=lambda f, t: seen.append(t) if "epoch 1/" in t else None, data=data)
+    summary = run_study(
+        cfg,
+        workspace,
+        should_stop=lambda: bool(seen),
+        report=lambda f, t: seen.append(t) if "epoch 1/" in t else None,
+        data=data,
+    )
     assert summary.stopped == "cancelled" and summary.trials_run == 1 and summary.finished == 0
     study = load_study(workspace.storage_url, "cancel")
     (trial,) = study.trials
@@ -249,9 +276,33 @@ def test_cli_tune_and_show(tiny_dataset, workspace, capsys):
     from flagvision.cli import main
 
     ws = str(workspace.root)
-    rc = main(["--workspace", ws, "tune", "--name", "cli", "--n-trials", "2", "--epochs-per-trial", "1",
-               "--data", str(tiny_dataset), "--image-size", "32", "--augment", "0", "--threads", "1",
-               "--fix", "activation=ReLU", "--range", "lr=1e-4:1e-3", "--choices", "optimizer=Adam,NAdam"])
+    rc = main(
+        [
+            "--workspace",
+            ws,
+            "tune",
+            "--name",
+            "cli",
+            "--n-trials",
+            "2",
+            "--epochs-per-trial",
+            "1",
+            "--data",
+            str(tiny_dataset),
+            "--image-size",
+            "32",
+            "--augment",
+            "0",
+            "--threads",
+            "1",
+            "--fix",
+            "activation=ReLU",
+            "--range",
+            "lr=1e-4:1e-3",
+            "--choices",
+            "optimizer=Adam,NAdam",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "best: trial" in out and "2/2 trials" in out
     assert main(["--workspace", ws, "study", "show", "cli", "--json"]) == 0
@@ -301,26 +352,35 @@ def _start_worker(tmp_path: Path, cfg: StudyConfig, ws_root: Path, worker: int, 
     script.write_text(WORKER)
     args = {"config": cfg.to_dict(), "workspace": str(ws_root), "worker": worker, **extra}
     log = open(tmp_path / f"worker-{worker}.log", "w")
-    return subprocess.Popen([sys.executable, str(script), json.dumps(args)], stdout=log, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), json.dumps(args)], stdout=log, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _summary_of(tmp_path: Path, worker: int) -> dict:
     text = (tmp_path / f"worker-{worker}.log").read_text()
     lines = [line for line in text.splitlines() if line.startswith("SUMMARY ")]
     assert lines, text[-3000:]
-    return json.loads(lines[-1][len("SUMMARY "):])
+    return json.loads(lines[-1][len("SUMMARY ") :])
 
 
 def _two_workers_share_one_study(tmp_path: Path, workspace, data_path: Path, storage_url: str, n: int = 6) -> None:
     cfg = _cfg(data_path, name="shared", n_trials=n, epochs_per_trial=2, storage=storage_url)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    procs = [_start_worker(tmp_path, cfg, workspace.root, w, barrier=str(barrier), workers=2, sleep_per_epoch=0.2)
-             for w in range(2)]
+    procs = [
+        _start_worker(tmp_path, cfg, workspace.root, w, barrier=str(barrier), workers=2, sleep_per_epoch=0.2)
+        for w in range(2)
+    ]
     for w, p in enumerate(procs):
         assert p.wait(timeout=240) == 0, (tmp_path / f"worker-{w}.log").read_text()[-3000:]
     summaries = [_summary_of(tmp_path, w) for w in range(2)]
-    print("worker seconds in run_study:", [round(s["seconds"], 1) for s in summaries], "trials:", [s["trials_run"] for s in summaries])
+    print(
+        "worker seconds in run_study:",
+        [round(s["seconds"], 1) for s in summaries],
+        "trials:",
+        [s["trials_run"] for s in summaries],
+    )
 
     study = load_study(storage_url, "shared")
     trials = study.trials
@@ -387,8 +447,12 @@ def postgres_url():
         pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "flagvision")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/flagvision"
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60, cwd=root)
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+            cwd=root,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -404,7 +468,9 @@ def _oldest_heartbeat_age_s(db_path) -> float:
     import sqlite3
 
     with sqlite3.connect(db_path) as conn:
-        row = conn.execute("SELECT MAX((julianday(CURRENT_TIMESTAMP) - julianday(heartbeat)) * 86400) FROM trial_heartbeats").fetchone()
+        row = conn.execute(
+            "SELECT MAX((julianday(CURRENT_TIMESTAMP) - julianday(heartbeat)) * 86400) FROM trial_heartbeats"
+        ).fetchone()
     return float(row[0] or 0.0)
 
 
@@ -448,9 +514,35 @@ def test_background_study_job_runs_in_a_worker_and_cancels(tiny_dataset, workspa
     from flagvision import jobs
     from flagvision.cli import main
 
-    assert main(["--workspace", str(workspace.root), "tune", "--background", "--name", "bg", "--n-trials", "200",
-                 "--epochs-per-trial", "2", "--data", str(tiny_dataset), "--image-size", "32", "--augment", "0",
-                 "--threads", "1", "--sampler", "random", "--pruner", "none"]) == 0
+    assert (
+        main(
+            [
+                "--workspace",
+                str(workspace.root),
+                "tune",
+                "--background",
+                "--name",
+                "bg",
+                "--n-trials",
+                "200",
+                "--epochs-per-trial",
+                "2",
+                "--data",
+                str(tiny_dataset),
+                "--image-size",
+                "32",
+                "--augment",
+                "0",
+                "--threads",
+                "1",
+                "--sampler",
+                "random",
+                "--pruner",
+                "none",
+            ]
+        )
+        == 0
+    )
     job_id = int(capsys.readouterr().out.split()[1])
     deadline = time.monotonic() + 180
 

@@ -59,7 +59,10 @@ def test_space_override_full_narrow_fixed_choices():
 def test_space_overrides_make_a_valid_study_config():
     from flagvision.study import StudyConfig
 
-    overrides = [ui.space_override(PARAM_SPECS["fc1_units"], (64, 128)), ui.space_override(PARAM_SPECS["optimizer"], ["Adam"])]
+    overrides = [
+        ui.space_override(PARAM_SPECS["fc1_units"], (64, 128)),
+        ui.space_override(PARAM_SPECS["optimizer"], ["Adam"]),
+    ]
     cfg = StudyConfig.from_dict({"name": "x", "space": overrides})
     assert cfg.search_space().fixed == {"optimizer": "Adam"}
 

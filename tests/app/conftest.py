@@ -71,14 +71,26 @@ def trained_root(tmp_path_factory, tiny_builtin) -> Path:
     hp = HyperParams(num_filters_conv1=8, num_filters_conv2=16, fc1_units=64, epochs=2, batch_size=32, lr=1e-3)
     _train_run(ws, RunConfig(model="flag_cnn", hparams=hp, data=data, threads=2), "tiny cnn")
     vgg = VGGConfig(blocks=2, pretrained=False, head_units=0, cached_views=1)
-    _train_run(ws, RunConfig(model="vgg16_transfer", hparams=hp.with_changes(epochs=1), data=data, vgg=vgg, threads=2),
-               "tiny vgg")
-    study_cfg = StudyConfig.from_dict({
-        "name": "tiny-study", "n_trials": 2, "epochs_per_trial": 1, "sampler": "random", "pruner": "none",
-        "space": [{"name": "num_filters_conv1", "fixed": 8}, {"name": "fc1_units", "fixed": 64},
-                  {"name": "num_filters_conv2", "low": 16, "high": 32}],
-        "base": RunConfig(model="flag_cnn", data=data, threads=2).to_dict(),
-    })
+    _train_run(
+        ws,
+        RunConfig(model="vgg16_transfer", hparams=hp.with_changes(epochs=1), data=data, vgg=vgg, threads=2),
+        "tiny vgg",
+    )
+    study_cfg = StudyConfig.from_dict(
+        {
+            "name": "tiny-study",
+            "n_trials": 2,
+            "epochs_per_trial": 1,
+            "sampler": "random",
+            "pruner": "none",
+            "space": [
+                {"name": "num_filters_conv1", "fixed": 8},
+                {"name": "fc1_units", "fixed": 64},
+                {"name": "num_filters_conv2", "low": 16, "high": 32},
+            ],
+            "base": RunConfig(model="flag_cnn", data=data, threads=2).to_dict(),
+        }
+    )
     run_study(study_cfg, ws)
     return root
 

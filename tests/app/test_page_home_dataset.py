@@ -95,14 +95,16 @@ def _zip(files: dict[str, bytes]) -> bytes:
 
 
 def test_dataset_zip_upload_imports_and_reports_skipped(app_ws):
-    data = _zip({
-        "shapes/red/a.png": png_bytes((220, 20, 20)),
-        "shapes/red/b.png": png_bytes((200, 40, 40)),
-        "shapes/blue/a.png": png_bytes((20, 20, 220)),
-        "shapes/blue/b.png": png_bytes((40, 40, 200)),
-        "shapes/blue/broken.jpg": b"\xff\xd8 truncated",
-        "shapes/notes.txt": b"hello",
-    })
+    data = _zip(
+        {
+            "shapes/red/a.png": png_bytes((220, 20, 20)),
+            "shapes/red/b.png": png_bytes((200, 40, 40)),
+            "shapes/blue/a.png": png_bytes((20, 20, 220)),
+            "shapes/blue/b.png": png_bytes((40, 40, 200)),
+            "shapes/blue/broken.jpg": b"\xff\xd8 truncated",
+            "shapes/notes.txt": b"hello",
+        }
+    )
     at = app("dataset")
     at.file_uploader(key="dataset_zip").set_value(("my shapes.zip", data, "application/zip")).run()
     at.text_input(key="dataset_import_name").input("shapes").run()

@@ -58,8 +58,9 @@ def test_runs_evaluation_export_and_delete(trained_ws):
     from flagvision.runs import create_run
     from flagvision.training import read_run_config
 
-    copy_id, copy_dir = create_run(trained_ws, store, read_run_config(trained_ws.run_dir(cnn["id"])), name="doomed",
-                                   status="failed")
+    copy_id, copy_dir = create_run(
+        trained_ws, store, read_run_config(trained_ws.run_dir(cnn["id"])), name="doomed", status="failed"
+    )
     at = app("runs")
     at.selectbox(key="runs_selected").set_value(copy_id).run()
     at.session_state["runs_view"] = "Delete"
@@ -76,11 +77,13 @@ def test_predict_batch_with_corrupt_file(trained_ws):
     no_exceptions(at)
     assert at.selectbox(key="predict_ckpt_cnn").value is not None
     assert at.selectbox(key="predict_ckpt_vgg").value is not None
-    at.file_uploader(key="predict_files").set_value([
-        ("red.png", png_bytes((220, 20, 20)), "image/png"),
-        ("broken.jpg", b"\xff\xd8\xff not really a jpeg", "image/jpeg"),
-        ("stripes.png", png_bytes((20, 20, 220), size=(60, 40)), "image/png"),
-    ]).run()
+    at.file_uploader(key="predict_files").set_value(
+        [
+            ("red.png", png_bytes((220, 20, 20)), "image/png"),
+            ("broken.jpg", b"\xff\xd8\xff not really a jpeg", "image/jpeg"),
+            ("stripes.png", png_bytes((20, 20, 220), size=(60, 40)), "image/png"),
+        ]
+    ).run()
     no_exceptions(at)
     assert len(at.error) == 1 and "broken.jpg" in at.error[0].value
     summary = at.dataframe[0].value
@@ -102,8 +105,14 @@ def test_predict_with_one_model_says_how_to_get_the_other(trained_ws, tmp_path, 
     src = jobs.open_store(trained_ws)
     cnn = next(r for r in src.list_runs() if r["name"] == "tiny cnn")
     dst = jobs.open_store(ws)
-    new_id = dst.create_run(name="copied cnn", model="flag_cnn", status="succeeded", label="Custom CNN",
-                            config=cnn["config"], test_acc=cnn["test_acc"])
+    new_id = dst.create_run(
+        name="copied cnn",
+        model="flag_cnn",
+        status="succeeded",
+        label="Custom CNN",
+        config=cnn["config"],
+        test_acc=cnn["test_acc"],
+    )
     shutil.copytree(trained_ws.run_dir(cnn["id"]), ws.run_dir(new_id))
     dst.update_run(new_id, run_dir=str(ws.run_dir(new_id)), checkpoint_path=str(ws.run_dir(new_id) / "checkpoint"))
     monkeypatch.setenv("FLAGVISION_HOME", str(root))

@@ -116,8 +116,17 @@ def test_tampered_session_state_is_reset_not_a_crash(app_ws):
     no_exceptions(at)
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "Reset to their defaults" in errors[0] and "unexpected" not in errors[0], errors
-    for name in ("trials=500", "epochs per trial=2.5", "image size=33", "sampler='grid'", "study name=5",
-                 "num_filters_conv1=3", "dropout_rate=(0.4, 0.1)", "lr=2e-05", "activation='Swish'"):
+    for name in (
+        "trials=500",
+        "epochs per trial=2.5",
+        "image size=33",
+        "sampler='grid'",
+        "study name=5",
+        "num_filters_conv1=3",
+        "dropout_rate=(0.4, 0.1)",
+        "lr=2e-05",
+        "activation='Swish'",
+    ):
         assert name in errors[0], name
     assert at.slider(key="study_n_trials").value == 20
     assert at.slider(key="study_range_num_filters_conv1").value == (8, 64)

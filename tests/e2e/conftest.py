@@ -25,8 +25,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 SERVER_START_TIMEOUT_S = 60
@@ -35,7 +41,9 @@ SERVER_START_TIMEOUT_S = 60
 def pytest_collection_modifyitems(config, items):
     if CHROMIUM.is_file():
         return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
+    skip = pytest.mark.skip(
+        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)"
+    )
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
@@ -157,15 +165,33 @@ def start_server(ws_root: Path, log: Path) -> Server:
     port = free_port()
     env = {**os.environ, "FLAGVISION_HOME": str(ws_root), "FLAGVISION_MAX_JOBS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
         # No file watcher: nothing is edited during the test, and on a busy machine inotify overflows.
-        "--server.fileWatcherType", "none",
+        "--server.fileWatcherType",
+        "none",
     ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
     try:
         wait_healthy(server.url, proc, log)
@@ -183,8 +209,12 @@ def _cli(ws: Path, *args: str, log: Path) -> subprocess.Popen:
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "flagvision", "--workspace", str(ws), *args],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "FLAGVISION_HOME": str(ws)}, start_new_session=True,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "FLAGVISION_HOME": str(ws)},
+            start_new_session=True,
         )
     finally:
         out.close()
@@ -219,10 +249,35 @@ def journey(tmp_path, artifacts):
     try:
         # Both on one thread each, beside the server's start-up: setup costs ~30 s, not ~45.
         commands = {
-            "vgg16": ["train", "--model", "vgg16_transfer", "--no-pretrained", "--vgg-blocks", "2", "--image-size", "32",
-                      "--epochs", "1", "--threads", "1", "--name", "vgg-tiny"],
-            "study": ["tune", "--name", "e2e-study", "--n-trials", "3", "--epochs-per-trial", "1", "--image-size", "32",
-                      "--threads", "1"],
+            "vgg16": [
+                "train",
+                "--model",
+                "vgg16_transfer",
+                "--no-pretrained",
+                "--vgg-blocks",
+                "2",
+                "--image-size",
+                "32",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--name",
+                "vgg-tiny",
+            ],
+            "study": [
+                "tune",
+                "--name",
+                "e2e-study",
+                "--n-trials",
+                "3",
+                "--epochs-per-trial",
+                "1",
+                "--image-size",
+                "32",
+                "--threads",
+                "1",
+            ],
         }
         for name, args in commands.items():
             log = artifacts.root / f"setup_{name}.log"

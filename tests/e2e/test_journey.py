@@ -40,7 +40,14 @@ PAGES = {
     "runs": ("runs", "Runs", ['[data-testid="stDataFrame"]', ".js-plotly-plot .main-svg"]),
     "predict": ("predict", "Predict", ['[data-testid="stFileUploader"]']),
 }
-NAV_LABELS = {"home": "Home", "dataset": "Dataset", "train": "Train", "study": "Study", "runs": "Runs", "predict": "Predict"}
+NAV_LABELS = {
+    "home": "Home",
+    "dataset": "Dataset",
+    "train": "Train",
+    "study": "Study",
+    "runs": "Runs",
+    "predict": "Predict",
+}
 
 # True once the page's h1 says `title` and every selector matches a visible element that is not
 # left over from the previous page (Streamlit marks those data-stale) and no skeleton is showing.
@@ -104,7 +111,8 @@ def _settle(page, timeout_ms: float = 20_000) -> None:
             """() => !document.querySelector('[data-testid="stStatusWidget"]')
                   && ![...document.querySelectorAll('[data-testid="stSkeleton"]')]
                        .some((e) => e.getClientRects().length)""",
-            polling=100, timeout=timeout_ms,
+            polling=100,
+            timeout=timeout_ms,
         )
     except Exception:  # noqa: BLE001 - a screenshot of a busy page is still worth taking
         pass
@@ -126,13 +134,17 @@ def _click_nav(page, name: str) -> float:
 
 def _set_slider(page, label: str, keys: list[str], expect: str) -> None:
     """Move a slider by keyboard (Home/End/arrows commit like a drag) and check its shown value."""
-    slider = page.locator('[data-testid="stSlider"]').filter(has=page.locator(f'input[type="range"][aria-label="{label}"]'))
+    slider = page.locator('[data-testid="stSlider"]').filter(
+        has=page.locator(f'input[type="range"][aria-label="{label}"]')
+    )
     thumb = slider.locator('input[type="range"]')
     thumb.focus()
     for key in keys:
         thumb.press(key)
     value = slider.locator('[data-testid="stSliderThumbValue"]')
-    page.wait_for_function("([el, v]) => el.textContent.trim() === v", arg=[value.element_handle(), expect], timeout=10_000)
+    page.wait_for_function(
+        "([el, v]) => el.textContent.trim() === v", arg=[value.element_handle(), expect], timeout=10_000
+    )
 
 
 _NAV_LINKS = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'
@@ -143,9 +155,11 @@ def _has_app_navigation(page) -> bool:
     Streamlit's own (hidden by the app's config)."""
     # A link's text is its icon's ligature name, then its label: keep the label.
     links = [t.split()[-1] if t.split() else "" for t in page.locator(_NAV_LINKS).all_inner_texts()]
-    return (links == list(NAV_LABELS.values())
-            and page.locator('[data-testid="stSidebar"] h3:has-text("FlagVision")').count() == 1
-            and page.locator('[data-testid="stSidebarNav"]').count() == 0)
+    return (
+        links == list(NAV_LABELS.values())
+        and page.locator('[data-testid="stSidebar"] h3:has-text("FlagVision")').count() == 1
+        and page.locator('[data-testid="stSidebarNav"]').count() == 0
+    )
 
 
 def _scroll_to(page, locator) -> None:
@@ -182,8 +196,10 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     page.wait_for_selector('[data-testid="stMain"] h1:has-text("Train")')
     _settle(page)
     deep_link_ok = _has_app_navigation(page)
-    assert deep_link_ok, ("a deep link (/train) on a fresh server does not show the app's navigation: "
-                          + page.locator('[data-testid="stSidebar"]').inner_text())
+    assert deep_link_ok, (
+        "a deep link (/train) on a fresh server does not show the app's navigation: "
+        + page.locator('[data-testid="stSidebar"]').inner_text()
+    )
 
     # The README's entry point (it also warms the server's imports while setup trains).
     page.goto(server.page_url(), wait_until="commit")
@@ -205,8 +221,12 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     page.get_by_role("button", name="Start training").click()
 
     store = jobs.open_store(ws)
-    run = wait_for(lambda: next((r for r in store.list_runs(limit=20) if r.get("name") == RUN_NAME), None), 60,
-                   "pressing Start training to create a run", every=0.2)
+    run = wait_for(
+        lambda: next((r for r in store.list_runs(limit=20) if r.get("name") == RUN_NAME), None),
+        60,
+        "pressing Start training to create a run",
+        every=0.2,
+    )
     run_id = run["id"]
     assert run["config"]["hparams"]["epochs"] == EPOCHS and run["config"]["data"]["image_size"] == 32, run["config"]
 
@@ -229,7 +249,9 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
         page.wait_for_timeout(150)
     final = store.get_run(run_id)
     log = Path(final.get("run_dir") or "") / "log.txt"
-    assert final["status"] == "succeeded", f"run #{run_id} {final['status']}: {final.get('error')}\n{log.read_text()[-2000:] if log.is_file() else ''}"
+    assert final["status"] == "succeeded", (
+        f"run #{run_id} {final['status']}: {final.get('error')}\n{log.read_text()[-2000:] if log.is_file() else ''}"
+    )
     counts = [p for p, _ in seen if p]
     print(f"\nlive chart points as seen: {seen}")
     assert counts and counts[-1] == EPOCHS, f"the loss chart never showed {EPOCHS} epochs: {seen}"
@@ -239,10 +261,13 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     gap = metrics[-1]["created_at"] - metrics[0]["created_at"]
     if gap > 2.5:  # epoch 2 took longer than a poll of the page (1 s) with margin: 1 point must show
         assert counts[0] == 1 and any(s in ("queued", "running") for p, s in seen if p == 1), (
-            f"the curve did not grow live (epoch 2 took {gap:.1f}s): {seen}")
+            f"the curve did not grow live (epoch 2 took {gap:.1f}s): {seen}"
+        )
     else:
         print(f"epoch 2 took only {gap:.1f}s: the 1-point state may fall between two polls")
-    assert any(s in ("queued", "running") for p, s in seen if p >= 1), f"no point was drawn while the run was active: {seen}"
+    assert any(s in ("queued", "running") for p, s in seen if p >= 1), (
+        f"no point was drawn while the run was active: {seen}"
+    )
 
     # -- every page: first paint on a fresh load, screenshot ----------------------------------------
     for name in ("home", "dataset", "train", "study", "runs", "predict"):
@@ -285,10 +310,13 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(p) for p in photos])
     # Per photo i, one top-5 chart per model (keys predict_topk_<slot>_<i>), each with its bars drawn
     # and the model's name above it.
-    expected = {f"predict_topk_{slot}_{i}": label for i in (1, 2) for slot, label in (("cnn", "Custom CNN"), ("vgg", "VGG-16"))}
+    expected = {
+        f"predict_topk_{slot}_{i}": label for i in (1, 2) for slot, label in (("cnn", "Custom CNN"), ("vgg", "VGG-16"))
+    }
     page.wait_for_function(
         "(keys) => keys.every((k) => document.querySelector(`.st-key-${k} .js-plotly-plot .barlayer .point`))",
-        arg=list(expected), timeout=120_000,
+        arg=list(expected),
+        timeout=120_000,
     )
     _settle(page, 60_000)
     assert page.locator('[class*="st-key-predict_topk_"] .js-plotly-plot').count() == 4
@@ -297,7 +325,8 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
         assert bars == 5, f"{key}: {bars} bars, expected the top 5"
         column = page.locator(f".st-key-{key}").evaluate(
             "(el) => el.closest('[data-testid=\"stColumn\"]')"
-            ".parentElement.closest('[data-testid=\"stColumn\"]').innerText")
+            ".parentElement.closest('[data-testid=\"stColumn\"]').innerText"
+        )
         assert label in column, f"{key}: no '{label}' beside the chart: {column!r}"
     results = page.locator('[data-testid="stMain"]').inner_text()
     for photo in photos:
@@ -311,7 +340,7 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
         "first_paint": first_paint,
         "target_s": 3.0,
         "note": "load_s: fresh page load (navigation start → title + main content visible); "
-                "nav_s: sidebar click → the same, in a warm session. Recorded, not asserted.",
+        "nav_s: sidebar click → the same, in a warm session. Recorded, not asserted.",
         "live_chart_points_seen": seen,
         "deep_link_shows_app_navigation": deep_link_ok,
         "journey_s": round(time.monotonic() - t_start, 1),

@@ -51,10 +51,20 @@ def flag_root(tmp_path_factory) -> Path:
     outer = tmp_path_factory.mktemp("flagmodel")
     ws = Workspace.open(outer / "ws")
     data = _render_training_set(ws.dataset_dir("fourflags"))
-    hp = HyperParams(num_filters_conv1=16, num_filters_conv2=32, fc1_units=64, epochs=12, batch_size=16,
-                     lr=1e-3, optimizer="Adam", activation="ReLU", dropout_rate=0.0)
-    cfg = RunConfig(model="flag_cnn", hparams=hp, data=DataConfig(path=str(data), image_size=32, augment=0.3),
-                    threads=2, seed=1)
+    hp = HyperParams(
+        num_filters_conv1=16,
+        num_filters_conv2=32,
+        fc1_units=64,
+        epochs=12,
+        batch_size=16,
+        lr=1e-3,
+        optimizer="Adam",
+        activation="ReLU",
+        dropout_rate=0.0,
+    )
+    cfg = RunConfig(
+        model="flag_cnn", hparams=hp, data=DataConfig(path=str(data), image_size=32, augment=0.3), threads=2, seed=1
+    )
     store = jobs.open_store(ws)
     run_id, run_dir = create_run(ws, store, cfg, name="four flags", status="running")
     result = run_training(cfg, run_dir, [StoreCallback(store, run_id)])
@@ -75,8 +85,9 @@ def flag_ws(flag_root, tmp_path, monkeypatch):
     ws = Workspace.open(root)
     store = Store(ws.db_path)
     for run in store.list_runs():  # the copy's rows point at the copy's folders
-        store.update_run(run["id"], run_dir=str(ws.run_dir(run["id"])),
-                         checkpoint_path=str(ws.run_dir(run["id"]) / "checkpoint"))
+        store.update_run(
+            run["id"], run_dir=str(ws.run_dir(run["id"])), checkpoint_path=str(ws.run_dir(run["id"]) / "checkpoint")
+        )
     store.close() if hasattr(store, "close") else None
     return ws
 

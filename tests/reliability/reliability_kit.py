@@ -110,10 +110,30 @@ def raw_zip(entries: list[tuple[str, bytes]], flag_bits: int = 0, method: int = 
         n = name.encode()
         crc = zlib.crc32(data)
         offset = len(local)
-        local += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, flag_bits, method, 0, 0, crc, len(data), len(data), len(n), 0)
+        local += struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 20, flag_bits, method, 0, 0, crc, len(data), len(data), len(n), 0
+        )
         local += n + data
-        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, flag_bits, method, 0, 0, crc, len(data), len(data),
-                               len(n), 0, 0, 0, 0, 0, offset)
+        central += struct.pack(
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            flag_bits,
+            method,
+            0,
+            0,
+            crc,
+            len(data),
+            len(data),
+            len(n),
+            0,
+            0,
+            0,
+            0,
+            0,
+            offset,
+        )
         central += n
     count = len(entries)
     if count >= 0xFFFF:  # zip64 end records, as zipfile writes them
@@ -187,7 +207,6 @@ def tree_state(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
-
 # -- the case table -----------------------------------------------------------------------------
 
 
@@ -242,30 +261,80 @@ _hostile_msgs = {
     "20000×20000 PNG (decompression bomb)": "megapixel limit",
 }
 for _name, _msg in _hostile_msgs.items():
-    case(_name, FOLDER, f"skipped and listed: “{_msg}”; the rest imported", f"{T_IN}::test_folder_import_of_every_image_input")
-    case(_name, ZIP, f"skipped and listed: “{_msg}”; the rest imported", f"{T_IN}::test_zip_import_of_every_image_input")
-    case(_name, DATASET_PAGE, "listed among the skipped files (st.warning + table); no exception",
-         f"{T_IN}::test_dataset_page_upload_of_every_image_input")
+    case(
+        _name,
+        FOLDER,
+        f"skipped and listed: “{_msg}”; the rest imported",
+        f"{T_IN}::test_folder_import_of_every_image_input",
+    )
+    case(
+        _name, ZIP, f"skipped and listed: “{_msg}”; the rest imported", f"{T_IN}::test_zip_import_of_every_image_input"
+    )
+    case(
+        _name,
+        DATASET_PAGE,
+        "listed among the skipped files (st.warning + table); no exception",
+        f"{T_IN}::test_dataset_page_upload_of_every_image_input",
+    )
     case(_name, PREDICT, f"ImageError naming the file: “{_msg}”", f"{T_IN}::test_predict_upload_of_every_image_input")
-    case(_name, PREDICT_PAGE, "st.error naming the file, the other photos classified; no exception",
-         f"{T_IN}::test_predict_page_of_every_image_input")
-    case(_name, CLI_PREDICT, f"per-file ERROR “{_msg}”; exit 2 when every file fails; no traceback",
-         f"{T_IN}::test_cli_predict_of_every_image_input")
-case("FIFO named .jpg (would block a reader)", FOLDER, "skipped and listed: “not a regular file” (never opened)",
-     f"{T_IN}::test_folder_import_of_every_image_input")
-case("FIFO named .jpg (would block a reader)", CLI_PREDICT, "ERROR “not a regular file”; exit 2; no hang",
-     f"{T_IN}::test_cli_predict_of_every_image_input")
-case("symlink to a file outside the folder", FOLDER, "skipped and listed: “symbolic link; not followed”",
-     f"{T_IN}::test_folder_import_of_every_image_input")
+    case(
+        _name,
+        PREDICT_PAGE,
+        "st.error naming the file, the other photos classified; no exception",
+        f"{T_IN}::test_predict_page_of_every_image_input",
+    )
+    case(
+        _name,
+        CLI_PREDICT,
+        f"per-file ERROR “{_msg}”; exit 2 when every file fails; no traceback",
+        f"{T_IN}::test_cli_predict_of_every_image_input",
+    )
+case(
+    "FIFO named .jpg (would block a reader)",
+    FOLDER,
+    "skipped and listed: “not a regular file” (never opened)",
+    f"{T_IN}::test_folder_import_of_every_image_input",
+)
+case(
+    "FIFO named .jpg (would block a reader)",
+    CLI_PREDICT,
+    "ERROR “not a regular file”; exit 2; no hang",
+    f"{T_IN}::test_cli_predict_of_every_image_input",
+)
+case(
+    "symlink to a file outside the folder",
+    FOLDER,
+    "skipped and listed: “symbolic link; not followed”",
+    f"{T_IN}::test_folder_import_of_every_image_input",
+)
 
-_odd = ["PNG with alpha", "palette PNG", "16-bit PNG", "grayscale JPEG", "CMYK JPEG", "animated GIF (frame 0 used)",
-        "WebP", "EXIF-rotated JPEG", "250-character file name"]
+_odd = [
+    "PNG with alpha",
+    "palette PNG",
+    "16-bit PNG",
+    "grayscale JPEG",
+    "CMYK JPEG",
+    "animated GIF (frame 0 used)",
+    "WebP",
+    "EXIF-rotated JPEG",
+    "250-character file name",
+]
 for _name in _odd:
     case(_name, FOLDER, "imported", f"{T_IN}::test_folder_import_of_every_image_input")
     case(_name, ZIP, "imported", f"{T_IN}::test_zip_import_of_every_image_input")
-    case(_name, DATASET_PAGE, "imported (counted in the success message)", f"{T_IN}::test_dataset_page_upload_of_every_image_input")
+    case(
+        _name,
+        DATASET_PAGE,
+        "imported (counted in the success message)",
+        f"{T_IN}::test_dataset_page_upload_of_every_image_input",
+    )
     case(_name, PREDICT, "predicted as the right flag", f"{T_IN}::test_predict_upload_of_every_image_input")
-    case(_name, PREDICT_PAGE, "classified, right flag in the summary table", f"{T_IN}::test_predict_page_of_every_image_input")
+    case(
+        _name,
+        PREDICT_PAGE,
+        "classified, right flag in the summary table",
+        f"{T_IN}::test_predict_page_of_every_image_input",
+    )
     case(_name, CLI_PREDICT, "predicted as the right flag (JSON)", f"{T_IN}::test_cli_predict_of_every_image_input")
 case("1×1 image", ZIP, "imported", f"{T_IN}::test_zip_import_of_every_image_input")
 case("1×1 image", PREDICT, "accepted, top-5 returned", f"{T_IN}::test_predict_upload_of_every_image_input")
@@ -283,41 +352,104 @@ _zip_cases = {
     "zip with an unsupported compression method (deflate64)": "uses a compression method that cannot be read",
 }
 for _name, _msg in _zip_cases.items():
-    case(_name, ZIP, f"refused: “{_msg}”; nothing written in or outside the workspace, existing data unchanged",
-         f"{T_IN}::test_hostile_zip_refused_and_nothing_changes")
-    case(_name, DATASET_PAGE, f"st.error “{_msg}”; no exception; the app keeps serving",
-         f"{T_IN}::test_dataset_page_refuses_hostile_zips")
-case("zip with 100,000 tiny files", ZIP, "refused in under 2 s from the end record, before the directory is parsed",
-     f"{T_IN}::test_hostile_zip_refused_and_nothing_changes")
-case("zip with ../ paths", CLI_IMPORT, "exit 2, “error: the zip holds a path leaving its folder”; no traceback",
-     f"{T_IN}::test_cli_data_import_refuses_hostile_zips")
-case("zip with a corrupt entry (bad CRC)", CLI_IMPORT, "exit 2, “error: the zip is damaged at …”; no traceback",
-     f"{T_IN}::test_cli_data_import_refuses_hostile_zips")
-case("non-zip renamed .zip", CLI_IMPORT, "exit 2, “is neither a folder nor a zip file”; no traceback",
-     f"{T_IN}::test_cli_data_import_refuses_hostile_zips")
-case("nested zips", ZIP, "imported without the inner zip, listed as “not an image file (nested archive)”",
-     f"{T_IN}::test_zip_import_of_every_image_input")
-case("zip entry with a 300-character name", ZIP, "skipped and listed: “cannot be stored (File name too long)”",
-     f"{T_IN}::test_zip_import_of_every_image_input")
-case("zip entry that is both a file and a folder", ZIP, "skipped and listed: “cannot be stored (…)”",
-     f"{T_IN}::test_zip_import_of_every_image_input")
+    case(
+        _name,
+        ZIP,
+        f"refused: “{_msg}”; nothing written in or outside the workspace, existing data unchanged",
+        f"{T_IN}::test_hostile_zip_refused_and_nothing_changes",
+    )
+    case(
+        _name,
+        DATASET_PAGE,
+        f"st.error “{_msg}”; no exception; the app keeps serving",
+        f"{T_IN}::test_dataset_page_refuses_hostile_zips",
+    )
+case(
+    "zip with 100,000 tiny files",
+    ZIP,
+    "refused in under 2 s from the end record, before the directory is parsed",
+    f"{T_IN}::test_hostile_zip_refused_and_nothing_changes",
+)
+case(
+    "zip with ../ paths",
+    CLI_IMPORT,
+    "exit 2, “error: the zip holds a path leaving its folder”; no traceback",
+    f"{T_IN}::test_cli_data_import_refuses_hostile_zips",
+)
+case(
+    "zip with a corrupt entry (bad CRC)",
+    CLI_IMPORT,
+    "exit 2, “error: the zip is damaged at …”; no traceback",
+    f"{T_IN}::test_cli_data_import_refuses_hostile_zips",
+)
+case(
+    "non-zip renamed .zip",
+    CLI_IMPORT,
+    "exit 2, “is neither a folder nor a zip file”; no traceback",
+    f"{T_IN}::test_cli_data_import_refuses_hostile_zips",
+)
+case(
+    "nested zips",
+    ZIP,
+    "imported without the inner zip, listed as “not an image file (nested archive)”",
+    f"{T_IN}::test_zip_import_of_every_image_input",
+)
+case(
+    "zip entry with a 300-character name",
+    ZIP,
+    "skipped and listed: “cannot be stored (File name too long)”",
+    f"{T_IN}::test_zip_import_of_every_image_input",
+)
+case(
+    "zip entry that is both a file and a folder",
+    ZIP,
+    "skipped and listed: “cannot be stored (…)”",
+    f"{T_IN}::test_zip_import_of_every_image_input",
+)
 
-case("pickle with a code payload as model.safetensors", LOAD, "CheckpointError “not a readable safetensors file”; marker file never created",
-     "tests/test_checkpoints.py::test_pickle_payload_never_runs")
-case("pickle with a code payload as model.safetensors", CLI_CKPT, "exit 2 “not a readable safetensors file”; marker never created; no traceback",
-     f"{T_CK}::test_cli_refuses_hostile_checkpoints")
-case("pickle with a code payload as model.safetensors", PREDICT_PAGE, "st.error “not a readable safetensors file”; marker never created; no exception",
-     f"{T_CK}::test_predict_page_with_a_poisoned_checkpoint")
-case("pickle with a code payload as last_optimizer.pt", RESUME, "CheckpointError “resumable state is damaged”; marker never created",
-     f"{T_CK}::test_resume_with_a_poisoned_optimizer_state")
-case("torch.save file with a code payload as the VGG-16 .pth", WEIGHTS,
-     "exit 2 “is not torchvision's vgg16-397923af.pth” (hash); with the hash check passed, "
-     "“not a loadable PyTorch weights file”; marker never created, nothing installed",
-     f"{T_CK}::test_weights_import_of_a_code_payload")
-case("checkpoint of the wrong architecture", CLI_CKPT, "exit 2 “the weights do not fit a flag_cnn with 4 classes”",
-     f"{T_CK}::test_cli_refuses_hostile_checkpoints")
-case("card with the wrong class count", CLI_CKPT, "exit 2 “the weights do not fit a flag_cnn with 5 classes”",
-     f"{T_CK}::test_cli_refuses_hostile_checkpoints")
+case(
+    "pickle with a code payload as model.safetensors",
+    LOAD,
+    "CheckpointError “not a readable safetensors file”; marker file never created",
+    "tests/test_checkpoints.py::test_pickle_payload_never_runs",
+)
+case(
+    "pickle with a code payload as model.safetensors",
+    CLI_CKPT,
+    "exit 2 “not a readable safetensors file”; marker never created; no traceback",
+    f"{T_CK}::test_cli_refuses_hostile_checkpoints",
+)
+case(
+    "pickle with a code payload as model.safetensors",
+    PREDICT_PAGE,
+    "st.error “not a readable safetensors file”; marker never created; no exception",
+    f"{T_CK}::test_predict_page_with_a_poisoned_checkpoint",
+)
+case(
+    "pickle with a code payload as last_optimizer.pt",
+    RESUME,
+    "CheckpointError “resumable state is damaged”; marker never created",
+    f"{T_CK}::test_resume_with_a_poisoned_optimizer_state",
+)
+case(
+    "torch.save file with a code payload as the VGG-16 .pth",
+    WEIGHTS,
+    "exit 2 “is not torchvision's vgg16-397923af.pth” (hash); with the hash check passed, "
+    "“not a loadable PyTorch weights file”; marker never created, nothing installed",
+    f"{T_CK}::test_weights_import_of_a_code_payload",
+)
+case(
+    "checkpoint of the wrong architecture",
+    CLI_CKPT,
+    "exit 2 “the weights do not fit a flag_cnn with 4 classes”",
+    f"{T_CK}::test_cli_refuses_hostile_checkpoints",
+)
+case(
+    "card with the wrong class count",
+    CLI_CKPT,
+    "exit 2 “the weights do not fit a flag_cnn with 5 classes”",
+    f"{T_CK}::test_cli_refuses_hostile_checkpoints",
+)
 for _name, _msg in {
     "card input_size not the trained size (e.g. 100000: a 120 GB resize)": "differs from its config's image size",
     "card input_size not a number": "differs from its config's image size",
@@ -340,8 +472,12 @@ for _flags, _msg in {
     "--augment 2": "augment=2.0 is outside",
     "--vgg-blocks 9": "blocks",
 }.items():
-    case(f"hyperparameter out of range `{_flags}`", CLI_TRAIN, f"exit 2 “{_msg}”; no traceback",
-         f"{T_IN}::test_cli_refuses_out_of_range_hyperparameters")
+    case(
+        f"hyperparameter out of range `{_flags}`",
+        CLI_TRAIN,
+        f"exit 2 “{_msg}”; no traceback",
+        f"{T_IN}::test_cli_refuses_out_of_range_hyperparameters",
+    )
 for _key, _value, _msg in (
     ("train_hp_lr", 5.0, "lr=5.0 is outside its range"),
     ("train_hp_num_filters_conv1", 1000, "num_filters_conv1=1000 is outside its range"),
@@ -354,48 +490,92 @@ for _key, _value, _msg in (
     ("train_model", "resnet", "model='resnet' is not one of"),
     ("train_dataset", "../../etc", "dataset='../../etc' is not one of"),
 ):
-    case(f"session state `{_key} = {_value!r}`", TRAIN_PAGE,
-         f"st.error “{_msg}”, reset to the default; Start in the same run submits nothing; no exception",
-         f"{T_IN}::test_train_page_refuses_tampered_session_state")
+    case(
+        f"session state `{_key} = {_value!r}`",
+        TRAIN_PAGE,
+        f"st.error “{_msg}”, reset to the default; Start in the same run submits nothing; no exception",
+        f"{T_IN}::test_train_page_refuses_tampered_session_state",
+    )
 TAMPERED_STATE = [(c.input.split("`")[1].split(" = ")[0], c) for c in CASES if c.entry == TRAIN_PAGE]
 
 # Faults.
 F = "fault"
-case("SIGKILL a training worker mid-epoch", "jobs / worker",
-     "reaped as failed (“worker died”, log tail), last checkpoint kept, resumed with no repeated epoch",
-     "tests/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs")
-case("SIGKILL a foreground `python -m flagvision train` mid-run", "CLI + app poll (`jobs.tick`)",
-     "the next poll marks the run failed, naming the dead pid and `jobs resume --run ID`; resumed to the end",
-     "tests/test_jobs.py::test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable")
-case("SIGKILL the Streamlit server (whole process group) while a job runs", "app server + jobs",
-     "the job's worker survives and succeeds; "
-     "a new server starts on the same workspace and its page lists the finished run",
-     f"{T_FA}::test_killing_the_app_server_loses_no_job")
-case("SIGKILL a study worker mid-trial", "study",
-     "the trial turns FAIL by heartbeat and a WAITING copy is retried",
-     "tests/test_study.py::test_killed_worker_trial_fails_by_heartbeat_and_is_retried")
-case("checkpoint write fails half-way (writer writes half, raises ENOSPC)", "save_checkpoint / save_last_state",
-     "previous model + card (and previous last.* resume state) intact and loadable; no temporary files left",
-     f"{T_FA}::test_failing_writer_keeps_every_previous_file")
-case("checkpoint write on a really full filesystem (64 kB tmpfs)", "save_checkpoint",
-     "OSError ENOSPC; previous checkpoint intact and loadable (skipped where mount is not permitted)",
-     f"{T_FA}::test_full_tmpfs_keeps_the_previous_checkpoint")
-case("one study + one training + the app polling every 200 ms + optuna-dashboard for 3 minutes", "store (SQLite WAL)",
-     "no “database is locked” anywhere, PRAGMA integrity_check ok (slow test)",
-     f"{T_FA}::test_three_minutes_of_everything_at_once")
+case(
+    "SIGKILL a training worker mid-epoch",
+    "jobs / worker",
+    "reaped as failed (“worker died”, log tail), last checkpoint kept, resumed with no repeated epoch",
+    "tests/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs",
+)
+case(
+    "SIGKILL a foreground `python -m flagvision train` mid-run",
+    "CLI + app poll (`jobs.tick`)",
+    "the next poll marks the run failed, naming the dead pid and `jobs resume --run ID`; resumed to the end",
+    "tests/test_jobs.py::test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable",
+)
+case(
+    "SIGKILL the Streamlit server (whole process group) while a job runs",
+    "app server + jobs",
+    "the job's worker survives and succeeds; "
+    "a new server starts on the same workspace and its page lists the finished run",
+    f"{T_FA}::test_killing_the_app_server_loses_no_job",
+)
+case(
+    "SIGKILL a study worker mid-trial",
+    "study",
+    "the trial turns FAIL by heartbeat and a WAITING copy is retried",
+    "tests/test_study.py::test_killed_worker_trial_fails_by_heartbeat_and_is_retried",
+)
+case(
+    "checkpoint write fails half-way (writer writes half, raises ENOSPC)",
+    "save_checkpoint / save_last_state",
+    "previous model + card (and previous last.* resume state) intact and loadable; no temporary files left",
+    f"{T_FA}::test_failing_writer_keeps_every_previous_file",
+)
+case(
+    "checkpoint write on a really full filesystem (64 kB tmpfs)",
+    "save_checkpoint",
+    "OSError ENOSPC; previous checkpoint intact and loadable (skipped where mount is not permitted)",
+    f"{T_FA}::test_full_tmpfs_keeps_the_previous_checkpoint",
+)
+case(
+    "one study + one training + the app polling every 200 ms + optuna-dashboard for 3 minutes",
+    "store (SQLite WAL)",
+    "no “database is locked” anywhere, PRAGMA integrity_check ok (slow test)",
+    f"{T_FA}::test_three_minutes_of_everything_at_once",
+)
 
 # Security defaults.
-case(".streamlit/config.toml", "app server", "binds 127.0.0.1, enableXsrfProtection true, maxUploadSize set",
-     f"{T_SE}::test_streamlit_config_is_local_and_xsrf_protected")
-case("paths with ../, absolute paths, symlinks out", "`Workspace.confine`, `dataset_dir`, `run_dir`",
-     "WorkspaceError “is outside the workspace” (a dataset or run name that is a path: “is not a folder name”)",
-     f"{T_SE}::test_confine_refuses_paths_out_of_the_workspace")
-case("page text inputs", "every page", "none takes a path (dataset name, run name, study name); a dataset name "
-     "“../../x” is sanitised and lands inside datasets/", f"{T_SE}::test_page_text_inputs_take_no_paths")
-case("library source", "flagvision/", "no pickle import; every torch.load has weights_only=True",
-     f"{T_SE}::test_library_never_unpickles")
-case("optuna-dashboard", "`dashboard.start_dashboard`", "binds 127.0.0.1 by default (URL http://127.0.0.1:PORT/)",
-     f"{T_SE}::test_dashboard_binds_localhost")
+case(
+    ".streamlit/config.toml",
+    "app server",
+    "binds 127.0.0.1, enableXsrfProtection true, maxUploadSize set",
+    f"{T_SE}::test_streamlit_config_is_local_and_xsrf_protected",
+)
+case(
+    "paths with ../, absolute paths, symlinks out",
+    "`Workspace.confine`, `dataset_dir`, `run_dir`",
+    "WorkspaceError “is outside the workspace” (a dataset or run name that is a path: “is not a folder name”)",
+    f"{T_SE}::test_confine_refuses_paths_out_of_the_workspace",
+)
+case(
+    "page text inputs",
+    "every page",
+    "none takes a path (dataset name, run name, study name); a dataset name "
+    "“../../x” is sanitised and lands inside datasets/",
+    f"{T_SE}::test_page_text_inputs_take_no_paths",
+)
+case(
+    "library source",
+    "flagvision/",
+    "no pickle import; every torch.load has weights_only=True",
+    f"{T_SE}::test_library_never_unpickles",
+)
+case(
+    "optuna-dashboard",
+    "`dashboard.start_dashboard`",
+    "binds 127.0.0.1 by default (URL http://127.0.0.1:PORT/)",
+    f"{T_SE}::test_dashboard_binds_localhost",
+)
 
 
 def render_markdown() -> str:
@@ -412,11 +592,15 @@ def render_markdown() -> str:
         "sentinel tree is hashed before and after), and a refused import changes no existing dataset or run.",
         "",
     ]
-    sections = {"Inputs": lambda c: c.test.startswith(T_IN) and "hyperparameter" not in c.input and "session state" not in c.input,
-                "Checkpoints": lambda c: c.test.startswith(T_CK) or "test_checkpoints.py" in c.test,
-                "Hyperparameters": lambda c: "hyperparameter" in c.input or "session state" in c.input,
-                "Faults": lambda c: c.test.startswith(T_FA) or "test_jobs" in c.test or "test_study" in c.test,
-                "Security defaults": lambda c: c.test.startswith(T_SE)}
+    sections = {
+        "Inputs": lambda c: (
+            c.test.startswith(T_IN) and "hyperparameter" not in c.input and "session state" not in c.input
+        ),
+        "Checkpoints": lambda c: c.test.startswith(T_CK) or "test_checkpoints.py" in c.test,
+        "Hyperparameters": lambda c: "hyperparameter" in c.input or "session state" in c.input,
+        "Faults": lambda c: c.test.startswith(T_FA) or "test_jobs" in c.test or "test_study" in c.test,
+        "Security defaults": lambda c: c.test.startswith(T_SE),
+    }
     for title, belongs in sections.items():
         lines += [f"## {title}", "", "| input / fault | entry point | what happens | test |", "|---|---|---|---|"]
         for c in CASES:

@@ -99,10 +99,14 @@ def test_predict_page_with_a_poisoned_checkpoint(flag_ws, flag_images, tmp_path)
     marker = tmp_path / "pwned"
     (flag_ws.run_dir(1) / "checkpoint" / "model.safetensors").write_bytes(pickle_payload(marker))
     at = app("predict")
-    at.file_uploader(key="predict_files").set_value([("france.png", encode(flag_images["France"], "PNG"), "image/png")]).run()
+    at.file_uploader(key="predict_files").set_value(
+        [("france.png", encode(flag_images["France"], "PNG"), "image/png")]
+    ).run()
     no_exceptions(at)
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and _msg(expect("pickle with a code payload as model.safetensors", PREDICT_PAGE)) in errors[0]
+    assert (
+        len(errors) == 1 and _msg(expect("pickle with a code payload as model.safetensors", PREDICT_PAGE)) in errors[0]
+    )
     assert not marker.exists()
 
 
@@ -146,12 +150,16 @@ def test_weights_import_of_a_code_payload(tmp_path):
         else:
             os.environ["TORCH_HOME"] = saved
     assert not marker.exists()
-    assert "not a loadable PyTorch weights file" in expect("torch.save file with a code payload as the VGG-16 .pth", WEIGHTS)
+    assert "not a loadable PyTorch weights file" in expect(
+        "torch.save file with a code payload as the VGG-16 .pth", WEIGHTS
+    )
 
 
 def _mutations():
     return {
-        "card input_size not the trained size (e.g. 100000: a 120 GB resize)": lambda c: c.__setitem__("input_size", 100000),
+        "card input_size not the trained size (e.g. 100000: a 120 GB resize)": lambda c: c.__setitem__(
+            "input_size", 100000
+        ),
         "card input_size not a number": lambda c: c.__setitem__("input_size", "32"),
         "card normalization without mean": lambda c: c["normalization"].pop("mean"),
         "card normalization std 0 (NaN probabilities)": lambda c: c["normalization"].__setitem__("std", [0, 0, 0]),

@@ -28,9 +28,11 @@ from reliability_kit import REPO, app, no_exceptions
 
 
 def small_config(data: Path, epochs: int, **hp) -> RunConfig:
-    return RunConfig(data=DataConfig(path=str(data), image_size=32),
-                     hparams=HyperParams(epochs=epochs, lr=1e-3, num_filters_conv1=8, num_filters_conv2=16,
-                                         fc1_units=64, **hp), threads=1)
+    return RunConfig(
+        data=DataConfig(path=str(data), image_size=32),
+        hparams=HyperParams(epochs=epochs, lr=1e-3, num_filters_conv1=8, num_filters_conv2=16, fc1_units=64, **hp),
+        threads=1,
+    )
 
 
 @pytest.fixture
@@ -50,9 +52,24 @@ def ws(workspace, monkeypatch):
 def _start_server(ws, port: int) -> subprocess.Popen:
     env = {**os.environ, "FLAGVISION_HOME": str(ws.root)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
     def healthy():
@@ -110,7 +127,9 @@ def test_killing_the_app_server_loses_no_job(ws, tmp_path):
 def _tiny_model(classes: int = 3):
     from flagvision.models import get_model
 
-    cfg = RunConfig(data=DataConfig(image_size=32)).with_hparams(num_filters_conv1=8, num_filters_conv2=16, fc1_units=64)
+    cfg = RunConfig(data=DataConfig(image_size=32)).with_hparams(
+        num_filters_conv1=8, num_filters_conv2=16, fc1_units=64
+    )
     return get_model("flag_cnn", classes, cfg), cfg
 
 
@@ -146,7 +165,7 @@ def test_failing_writer_keeps_every_previous_file(tmp_path, monkeypatch):
     failures = {
         "weights": ("save_file", lambda tensors, path: _half_then_enospc(path)),
         "optimizer state": ("torch", type("T", (), {"save": staticmethod(lambda obj, path: _half_then_enospc(path))})),
-        "card": ("_json_writer", lambda data: (lambda p: _half_then_enospc(p))),
+        "card": ("_json_writer", lambda data: lambda p: _half_then_enospc(p)),
     }
     for what, (name, fake) in failures.items():
         with monkeypatch.context() as m:
@@ -179,8 +198,9 @@ def test_full_tmpfs_keeps_the_previous_checkpoint(tmp_path):
     mnt = tmp_path / "full"
     mnt.mkdir()
     size_kb = (needed * 3 // 2) // 1024 + 8  # one checkpoint fits, two do not
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
     try:
@@ -211,11 +231,19 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
     seconds = float(os.environ.get("FLAGVISION_STRESS_S", 180))
     data = make_pattern_dataset(tmp_path / "data", per_class=40)
     base = RunConfig(data=DataConfig(path=str(data), image_size=32), threads=1)
-    study = StudyConfig.from_dict({
-        "name": "stress", "n_trials": 1000, "epochs_per_trial": 2, "sampler": "random", "pruner": "none",
-        "space": [{"name": "num_filters_conv1", "low": 8, "high": 16}, {"name": "fc1_units", "fixed": 64}],
-        "base": base.to_dict(), "heartbeat_interval_s": 2, "grace_period_s": 10,
-    })
+    study = StudyConfig.from_dict(
+        {
+            "name": "stress",
+            "n_trials": 1000,
+            "epochs_per_trial": 2,
+            "sampler": "random",
+            "pruner": "none",
+            "space": [{"name": "num_filters_conv1", "low": 8, "high": 16}, {"name": "fc1_units", "fixed": 64}],
+            "base": base.to_dict(),
+            "heartbeat_interval_s": 2,
+            "grace_period_s": 10,
+        }
+    )
     study_job = jobs.submit_study(ws, study.to_dict(), study_name="stress")
     train_job, run_id = jobs.submit_training(ws, small_config(data, 100), name="stress training")
     trainings = [train_job]
@@ -257,8 +285,13 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
         for t in threads:
             t.start()
         try:
-            wait_for(lambda: store.get_job(study_job)["state"] == "running" and store.get_job(train_job)["state"] == "running",
-                     60, "both jobs running")
+            wait_for(
+                lambda: (
+                    store.get_job(study_job)["state"] == "running" and store.get_job(train_job)["state"] == "running"
+                ),
+                60,
+                "both jobs running",
+            )
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 for j in (study_job, train_job):
@@ -279,7 +312,9 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
     for j in (study_job, train_job):
         jobs.cancel(ws, j)
     for j in (study_job, train_job):
-        job = wait_for(lambda j=j: jobs.get_job(ws, j)["state"] in FINISHED_STATES and jobs.get_job(ws, j), 60, "the cancel", ws)
+        job = wait_for(
+            lambda j=j: jobs.get_job(ws, j)["state"] in FINISHED_STATES and jobs.get_job(ws, j), 60, "the cancel", ws
+        )
         assert job["state"] in ("cancelled", "succeeded"), job["error"]
     logs = "".join(Path(store.get_job(j)["log_path"]).read_text(errors="replace") for j in (study_job, *trainings))
     assert all(store.get_job(j)["state"] in ("succeeded", "cancelled") for j in trainings)

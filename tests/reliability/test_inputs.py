@@ -172,9 +172,15 @@ def hostile_zip(key: str, outer: Path) -> bytes:
 
 
 HOSTILE_ZIPS = [
-    "zip with ../ paths", "zip with absolute paths", "zip with a symlink", "zip bomb (30 MB of zeros, ratio ≈1000)",
-    "zip with 100,000 tiny files", "non-zip renamed .zip", "zip with a corrupt entry (bad CRC)",
-    "zip with an encrypted entry", "zip with an unsupported compression method (deflate64)",
+    "zip with ../ paths",
+    "zip with absolute paths",
+    "zip with a symlink",
+    "zip bomb (30 MB of zeros, ratio ≈1000)",
+    "zip with 100,000 tiny files",
+    "non-zip renamed .zip",
+    "zip with a corrupt entry (bad CRC)",
+    "zip with an encrypted entry",
+    "zip with an unsupported compression method (deflate64)",
 ]
 
 
@@ -289,7 +295,9 @@ def test_predict_page_of_every_image_input(flag_ws, flag_images):
         else:
             assert row["error"] == "unreadable image"
     # The app keeps serving: a plain photo afterwards is classified.
-    at.file_uploader(key="predict_files").set_value([("again.png", encode(flag_images["Germany"], "PNG"), "image/png")]).run()
+    at.file_uploader(key="predict_files").set_value(
+        [("again.png", encode(flag_images["Germany"], "PNG"), "image/png")]
+    ).run()
     no_exceptions(at)
     assert not at.error
 
@@ -318,7 +326,7 @@ def test_cli_predict_of_every_image_input(checkpoint, flag_images, tmp_path, cap
     wrong = [(p, results[p]["top"][0]) for p, flag in truth.items() if results[p]["top"][0]["class"] != flag]
     assert not wrong, wrong
     assert len(results[str(tmp_path / tiny_name)]["top"]) == 4
-    for (key, (fname, _)) in hostile_images().items():
+    for key, (fname, _) in hostile_images().items():
         assert _msg(expect(key, CLI_PREDICT)) in results[str(tmp_path / fname)]["error"], key
     assert "not a regular file" in results[str(tmp_path / "pipe.jpg")]["error"]
     # Only unreadable files: exit 2 (checked in this process: the same main(), no second torch import).
@@ -364,7 +372,10 @@ def test_train_page_refuses_tampered_session_state(flag_ws):
     assert len(errors) == 1 and "unexpected error" not in errors[0], errors
     for key, c in TAMPERED_STATE:
         assert _msg(c.expect) in errors[0], key
-    assert at.select_slider(key="train_hp_lr").value <= 1e-3 and at.select_slider(key="train_image_size").value == CNN_IMAGE_SIZE
+    assert (
+        at.select_slider(key="train_hp_lr").value <= 1e-3
+        and at.select_slider(key="train_image_size").value == CNN_IMAGE_SIZE
+    )
     # Start is disabled in the run that reset them (AppTest, like a browser, cannot click it), so a
     # click that arrived with the tampered values cannot submit them.
     assert at.button(key="train_start").disabled

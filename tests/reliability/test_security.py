@@ -32,8 +32,14 @@ def test_confine_refuses_paths_out_of_the_workspace(workspace, tmp_path):
     outside.mkdir()
     (workspace.datasets_dir / "link-out").symlink_to(outside)
     (workspace.datasets_dir / "link-in").symlink_to(workspace.runs_dir)
-    for bad in ("../outside", "datasets/../../outside", str(outside), "/etc/passwd", "datasets/link-out",
-                "datasets/link-out/anything"):
+    for bad in (
+        "../outside",
+        "datasets/../../outside",
+        str(outside),
+        "/etc/passwd",
+        "datasets/link-out",
+        "datasets/link-out/anything",
+    ):
         with pytest.raises(WorkspaceError, match="is outside the workspace"):
             workspace.confine(bad)
     for bad in ("../x", "..", "../runs", "a/../../etc"):  # would reach the root or a sibling folder
@@ -52,8 +58,11 @@ def _text_input_keys() -> dict[str, str]:
     keys = {}
     for path in [REPO / "streamlit_app.py", *sorted((REPO / "pages").glob("*.py")), REPO / "app_ui.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("text_input", "text_area", "chat_input")):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("text_input", "text_area", "chat_input")
+            ):
                 key = next((k.value.value for k in node.keywords if k.arg == "key"), None)
                 keys[str(key)] = path.name
     return keys
@@ -68,7 +77,9 @@ def test_page_text_inputs_take_no_paths(guarded_ws):
     from reliability_kit import encode, zip_bytes
 
     assert _text_input_keys() == {
-        "dataset_import_name": "dataset.py", "train_run_name": "train.py", "study_new_name": "study.py",
+        "dataset_import_name": "dataset.py",
+        "train_run_name": "train.py",
+        "study_new_name": "study.py",
     }, "a new text input: if it takes a path, pass it through Workspace.confine and add it here"
     ws, check = guarded_ws
     png = encode(Image.new("RGB", (8, 8)), "PNG")
@@ -85,7 +96,9 @@ def test_library_never_unpickles():
         for node in ast.walk(tree):
             where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                names = [a.name for a in node.names] + (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+                )
                 if any(n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "shelve", "marshal") for n in names):
                     offenders.append(f"{where} imports {names}")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
