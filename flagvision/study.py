@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .callbacks import Callback
 from .config import HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, HyperParams, ParamSpec, RunConfig, check_cnn_geometry
-from .study_options import PRUNERS, SAMPLERS  # noqa: F401 - re-exported for the app and the tests
+from .study_options import PRUNERS, PRUNING_TRADE, SAMPLERS  # noqa: F401 - re-exported for the app and the tests
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -170,9 +170,13 @@ class StudyConfig:
     timeout_s: float = 0.0  # stop starting new trials after this many seconds (0 = no limit)
     epochs_per_trial: int = 5  # constant per study (the seed used 5), 1–100
     sampler: str = "tpe"  # one of SAMPLERS; seeded with `seed`
-    pruner: str = "median"  # one of PRUNERS
-    pruner_startup_trials: int = 2  # median: finished trials before any pruning (≥ 0)
-    pruner_warmup_epochs: int = 1  # median: epochs of each trial that are never pruned (≥ 0)
+    # Pruning (see make_pruner): defaults chosen by measuring the bench's study (BENCHMARKS.md):
+    # from epoch 1, a trial goes on while in the best quarter of the complete trials at that epoch.
+    pruner: str = "percentile"  # one of PRUNERS
+    pruner_startup_trials: int = 2  # median/percentile: complete trials before any pruning, 0–10000
+    pruner_warmup_epochs: int = 0  # median/percentile: first epochs of each trial never pruned, 0–100
+    pruner_percentile: float = 25.0  # percentile: a trial goes on while it is in this top % of the
+    #                                  complete trials at the same epoch, 1–100 (50 = the median pruner)
     seed: int = 0  # seeds the sampler (and, through `base`, every trial's weights init)
     storage: str = ""  # Optuna storage URL or journal file; "" = the workspace's SQLite file
     space: tuple[ParamOverride, ...] = ()  # per-parameter narrowing or fixing
@@ -192,6 +196,9 @@ class StudyConfig:
         _check_int("epochs_per_trial", self.epochs_per_trial, 1, 100)
         _check_int("pruner_startup_trials", self.pruner_startup_trials, 0, 10_000)
         _check_int("pruner_warmup_epochs", self.pruner_warmup_epochs, 0, 100)
+        if (isinstance(self.pruner_percentile, bool) or not isinstance(self.pruner_percentile, (int, float))
+                or not 1 <= self.pruner_percentile <= 100):
+            raise StudyError(f"pruner_percentile={self.pruner_percentile!r} must be a number in 1–100 (50 = median)")
         _check_int("heartbeat_interval_s", self.heartbeat_interval_s, 1, 3600)
         _check_int("grace_period_s", self.grace_period_s, 1, 86_400)
         _check_int("max_retries", self.max_retries, 0, 100)
@@ -508,13 +515,15 @@ class _TrialReporter(Callback):
         self.trial, self.should_stop, self.on_epoch = trial, should_stop, on_epoch
         self.pruned_at: int | None = None
         self.cancelled = False
+        # The reference study's preset is the baseline every trial is compared with: never pruned.
+        self.is_preset = bool(trial.user_attrs.get("preset"))
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics, improved: bool) -> None:
         self.trial.report(metrics.val_acc, metrics.epoch)
         self.on_epoch(metrics)
         if self.should_stop():
             state.stop, state.stop_reason, self.cancelled = True, "cancelled", True
-        elif metrics.epoch < state.cfg.hparams.epochs and self.trial.should_prune():
+        elif metrics.epoch < state.cfg.hparams.epochs and not self.is_preset and self.trial.should_prune():
             # Stopping here (not raising) lets fit end cleanly: checkpoint, store, evaluation.
             state.stop, state.stop_reason, self.pruned_at = True, "pruned", metrics.epoch
 
@@ -526,13 +535,32 @@ def make_sampler(cfg: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    """The study's pruner. Epochs are reported as steps 1..E, so "never prune the first W epochs"
+    is Optuna's ``n_warmup_steps = W + 1`` (its earliest check is at ``step == n_warmup_steps``)."""
+    warmup_steps = cfg.pruner_warmup_epochs + 1
     if cfg.pruner == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=warmup_steps)
+    if cfg.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(
+            float(cfg.pruner_percentile), n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=warmup_steps
         )
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.epochs_per_trial, reduction_factor=3)
     return optuna.pruners.NopPruner()
+
+
+def describe_pruner(cfg: StudyConfig) -> str:
+    """The study's pruning rule in a few plain words (reports, the bench)."""
+    first = cfg.pruner_warmup_epochs + 1
+    if cfg.pruner == "percentile":
+        return (f"from epoch {first}, a trial goes on while it is in the top {cfg.pruner_percentile:g} % of the "
+                f"complete trials at the same epoch; none pruned before {cfg.pruner_startup_trials} trials completed")
+    if cfg.pruner == "median":
+        return (f"from epoch {first}, a trial goes on while it is above the median of the complete trials at the "
+                f"same epoch; none pruned before {cfg.pruner_startup_trials} trials completed")
+    if cfg.pruner == "hyperband":
+        return f"Hyperband: brackets of successive halving from 1 to {cfg.epochs_per_trial} epochs, reduction factor 3"
+    return "no pruning"
 
 
 def _counts(study: optuna.Study) -> Counter:

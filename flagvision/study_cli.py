@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, PARAM_SPECS, SEARCHABLE, DataConfig
 from .strict_json import dumps as json_dumps
-from .study_options import PRUNERS, SAMPLERS
+from .study_options import PRUNERS, PRUNING_TRADE, SAMPLERS
 
 if TYPE_CHECKING:  # flagvision.study imports Optuna: only the commands that need it import it
     from .study import ParamOverride, StudyConfig
@@ -68,6 +68,7 @@ def config_from_args(args: argparse.Namespace, ws) -> StudyConfig:
         "name": args.name, "n_trials": args.n_trials, "timeout_s": args.timeout, "epochs_per_trial": args.epochs_per_trial,
         "sampler": args.sampler, "pruner": args.pruner, "seed": args.seed, "storage": args.storage,
         "pruner_startup_trials": args.pruner_startup_trials, "pruner_warmup_epochs": args.pruner_warmup_epochs,
+        "pruner_percentile": args.pruner_percentile,
         "heartbeat_interval_s": args.heartbeat_interval, "grace_period_s": args.grace_period,
     }
     if args.storage and "://" not in args.storage:
@@ -229,9 +230,14 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds (default: none)")
     p.add_argument("--epochs-per-trial", type=int, help="epochs of every trial (default 5)")
     p.add_argument("--sampler", choices=SAMPLERS, help="default tpe")
-    p.add_argument("--pruner", choices=PRUNERS, help="default median")
-    p.add_argument("--pruner-startup-trials", type=int, help="median pruner: trials before pruning starts (default 2)")
-    p.add_argument("--pruner-warmup-epochs", type=int, help="median pruner: epochs never pruned (default 1)")
+    p.add_argument("--pruner", choices=PRUNERS, help=f"default percentile. {PRUNING_TRADE}")
+    p.add_argument("--pruner-startup-trials", type=int,
+                   help="percentile/median pruner: complete trials before any pruning (default 2)")
+    p.add_argument("--pruner-warmup-epochs", type=int,
+                   help="percentile/median pruner: first epochs of each trial never pruned (default 0: judged from epoch 1)")
+    p.add_argument("--pruner-percentile", type=float,
+                   help="percentile pruner: a trial goes on while in this top %% of complete trials at its epoch "
+                        "(1–100, default 25; 50 = median)")
     p.add_argument("--seed", type=int, help="sampler seed (default 0)")
     p.add_argument("--storage", help="sqlite:///…, postgresql://…, journal:///file.log or file.log (default: the workspace)")
     p.add_argument("--data", help="ImageFolder dataset (default: the built-in flags)")

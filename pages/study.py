@@ -89,7 +89,7 @@ def _new_study(ws, blocked: bool = False, expanded: bool = True) -> None:
 
 
 def _study_form(ws, blocked: bool) -> None:
-    from flagvision.study import PRUNERS, SAMPLERS, StudyConfig
+    from flagvision.study import PRUNERS, PRUNING_TRADE, SAMPLERS, StudyConfig
 
     c1, c2, c3 = st.columns(3)
     if "study_new_name" not in st.session_state:
@@ -106,8 +106,8 @@ def _study_form(ws, blocked: bool) -> None:
     epochs = c2.slider("Epochs per trial", int(epochs_spec.low), 30, 5, 1, key="study_epochs", persist_state="page",
                        help="Constant within a study (the seed used 5)")
     sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler", persist_state="page")
-    pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index("median"), key="study_pruner", persist_state="page",
-                          help="Stops unpromising trials early, judged by their per-epoch validation accuracy")
+    pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index(StudyConfig().pruner), key="study_pruner",
+                          persist_state="page", help=PRUNING_TRADE)
     st.markdown("**Search space** — narrow a range, or pull both ends together to fix a parameter.")
     overrides, lines = [], []
     cols = st.columns(2)
