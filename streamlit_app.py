@@ -23,7 +23,7 @@ def main() -> None:
     store = ui.store(ws)
     st.title("FlagVision")
     st.markdown(
-        "Train and compare image classifiers of **24 European flags**: the seed's custom CNN against "
+        "Train and compare image classifiers of **24 European flags**: the reference study's custom CNN against "
         "a VGG-16 transfer model.  \n"
         "Tune the CNN's hyperparameters with Optuna; every run's curves, checkpoints and evaluation stay "
         "in one workspace.  \n"

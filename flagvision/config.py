@@ -1,6 +1,6 @@
 """Configuration: one frozen dataclass per concern, and the hyperparameter definitions.
 
-``HYPERPARAMS`` is the single source of the seed's search space (names, ranges, defaults). The
+``HYPERPARAMS`` is the single source of the reference study's search space (names, ranges, defaults). The
 Streamlit sliders, the CLI flags, Optuna's ``suggest_*`` calls and the validation of a saved run
 config are all generated from it, so a range lives in exactly one place.
 """
@@ -95,7 +95,7 @@ def _fmt(x: float | None) -> str:
     return f"{x:g}"
 
 
-# The seed's hyperparameters, exactly as in DESIGN.md. Epochs are constant per study.
+# The reference study's hyperparameters, exactly as in DESIGN.md. Epochs are constant per study.
 HYPERPARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("num_filters_conv1", "int", 24, "Filters in the first convolution", 8, 64, 8),
     ParamSpec("num_filters_conv2", "int", 96, "Filters in the second convolution", 16, 128, 16),
@@ -145,7 +145,7 @@ def _check_unknown(cls: type, data: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class HyperParams(_JsonMixin):
-    """The seed's eleven hyperparameters; defaults are the seed's best preset."""
+    """The reference study's eleven hyperparameters; defaults are the reference study's best preset."""
 
     num_filters_conv1: int = 24  # 8–64 step 8
     num_filters_conv2: int = 96  # 16–128 step 16
@@ -171,7 +171,7 @@ class HyperParams(_JsonMixin):
 
 DEFAULT_HPARAMS = HyperParams()
 
-# Default network input per model. The custom CNN reads 40 px: ten epochs of the seed's preset over
+# Default network input per model. The custom CNN reads 40 px: ten epochs of the reference study's preset over
 # the built-in data's 10,800 training images then fit in 5 minutes on 2 CPU cores (a 64 px step costs
 # 3x as much), and more images in those 5 minutes taught it more than more pixels (BENCHMARKS-preset.md).
 # VGG-16 halves its input five times and needs 64 px to keep the 2×2 map its head reads.

@@ -80,7 +80,7 @@ class FitState:
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """One of the seed's seven optimizers. SGD gets momentum 0.9, as any practitioner would use."""
+    """One of the reference study's seven optimizers. SGD gets momentum 0.9, as any practitioner would use."""
     params = list(params)
     if not params:
         raise ConfigError("the model has no trainable parameters")

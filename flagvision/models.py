@@ -1,4 +1,4 @@
-"""The model registry and the two classifiers: the seed's small CNN and a VGG-16 transfer model.
+"""The model registry and the two classifiers: the reference study's small CNN and a VGG-16 transfer model.
 
 ``get_model(name, num_classes, cfg)`` is the only way the engine, the CLI, the study and the app
 build a network; ``list_models()`` feeds their choices and the test parametrisation.
@@ -49,7 +49,7 @@ FLAG_CNN_STD = (0.5, 0.5, 0.5)
 
 _ACTIVATION_MODULES: dict[str, Callable[[], nn.Module]] = {
     "ReLU": nn.ReLU,
-    "LeakyReLU": nn.LeakyReLU,  # default negative slope 0.01, as in the seed
+    "LeakyReLU": nn.LeakyReLU,  # default negative slope 0.01, as in the reference study
     "ELU": nn.ELU,
     "Sigmoid": nn.Sigmoid,
     "Tanh": nn.Tanh,
@@ -197,7 +197,7 @@ def _check_num_classes(num_classes: int) -> None:
 
 
 class FlagCNN(FlagModel):
-    """The seed's network: two valid conv + pool stages, then fc1 → dropout → fc2."""
+    """The reference study's network: two valid conv + pool stages, then fc1 → dropout → fc2."""
 
     name = "flag_cnn"
     normalization = (FLAG_CNN_MEAN, FLAG_CNN_STD)
@@ -213,7 +213,7 @@ class FlagCNN(FlagModel):
         self.input_size = size
         self.feature_dim = hp.num_filters_conv2 * side * side
         self.num_classes = num_classes
-        # Named layers keep the seed's names in the state dict ("backbone.conv1.weight", "head.fc2.bias").
+        # Named layers keep the reference study's names in the state dict ("backbone.conv1.weight", "head.fc2.bias").
         self.backbone = nn.Sequential(
             OrderedDict(
                 conv1=nn.Conv2d(3, hp.num_filters_conv1, hp.kernel_size_conv1),  # valid padding

@@ -168,7 +168,7 @@ class StudyConfig:
     name: str = "flagvision-study"  # study name in the storage; an existing one is resumed
     n_trials: int = 20  # total trials of the study (finished = complete + pruned), 1–10000
     timeout_s: float = 0.0  # stop starting new trials after this many seconds (0 = no limit)
-    epochs_per_trial: int = 5  # constant per study (the seed used 5), 1–100
+    epochs_per_trial: int = 5  # constant per study (the reference study used 5), 1–100
     sampler: str = "tpe"  # one of SAMPLERS; seeded with `seed`
     # Pruning (see make_pruner): defaults chosen by measuring the bench's study (BENCHMARKS.md):
     # from epoch 1, a trial goes on while in the best quarter of the complete trials at that epoch.
@@ -181,7 +181,7 @@ class StudyConfig:
     storage: str = ""  # Optuna storage URL or journal file; "" = the workspace's SQLite file
     space: tuple[ParamOverride, ...] = ()  # per-parameter narrowing or fixing
     base: RunConfig = field(default_factory=RunConfig)  # data path, image size, device...; hparams ignored
-    enqueue_preset: bool = True  # run the seed's best preset as the first trial, as a baseline
+    enqueue_preset: bool = True  # run the reference study's best preset as the first trial, as a baseline
     heartbeat_interval_s: int = 10  # RDB storages: a running trial's heartbeat period (≥ 1)
     grace_period_s: int = 60  # RDB storages: no heartbeat for this long → trial FAIL, then retried
     max_retries: int = 2  # how often a trial whose worker died is retried (0 = never)
@@ -308,7 +308,7 @@ def suggest(trial: optuna.trial.BaseTrial, space: SearchSpace) -> HyperParams:
 
 
 def preset_params(space: SearchSpace) -> dict[str, Any]:
-    """The seed's best preset restricted to the searched parameters it fits into (for enqueueing)."""
+    """The reference study's best preset restricted to the searched parameters it fits into (for enqueueing)."""
     out: dict[str, Any] = {}
     for d in space.dims:
         value = PARAM_SPECS[d.name].default
@@ -654,7 +654,7 @@ def run_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial is retried before anything new
     if existing == 0 and cfg.enqueue_preset:
-        study.enqueue_trial(preset_params(space), user_attrs={"preset": "seed's best preset"}, skip_if_exists=True)
+        study.enqueue_trial(preset_params(space), user_attrs={"preset": "the reference study's best preset"}, skip_if_exists=True)
 
     if data is None:
         data = load_dataset(cfg.base.data)
@@ -810,7 +810,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def what_mattered(study: optuna.Study) -> str:
-    """A few sentences: which parameters mattered most, what the top trials share, vs the seed's preset."""
+    """A few sentences: which parameters mattered most, what the top trials share, vs the reference study's preset."""
     complete = sorted(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (-_value(t), t.number)
     )
@@ -824,11 +824,11 @@ def what_mattered(study: optuna.Study) -> str:
     preset = next((t for t in complete if t.user_attrs.get("preset")), None)
     if preset is not None and preset.number != best.number:
         sentences.append(
-            f"The seed's best preset (trial #{preset.number}) reached {preset.value:.1%}, "
+            f"The reference study's best preset (trial #{preset.number}) reached {preset.value:.1%}, "
             f"{(_value(best) - _value(preset)) * 100:+.1f} points from the best."
         )
     elif preset is not None:
-        sentences.append("That best trial is the seed's own preset: nothing found beat it yet.")
+        sentences.append("That best trial is the reference study's own preset: nothing found beat it yet.")
     importances, note = param_importances(study)
     if not importances:
         sentences.append(f"No parameter stands out yet ({note}).")
@@ -848,7 +848,7 @@ def what_mattered(study: optuna.Study) -> str:
         if isinstance(values[0], str):
             value, n = Counter(values).most_common(1)[0]
             share = f"{n} of the top {len(values)} trials use {value}"
-            cmp = "the seed's preset too" if value == default else f"the seed's preset uses {default}"
+            cmp = "the reference study's preset too" if value == default else f"the reference study's preset uses {default}"
             sentences.append(f"{p}: {share} ({cmp}).")
         else:
             lo, hi = min(values), max(values)
@@ -856,7 +856,7 @@ def what_mattered(study: optuna.Study) -> str:
             span = f"{_fmt_value(lo)}" if lo == hi else f"{_fmt_value(lo)}–{_fmt_value(hi)}"
             sentences.append(
                 f"{p}: the top {len(values)} trials use {span}; "
-                f"the seed's preset ({_fmt_value(default)}) is {where} that range."
+                f"the reference study's preset ({_fmt_value(default)}) is {where} that range."
             )
     if note:
         sentences.append(f"Note: {note}.")

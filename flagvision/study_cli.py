@@ -122,7 +122,7 @@ def print_results(results: dict[str, Any]) -> None:
         print("top trials:")
         for t in results["top_trials"][:5]:
             value = f"{t['value']:.2%}" if t["value"] is not None else "—"
-            tag = " (seed's preset)" if t.get("preset") else ""
+            tag = " (the reference study's preset)" if t.get("preset") else ""
             print(f"  #{t['number']:<4} {t['state']:<8} {value:>8}  run {t['run_id']}{tag}")
     if results["importances"]:
         print("importances: " + ", ".join(f"{k} {v:.0%}" for k, v in list(results["importances"].items())[:5]))
@@ -251,7 +251,7 @@ def register(sub) -> None:
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE", help="do not search NAME; use VALUE (repeatable)")
     p.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH", help="narrow NAME's range (repeatable)")
     p.add_argument("--choices", action="append", default=[], metavar="NAME=A,B", help="restrict a categorical NAME (repeatable)")
-    p.add_argument("--no-preset", action="store_true", help="do not run the seed's best preset as the first trial")
+    p.add_argument("--no-preset", action="store_true", help="do not run the reference study's best preset as the first trial")
     p.add_argument("--background", action="store_true", help="run as a background job and return at once")
     p.set_defaults(func=cmd_tune)
 

@@ -60,7 +60,7 @@ def model_label(name: str, pretrained: bool = True) -> str:
 
 
 def help_text(spec: ParamSpec) -> str:
-    return f"{spec.help}. Range: {spec.describe_range()}; seed default {format_value(spec.name, spec.default)}."
+    return f"{spec.help}. Range: {spec.describe_range()}; the reference study's value {format_value(spec.name, spec.default)}."
 
 
 def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[float]:

@@ -104,7 +104,7 @@ def _study_form(ws, blocked: bool) -> None:
                          help="Total trials of the study (1–100 here)")
     epochs_spec = PARAM_SPECS["epochs"]
     epochs = c2.slider("Epochs per trial", int(epochs_spec.low), 30, 5, 1, key="study_epochs", persist_state="page",
-                       help="Constant within a study (the seed used 5)")
+                       help="Constant within a study (the reference study used 5)")
     sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler", persist_state="page")
     pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index(StudyConfig().pruner), key="study_pruner",
                           persist_state="page", help=PRUNING_TRADE)
@@ -305,7 +305,7 @@ def _actions(ws, name: str, blocked: bool = False) -> None:
     with c2:
         st.markdown("**Final model**")
         epochs = st.slider("Epochs for the final training", 1, 100, 10, 1, key="study_final_epochs",
-                           help="The seed trained its final model for 10 epochs")
+                           help="The reference study trained its final model for 10 epochs")
         if st.button("Train final model with best parameters", key="study_final", type="primary", disabled=blocked):
             job_id, run_id = fv_study.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
             st.session_state["train_watch_next"] = run_id

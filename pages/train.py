@@ -37,7 +37,7 @@ def _model_section() -> tuple[str, dict]:
         list_models(),
         format_func=model_label,
         key="train_model",
-        help="The seed's custom CNN, or a section of VGG-16 as a frozen feature extractor + new head",
+        help="The custom CNN of the reference study, or a section of VGG-16 as a frozen feature extractor + new head",
     )
     vgg: dict = {}
     if model == "vgg16_transfer":
@@ -137,7 +137,7 @@ def _config_form(ws):
         start_slot = st.container()
     with right:
         st.subheader("Hyperparameters")
-        st.caption("Ranges and defaults are the seed's (hover a label for its range).")
+        st.caption("Ranges and defaults are the reference study's (hover a label for its range and what it does).")
         hparams = {"epochs": epochs}
         for spec in HYPERPARAMS:
             if spec.name == "epochs":
