@@ -38,7 +38,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .callbacks import Callback
-from .config import HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, HyperParams, ParamSpec, RunConfig, check_cnn_geometry
+from .config import (
+    HYPERPARAMS,
+    PARAM_SPECS,
+    SEARCHABLE,
+    ConfigError,
+    HyperParams,
+    ParamSpec,
+    RunConfig,
+    check_cnn_geometry,
+)
 from .study_options import PRUNERS, PRUNING_TRADE, SAMPLERS  # noqa: F401 - re-exported for the app and the tests
 
 if TYPE_CHECKING:
@@ -86,7 +95,9 @@ class ParamOverride:
     def from_dict(cls, data: dict[str, Any]) -> ParamOverride:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise StudyError(f"unknown search-space field(s) {', '.join(unknown)}; valid: name, fixed, low, high, choices")
+            raise StudyError(
+                f"unknown search-space field(s) {', '.join(unknown)}; valid: name, fixed, low, high, choices"
+            )
         data = dict(data)
         data["choices"] = tuple(data.get("choices") or ())
         return cls(**data)
@@ -196,8 +207,11 @@ class StudyConfig:
         _check_int("epochs_per_trial", self.epochs_per_trial, 1, 100)
         _check_int("pruner_startup_trials", self.pruner_startup_trials, 0, 10_000)
         _check_int("pruner_warmup_epochs", self.pruner_warmup_epochs, 0, 100)
-        if (isinstance(self.pruner_percentile, bool) or not isinstance(self.pruner_percentile, (int, float))
-                or not 1 <= self.pruner_percentile <= 100):
+        if (
+            isinstance(self.pruner_percentile, bool)
+            or not isinstance(self.pruner_percentile, (int, float))
+            or not 1 <= self.pruner_percentile <= 100
+        ):
             raise StudyError(f"pruner_percentile={self.pruner_percentile!r} must be a number in 1–100 (50 = median)")
         _check_int("heartbeat_interval_s", self.heartbeat_interval_s, 1, 3600)
         _check_int("grace_period_s", self.grace_period_s, 1, 86_400)
@@ -242,10 +256,14 @@ class StudyConfig:
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise StudyError(f"unknown StudyConfig field(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}")
+            raise StudyError(
+                f"unknown StudyConfig field(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}"
+            )
         data = dict(data)
         if "space" in data:
-            data["space"] = tuple(o if isinstance(o, ParamOverride) else ParamOverride.from_dict(o) for o in data["space"])
+            data["space"] = tuple(
+                o if isinstance(o, ParamOverride) else ParamOverride.from_dict(o) for o in data["space"]
+            )
         if isinstance(data.get("base"), dict):
             data["base"] = RunConfig.from_dict(data["base"])
         return cls(**data)
@@ -259,7 +277,11 @@ class StudyConfig:
         base = dict(d["base"])
         base.pop("hparams")  # the searched/fixed values come from the space
         base.pop("threads", None)  # how many cores a worker uses does not change results' meaning
-        return {"space": sorted(d["space"], key=lambda o: o["name"]), "epochs_per_trial": d["epochs_per_trial"], "base": base}
+        return {
+            "space": sorted(d["space"], key=lambda o: o["name"]),
+            "epochs_per_trial": d["epochs_per_trial"],
+            "base": base,
+        }
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -280,13 +302,19 @@ def _check_space_geometry(space: SearchSpace, image_size: int) -> None:
             values[d.name] = pick(d)
         return HyperParams(**values, epochs=space.epochs)
 
-    big_kernels = corner(lambda d: d.high if d.name.startswith("kernel") else (d.low if d.kind != "categorical" else d.choices[0]))
-    small_kernels = corner(lambda d: d.low if d.name.startswith("kernel") else (d.high if d.kind != "categorical" else d.choices[0]))
+    big_kernels = corner(
+        lambda d: d.high if d.name.startswith("kernel") else (d.low if d.kind != "categorical" else d.choices[0])
+    )
+    small_kernels = corner(
+        lambda d: d.low if d.name.startswith("kernel") else (d.high if d.kind != "categorical" else d.choices[0])
+    )
     for hp in (big_kernels, small_kernels):
         try:
             check_cnn_geometry(hp, image_size)
         except ConfigError as exc:
-            raise StudyError(f"the search space includes an impossible network at image_size {image_size}: {exc}") from None
+            raise StudyError(
+                f"the search space includes an impossible network at image_size {image_size}: {exc}"
+            ) from None
 
 
 # --- search space → HyperParams -----------------------------------------------------------------
@@ -450,13 +478,15 @@ def list_studies(storage_url: str) -> list[dict[str, Any]]:
         trials = study.get_trials(deepcopy=False)
         counts = Counter(t.state.name for t in trials)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        out.append({
-            "name": name,
-            "trials": len(trials),
-            "states": dict(counts),
-            "best_value": max((_value(t) for t in complete), default=None),
-            "planned": (study.user_attrs.get(CONFIG_ATTR) or {}).get("n_trials"),
-        })
+        out.append(
+            {
+                "name": name,
+                "trials": len(trials),
+                "states": dict(counts),
+                "best_value": max((_value(t) for t in complete), default=None),
+                "planned": (study.user_attrs.get(CONFIG_ATTR) or {}).get("n_trials"),
+            }
+        )
     return out
 
 
@@ -553,11 +583,15 @@ def describe_pruner(cfg: StudyConfig) -> str:
     """The study's pruning rule in a few plain words (reports, the bench)."""
     first = cfg.pruner_warmup_epochs + 1
     if cfg.pruner == "percentile":
-        return (f"from epoch {first}, a trial goes on while it is in the top {cfg.pruner_percentile:g} % of the "
-                f"complete trials at the same epoch; none pruned before {cfg.pruner_startup_trials} trials completed")
+        return (
+            f"from epoch {first}, a trial goes on while it is in the top {cfg.pruner_percentile:g} % of the "
+            f"complete trials at the same epoch; none pruned before {cfg.pruner_startup_trials} trials completed"
+        )
     if cfg.pruner == "median":
-        return (f"from epoch {first}, a trial goes on while it is above the median of the complete trials at the "
-                f"same epoch; none pruned before {cfg.pruner_startup_trials} trials completed")
+        return (
+            f"from epoch {first}, a trial goes on while it is above the median of the complete trials at the "
+            f"same epoch; none pruned before {cfg.pruner_startup_trials} trials completed"
+        )
     if cfg.pruner == "hyperband":
         return f"Hyperband: brackets of successive halving from 1 to {cfg.epochs_per_trial} epochs, reduction factor 3"
     return "no pruning"
@@ -638,12 +672,19 @@ def run_study(
     def mark_dead_run(trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get("run_id")
         if run_id is not None and trial.user_attrs.get("workspace") == str(ws.root):
-            store.update_run(int(run_id), status="failed", finished_at=time.time(),
-                             error="its worker stopped sending heartbeats (killed?); the trial is retried")
+            store.update_run(
+                int(run_id),
+                status="failed",
+                finished_at=time.time(),
+                error="its worker stopped sending heartbeats (killed?); the trial is retried",
+            )
 
     storage = open_storage(
-        url, heartbeat_interval_s=cfg.heartbeat_interval_s, grace_period_s=cfg.grace_period_s,
-        max_retries=cfg.max_retries, on_stale=mark_dead_run,
+        url,
+        heartbeat_interval_s=cfg.heartbeat_interval_s,
+        grace_period_s=cfg.grace_period_s,
+        max_retries=cfg.max_retries,
+        on_stale=mark_dead_run,
     )
     study = _open_or_create(cfg, storage, cfg.seed)
     # Distinct, reproducible sampler seeds per worker and per resume (a resumed RandomSampler with
@@ -654,7 +695,9 @@ def run_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial is retried before anything new
     if existing == 0 and cfg.enqueue_preset:
-        study.enqueue_trial(preset_params(space), user_attrs={"preset": "the reference study's best preset"}, skip_if_exists=True)
+        study.enqueue_trial(
+            preset_params(space), user_attrs={"preset": "the reference study's best preset"}, skip_if_exists=True
+        )
 
     if data is None:
         data = load_dataset(cfg.base.data)
@@ -683,8 +726,11 @@ def run_study(
 
         def remember_run(run_id: int, run_dir: Path) -> None:  # read back by mark_dead_run and the results
             for key, value in {
-                "run_id": run_id, "run_dir": str(run_dir), "checkpoint_path": str(run_dir / "checkpoint"),
-                "workspace": str(ws.root), "hparams": hp.to_dict(),
+                "run_id": run_id,
+                "run_dir": str(run_dir),
+                "checkpoint_path": str(run_dir / "checkpoint"),
+                "workspace": str(ws.root),
+                "hparams": hp.to_dict(),
             }.items():
                 trial.set_user_attr(key, value)
 
@@ -694,9 +740,15 @@ def run_study(
 
         reporter = _TrialReporter(trial, should_stop, on_epoch)
         outcome = execute_run(
-            ws, store, run_cfg, name=f"{cfg.name} #{trial.number}",
+            ws,
+            store,
+            run_cfg,
+            name=f"{cfg.name} #{trial.number}",
             row={"study_name": cfg.name, "trial_number": trial.number, "job_id": job_id},
-            callbacks=[reporter], data=data, on_start=remember_run, cancel_note="the study was cancelled",
+            callbacks=[reporter],
+            data=data,
+            on_start=remember_run,
+            cancel_note="the study was cancelled",
         )
         if reporter.cancelled:
             trial.set_user_attr("stop_reason", "cancelled")
@@ -705,7 +757,9 @@ def run_study(
         best_acc = result.history.best_val_acc
         trial.set_user_attr("test_acc", result.evaluation.accuracy if result.evaluation else None)
         if reporter.pruned_at is not None:
-            store.update_run(outcome.run_id, notes=f"pruned by the {cfg.pruner} pruner after epoch {reporter.pruned_at}")
+            store.update_run(
+                outcome.run_id, notes=f"pruned by the {cfg.pruner} pruner after epoch {reporter.pruned_at}"
+            )
             raise optuna.TrialPruned(f"val accuracy {best_acc:.1%} after epoch {reporter.pruned_at}")
         return best_acc
 
@@ -741,17 +795,26 @@ def run_study(
     return _summary(study, cfg, url, trials_run, stopped, time.monotonic() - t0)
 
 
-def _summary(study: optuna.Study, cfg: StudyConfig, url: str, trials_run: int, stopped: str, seconds: float) -> StudySummary:
+def _summary(
+    study: optuna.Study, cfg: StudyConfig, url: str, trials_run: int, stopped: str, seconds: float
+) -> StudySummary:
     c = _counts(study)
     best = _best(study)
     return StudySummary(
-        name=cfg.name, storage=redact_url(url), planned=cfg.n_trials,
-        finished=c[TrialState.COMPLETE] + c[TrialState.PRUNED], complete=c[TrialState.COMPLETE],
-        pruned=c[TrialState.PRUNED], failed=c[TrialState.FAIL], trials_run=trials_run,
-        best_trial=best.number if best else None, best_value=best.value if best else None,
+        name=cfg.name,
+        storage=redact_url(url),
+        planned=cfg.n_trials,
+        finished=c[TrialState.COMPLETE] + c[TrialState.PRUNED],
+        complete=c[TrialState.COMPLETE],
+        pruned=c[TrialState.PRUNED],
+        failed=c[TrialState.FAIL],
+        trials_run=trials_run,
+        best_trial=best.number if best else None,
+        best_value=best.value if best else None,
         best_params=_full_params(best, cfg) if best else {},
         best_run_id=best.user_attrs.get("run_id") if best else None,
-        stopped=stopped, seconds=seconds,
+        stopped=stopped,
+        seconds=seconds,
     )
 
 
@@ -816,8 +879,7 @@ def what_mattered(study: optuna.Study) -> str:
     )
     if len(complete) < 2:
         return (
-            f"Only {len(complete)} trial(s) completed so far; at least 2 are needed to say which "
-            "parameters mattered."
+            f"Only {len(complete)} trial(s) completed so far; at least 2 are needed to say which parameters mattered."
         )
     best = complete[0]
     sentences = [f"The best trial (#{best.number}) reached {best.value:.1%} validation accuracy."]
@@ -848,7 +910,11 @@ def what_mattered(study: optuna.Study) -> str:
         if isinstance(values[0], str):
             value, n = Counter(values).most_common(1)[0]
             share = f"{n} of the top {len(values)} trials use {value}"
-            cmp = "the reference study's preset too" if value == default else f"the reference study's preset uses {default}"
+            cmp = (
+                "the reference study's preset too"
+                if value == default
+                else f"the reference study's preset uses {default}"
+            )
             sentences.append(f"{p}: {share} ({cmp}).")
         else:
             lo, hi = min(values), max(values)
@@ -864,11 +930,17 @@ def what_mattered(study: optuna.Study) -> str:
 
 
 def _trial_row(t: FrozenTrial, cfg: StudyConfig | None) -> dict[str, Any]:
-    duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+    duration = (
+        (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+    )
     last_epoch = max(t.intermediate_values) if t.intermediate_values else None
     return {
-        "number": t.number, "state": t.state.name, "value": t.value, "epochs": last_epoch,
-        "duration_s": duration, "run_id": t.user_attrs.get("run_id"),
+        "number": t.number,
+        "state": t.state.name,
+        "value": t.value,
+        "epochs": last_epoch,
+        "duration_s": duration,
+        "run_id": t.user_attrs.get("run_id"),
         "checkpoint_path": t.user_attrs.get("checkpoint_path"),
         "preset": bool(t.user_attrs.get("preset")),
         "params": _full_params(t, cfg),
@@ -893,9 +965,14 @@ def study_results(storage_url: str, name: str, top: int = 10) -> dict[str, Any]:
         "planned": cfg.n_trials if cfg else None,
         "trials": len(trials),
         "states": dict(counts),
-        "best": None if best is None else {
-            "number": best.number, "value": best.value, "params": _full_params(best, cfg),
-            "run_id": best.user_attrs.get("run_id"), "checkpoint_path": best.user_attrs.get("checkpoint_path"),
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "value": best.value,
+            "params": _full_params(best, cfg),
+            "run_id": best.user_attrs.get("run_id"),
+            "checkpoint_path": best.user_attrs.get("checkpoint_path"),
         },
         "top_trials": [_trial_row(t, cfg) for t in ranked[:top]],
         "importances": importances,
@@ -963,12 +1040,18 @@ def plot_importances(study: optuna.Study) -> StudyFigure:
     importances, note = param_importances(study)
     if not importances:
         return StudyFigure(None, f"Parameter importances are not available: {note}")
-    return _figure(study, 2, "The importance plot", lambda: optuna.visualization.plot_param_importances(
-        study, params=list(importances)))
+    return _figure(
+        study,
+        2,
+        "The importance plot",
+        lambda: optuna.visualization.plot_param_importances(study, params=list(importances)),
+    )
 
 
 def plot_parallel(study: optuna.Study) -> StudyFigure:
-    return _figure(study, 2, "The parallel-coordinate plot", lambda: optuna.visualization.plot_parallel_coordinate(study))
+    return _figure(
+        study, 2, "The parallel-coordinate plot", lambda: optuna.visualization.plot_parallel_coordinate(study)
+    )
 
 
 def plot_slice(study: optuna.Study) -> StudyFigure:

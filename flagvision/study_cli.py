@@ -65,11 +65,19 @@ def config_from_args(args: argparse.Namespace, ws) -> StudyConfig:
     else:
         base = StudyConfig().to_dict()
     simple = {
-        "name": args.name, "n_trials": args.n_trials, "timeout_s": args.timeout, "epochs_per_trial": args.epochs_per_trial,
-        "sampler": args.sampler, "pruner": args.pruner, "seed": args.seed, "storage": args.storage,
-        "pruner_startup_trials": args.pruner_startup_trials, "pruner_warmup_epochs": args.pruner_warmup_epochs,
+        "name": args.name,
+        "n_trials": args.n_trials,
+        "timeout_s": args.timeout,
+        "epochs_per_trial": args.epochs_per_trial,
+        "sampler": args.sampler,
+        "pruner": args.pruner,
+        "seed": args.seed,
+        "storage": args.storage,
+        "pruner_startup_trials": args.pruner_startup_trials,
+        "pruner_warmup_epochs": args.pruner_warmup_epochs,
         "pruner_percentile": args.pruner_percentile,
-        "heartbeat_interval_s": args.heartbeat_interval, "grace_period_s": args.grace_period,
+        "heartbeat_interval_s": args.heartbeat_interval,
+        "grace_period_s": args.grace_period,
     }
     if args.storage and "://" not in args.storage:
         # A bare journal path: make it absolute, so a background worker finds the same file.
@@ -117,7 +125,9 @@ def print_results(results: dict[str, Any]) -> None:
     if best:
         run = f", run {best['run_id']}" if best.get("run_id") is not None else ""
         print(f"best: trial {best['number']} with {best['value']:.2%} validation accuracy{run}")
-        print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items()))
+        print(
+            "  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+        )
     if results["top_trials"]:
         print("top trials:")
         for t in results["top_trials"][:5]:
@@ -147,8 +157,11 @@ def cmd_tune(args) -> int:
         return 0
     # Our own one line per epoch replaces Optuna's per-trial INFO lines.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"study {cfg.name}: {cfg.n_trials} trials × {cfg.epochs_per_trial} epochs, {cfg.sampler} sampler, "
-          f"{cfg.pruner} pruner → {cfg.storage or ws.storage_url}", flush=True)
+    print(
+        f"study {cfg.name}: {cfg.n_trials} trials × {cfg.epochs_per_trial} epochs, {cfg.sampler} sampler, "
+        f"{cfg.pruner} pruner → {cfg.storage or ws.storage_url}",
+        flush=True,
+    )
     last = [0.0]
 
     def report(fraction: float, text: str) -> None:
@@ -160,8 +173,11 @@ def cmd_tune(args) -> int:
     try:
         summary = run_study(cfg, ws, report=report)
     except KeyboardInterrupt:
-        print(f"interrupted; resume with: python -m flagvision tune --resume {cfg.name!r}"
-              + (f" --storage {cfg.storage!r}" if cfg.storage else ""), file=sys.stderr)
+        print(
+            f"interrupted; resume with: python -m flagvision tune --resume {cfg.name!r}"
+            + (f" --storage {cfg.storage!r}" if cfg.storage else ""),
+            file=sys.stderr,
+        )
         return 130
     if summary.stopped:
         print(f"stopped ({summary.stopped}) after {summary.seconds:.0f}s", file=sys.stderr)
@@ -231,27 +247,50 @@ def register(sub) -> None:
     p.add_argument("--epochs-per-trial", type=int, help="epochs of every trial (default 5)")
     p.add_argument("--sampler", choices=SAMPLERS, help="default tpe")
     p.add_argument("--pruner", choices=PRUNERS, help=f"default percentile. {PRUNING_TRADE}")
-    p.add_argument("--pruner-startup-trials", type=int,
-                   help="percentile/median pruner: complete trials before any pruning (default 2)")
-    p.add_argument("--pruner-warmup-epochs", type=int,
-                   help="percentile/median pruner: first epochs of each trial never pruned (default 0: judged from epoch 1)")
-    p.add_argument("--pruner-percentile", type=float,
-                   help="percentile pruner: a trial goes on while in this top %% of complete trials at its epoch "
-                        "(1–100, default 25; 50 = median)")
+    p.add_argument(
+        "--pruner-startup-trials",
+        type=int,
+        help="percentile/median pruner: complete trials before any pruning (default 2)",
+    )
+    p.add_argument(
+        "--pruner-warmup-epochs",
+        type=int,
+        help="percentile/median pruner: first epochs of each trial never pruned (default 0: judged from epoch 1)",
+    )
+    p.add_argument(
+        "--pruner-percentile",
+        type=float,
+        help="percentile pruner: a trial goes on while in this top %% of complete trials at its epoch "
+        "(1–100, default 25; 50 = median)",
+    )
     p.add_argument("--seed", type=int, help="sampler seed (default 0)")
-    p.add_argument("--storage", help="sqlite:///…, postgresql://…, journal:///file.log or file.log (default: the workspace)")
+    p.add_argument(
+        "--storage", help="sqlite:///…, postgresql://…, journal:///file.log or file.log (default: the workspace)"
+    )
     p.add_argument("--data", help="ImageFolder dataset (default: the built-in flags)")
     p.add_argument("--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE})")
     p.add_argument("--augment", type=float, help=f"augmentation strength 0–1 (default {DEFAULT_AUGMENT})")
     p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch threads per trial (0 = all cores)")
-    p.add_argument("--heartbeat-interval", type=int, help="seconds between a trial's heartbeats (RDB storages; default 10)")
-    p.add_argument("--grace-period", type=int, help="seconds without heartbeat before a trial is failed and retried (default 60)")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE", help="do not search NAME; use VALUE (repeatable)")
-    p.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH", help="narrow NAME's range (repeatable)")
-    p.add_argument("--choices", action="append", default=[], metavar="NAME=A,B", help="restrict a categorical NAME (repeatable)")
-    p.add_argument("--no-preset", action="store_true", help="do not run the reference study's best preset as the first trial")
+    p.add_argument(
+        "--heartbeat-interval", type=int, help="seconds between a trial's heartbeats (RDB storages; default 10)"
+    )
+    p.add_argument(
+        "--grace-period", type=int, help="seconds without heartbeat before a trial is failed and retried (default 60)"
+    )
+    p.add_argument(
+        "--fix", action="append", default=[], metavar="NAME=VALUE", help="do not search NAME; use VALUE (repeatable)"
+    )
+    p.add_argument(
+        "--range", action="append", default=[], metavar="NAME=LOW:HIGH", help="narrow NAME's range (repeatable)"
+    )
+    p.add_argument(
+        "--choices", action="append", default=[], metavar="NAME=A,B", help="restrict a categorical NAME (repeatable)"
+    )
+    p.add_argument(
+        "--no-preset", action="store_true", help="do not run the reference study's best preset as the first trial"
+    )
     p.add_argument("--background", action="store_true", help="run as a background job and return at once")
     p.set_defaults(func=cmd_tune)
 

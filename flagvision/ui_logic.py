@@ -1,9 +1,9 @@
 """Pure helpers behind the Streamlit pages: widget descriptions, tables, ETA, config assembly.
 
 Nothing here imports Streamlit (the app in ``streamlit_app.py``, ``pages/`` and ``app_ui.py``
-does), so every rule a page follows is unit-testable: which widget a hyperparameter gets and with what range, how widget values become a
-validated :class:`~flagvision.config.RunConfig`, how runs and jobs become table rows, how long a
-running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.
+does), so every rule a page follows is unit-testable: which widget a hyperparameter gets and with
+what range, how widget values become a validated :class:`~flagvision.config.RunConfig`, how runs
+and jobs become table rows, how long a running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def model_label(name: str, pretrained: bool = True) -> str:
 
 
 def help_text(spec: ParamSpec) -> str:
-    return f"{spec.help}. Range: {spec.describe_range()}; the reference study's value {format_value(spec.name, spec.default)}."
+    default = format_value(spec.name, spec.default)
+    return f"{spec.help}. Range: {spec.describe_range()}; the reference study's value {default}."
 
 
 def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[float]:

@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+import app_ui as ui
 from flagvision import jobs
 from flagvision.config import CNN_IMAGE_SIZE, HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
 from flagvision.ui_logic import (
@@ -20,7 +21,6 @@ from flagvision.ui_logic import (
     trial_dict,
     trial_rows,
 )
-import app_ui as ui
 
 ACTIVE = ("queued", "running")
 VIEWS = ["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"]
@@ -31,16 +31,45 @@ def _range_widget(spec, key: str):
     help_text = f"{spec.help}. Full range {spec.describe_range()}. Pull both ends together to fix the value."
     default = range_widget_default(spec)
     if spec.kind == "categorical":
-        return st.multiselect(spec.name, list(spec.choices), default=default, key=key, persist_state="page",
-                              help=f"{spec.help}. Keep one choice to fix it.")
+        return st.multiselect(
+            spec.name,
+            list(spec.choices),
+            default=default,
+            key=key,
+            persist_state="page",
+            help=f"{spec.help}. Keep one choice to fix it.",
+        )
     if spec.kind == "int":
-        return st.slider(spec.name, int(spec.low), int(spec.high), (int(default[0]), int(default[1])),
-                         int(spec.step or 1), key=key, help=help_text, persist_state="page")
+        return st.slider(
+            spec.name,
+            int(spec.low),
+            int(spec.high),
+            (int(default[0]), int(default[1])),
+            int(spec.step or 1),
+            key=key,
+            help=help_text,
+            persist_state="page",
+        )
     if spec.log:
-        return st.select_slider(spec.name, options=log_grid(spec), value=default, key=key, help=help_text,
-                                format_func=lambda v: format_value(spec.name, v), persist_state="page")
-    return st.slider(spec.name, float(spec.low), float(spec.high), (float(default[0]), float(default[1])), 0.01,
-                     key=key, help=help_text, persist_state="page")
+        return st.select_slider(
+            spec.name,
+            options=log_grid(spec),
+            value=default,
+            key=key,
+            help=help_text,
+            format_func=lambda v: format_value(spec.name, v),
+            persist_state="page",
+        )
+    return st.slider(
+        spec.name,
+        float(spec.low),
+        float(spec.high),
+        (float(default[0]), float(default[1])),
+        0.01,
+        key=key,
+        help=help_text,
+        persist_state="page",
+    )
 
 
 def _range_check(spec):
@@ -65,16 +94,18 @@ def _reset_invalid_values(ws) -> bool:
     from flagvision.study import PRUNERS, SAMPLERS
 
     checks = {f"study_range_{spec.name}": _range_check(spec) for spec in HYPERPARAMS if spec.name in SEARCHABLE}
-    checks.update({
-        "study_new_name": ui.is_text("study name"),
-        "study_dataset": ui.one_of("dataset", dataset_choices(ws)),
-        "study_image_size": ui.one_of("image size", IMAGE_SIZES),
-        "study_n_trials": ui.in_range("trials", 1, 100, integer=True),
-        "study_epochs": ui.in_range("epochs per trial", int(PARAM_SPECS["epochs"].low), 30, integer=True),
-        "study_sampler": ui.one_of("sampler", SAMPLERS),
-        "study_pruner": ui.one_of("pruner", PRUNERS),
-        "study_final_epochs": ui.in_range("epochs for the final training", 1, 100, integer=True),
-    })
+    checks.update(
+        {
+            "study_new_name": ui.is_text("study name"),
+            "study_dataset": ui.one_of("dataset", dataset_choices(ws)),
+            "study_image_size": ui.one_of("image size", IMAGE_SIZES),
+            "study_n_trials": ui.in_range("trials", 1, 100, integer=True),
+            "study_epochs": ui.in_range("epochs per trial", int(PARAM_SPECS["epochs"].low), 30, integer=True),
+            "study_sampler": ui.one_of("sampler", SAMPLERS),
+            "study_pruner": ui.one_of("pruner", PRUNERS),
+            "study_final_epochs": ui.in_range("epochs for the final training", 1, 100, integer=True),
+        }
+    )
     return ui.reset_invalid_state(checks)
 
 
@@ -95,19 +126,48 @@ def _study_form(ws, blocked: bool) -> None:
     if "study_new_name" not in st.session_state:
         st.session_state["study_new_name"] = f"study-{time.strftime('%Y%m%d-%H%M')}"
     name = c1.text_input("Study name", key="study_new_name", persist_state="page")
-    dataset = c2.selectbox("Dataset", dataset_choices(ws), format_func=dataset_title, key="study_dataset",
-                           persist_state="page")
-    image_size = c3.select_slider("Image size", IMAGE_SIZES, CNN_IMAGE_SIZE, key="study_image_size", persist_state="page",
-                                  help="Square network input of every trial (8–256 px)")
+    dataset = c2.selectbox(
+        "Dataset", dataset_choices(ws), format_func=dataset_title, key="study_dataset", persist_state="page"
+    )
+    image_size = c3.select_slider(
+        "Image size",
+        IMAGE_SIZES,
+        CNN_IMAGE_SIZE,
+        key="study_image_size",
+        persist_state="page",
+        help="Square network input of every trial (8–256 px)",
+    )
     c1, c2, c3, c4 = st.columns(4)
-    n_trials = c1.slider("Trials", 1, 100, 20, 1, key="study_n_trials", persist_state="page",
-                         help="Total trials of the study (1–100 here)")
+    n_trials = c1.slider(
+        "Trials",
+        1,
+        100,
+        20,
+        1,
+        key="study_n_trials",
+        persist_state="page",
+        help="Total trials of the study (1–100 here)",
+    )
     epochs_spec = PARAM_SPECS["epochs"]
-    epochs = c2.slider("Epochs per trial", int(epochs_spec.low), 30, 5, 1, key="study_epochs", persist_state="page",
-                       help="Constant within a study (the reference study used 5)")
+    epochs = c2.slider(
+        "Epochs per trial",
+        int(epochs_spec.low),
+        30,
+        5,
+        1,
+        key="study_epochs",
+        persist_state="page",
+        help="Constant within a study (the reference study used 5)",
+    )
     sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler", persist_state="page")
-    pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index(StudyConfig().pruner), key="study_pruner",
-                          persist_state="page", help=PRUNING_TRADE)
+    pruner = c4.selectbox(
+        "Pruner",
+        PRUNERS,
+        index=PRUNERS.index(StudyConfig().pruner),
+        key="study_pruner",
+        persist_state="page",
+        help=PRUNING_TRADE,
+    )
     st.markdown("**Search space** — narrow a range, or pull both ends together to fix a parameter.")
     overrides, lines = [], []
     cols = st.columns(2)
@@ -127,11 +187,20 @@ def _study_form(ws, blocked: bool) -> None:
     try:
         if lines:
             raise ConfigError(f"fix the search space of {', '.join(lines)} first")
-        base = RunConfig(model="flag_cnn", data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size)))
-        cfg = StudyConfig.from_dict({
-            "name": name.strip(), "n_trials": int(n_trials), "epochs_per_trial": int(epochs),
-            "sampler": sampler, "pruner": pruner, "space": overrides, "base": base.to_dict(),
-        })
+        base = RunConfig(
+            model="flag_cnn", data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size))
+        )
+        cfg = StudyConfig.from_dict(
+            {
+                "name": name.strip(),
+                "n_trials": int(n_trials),
+                "epochs_per_trial": int(epochs),
+                "sampler": sampler,
+                "pruner": pruner,
+                "space": overrides,
+                "base": base.to_dict(),
+            }
+        )
     except ConfigError as exc:
         st.error(f"This study cannot start: {exc}", icon=":material/error:")
         st.button("Start study", key="study_start", type="primary", disabled=True)
@@ -201,8 +270,12 @@ def _trial_curves(store, trials: list[dict]) -> None:
         st.caption("No trial has started training yet.")
         return
     by_number = {t["number"]: t for t in with_runs}
-    number = st.selectbox("Trial", list(by_number), key="study_trial_curve",
-                          format_func=lambda n: f"#{n} · {by_number[n]['state'].lower()} · run {by_number[n]['run_id']}")
+    number = st.selectbox(
+        "Trial",
+        list(by_number),
+        key="study_trial_curve",
+        format_func=lambda n: f"#{n} · {by_number[n]['state'].lower()} · run {by_number[n]['run_id']}",
+    )
     metrics = store.get_metrics(int(by_number[number]["run_id"]))
     c_loss, c_acc = st.columns(2)
     with c_loss:
@@ -250,8 +323,10 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
         searched = list(cfg.search_space().searched) if cfg else sorted({k for t in trials for k in t["params"]})
         done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
         n_complete = sum(t["state"] == "COMPLETE" for t in trials)
-        st.markdown(f"**{done} of {cfg.n_trials if cfg else '?'} trials finished**, "
-                    f"{sum(t['state'] == 'RUNNING' for t in trials)} running")
+        st.markdown(
+            f"**{done} of {cfg.n_trials if cfg else '?'} trials finished**, "
+            f"{sum(t['state'] == 'RUNNING' for t in trials)} running"
+        )
         st.dataframe(trial_rows(trials, searched), hide_index=True, key="study_trials")
 
         # Only the open tab is drawn (one chart instead of six): the table and the history paint
@@ -304,8 +379,15 @@ def _actions(ws, name: str, blocked: bool = False) -> None:
             st.rerun()
     with c2:
         st.markdown("**Final model**")
-        epochs = st.slider("Epochs for the final training", 1, 100, 10, 1, key="study_final_epochs",
-                           help="The reference study trained its final model for 10 epochs")
+        epochs = st.slider(
+            "Epochs for the final training",
+            1,
+            100,
+            10,
+            1,
+            key="study_final_epochs",
+            help="The reference study trained its final model for 10 epochs",
+        )
         if st.button("Train final model with best parameters", key="study_final", type="primary", disabled=blocked):
             job_id, run_id = fv_study.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
             st.session_state["train_watch_next"] = run_id

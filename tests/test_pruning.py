@@ -9,7 +9,6 @@ checked here for a CPU with bf16 in hardware and one without, and for the study'
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import optuna
 import pytest
@@ -42,19 +41,32 @@ def test_bf16_reason_when_bf16_is_faster_or_not_timed():
 
 
 def _tuning(bf16: float) -> dict[str, dict[str, float]]:
-    return {"engine defaults (what fit() does)": {"ratio": 1.0, "first_s": 0.1},
-            "NCHW (no channels_last)": {"ratio": 0.94, "first_s": 0.1},
-            "bf16 autocast": {"ratio": bf16, "first_s": 0.8},
-            "batch 64 (a hyperparameter, for reference; per 16 images)": {"ratio": 1.31, "first_s": 0.3}}
+    return {
+        "engine defaults (what fit() does)": {"ratio": 1.0, "first_s": 0.1},
+        "NCHW (no channels_last)": {"ratio": 0.94, "first_s": 0.1},
+        "bf16 autocast": {"ratio": bf16, "first_s": 0.8},
+        "batch 64 (a hyperparameter, for reference; per 16 images)": {"ratio": 1.31, "first_s": 0.3},
+    }
 
 
-@pytest.mark.parametrize("flags, bf16, present, absent", [
-    (("amx_bf16",), 0.72, ["0.72×", "has bf16 instructions"], ["no bf16", "lacks", "emulated"]),
-    ((), 0.13, ["0.13×", "no bf16 instructions", "emulated"], ["has bf16"]),
-])
+@pytest.mark.parametrize(
+    "flags, bf16, present, absent",
+    [
+        (("amx_bf16",), 0.72, ["0.72×", "has bf16 instructions"], ["no bf16", "lacks", "emulated"]),
+        ((), 0.13, ["0.13×", "no bf16 instructions", "emulated"], ["has bf16"]),
+    ],
+)
 def test_epoch_reason_is_built_from_the_runs_figures(flags, bf16, present, absent):
     text = bench.epoch_speedup_reason(1.14, 11.6, 41.6, 0.237, _tuning(bf16), flags, 0.059)
-    for part in present + ["2.6× short", "11.6 s", "41.6 s", "23.7 %", "71.1 %", "NCHW (no channels_last) 0.94×", "5.9 %"]:
+    for part in present + [
+        "2.6× short",
+        "11.6 s",
+        "41.6 s",
+        "23.7 %",
+        "71.1 %",
+        "NCHW (no channels_last) 0.94×",
+        "5.9 %",
+    ]:
         assert part in text, part
     for part in absent:
         assert part not in text, part
@@ -88,25 +100,46 @@ def test_cheap_timings_are_the_median_of_three_with_their_range():
 
 
 def _run(pruner: str, seconds: float, trials: list[tuple[str, list[float], dict]]) -> bench.StudyRun:
-    rows = [{"number": i, "state": st, "value": max(c) if st == "COMPLETE" else None, "params": p, "curve": c,
-             "seconds": seconds / len(trials) * len(c) / 5} for i, (st, c, p) in enumerate(trials)]
+    rows = [
+        {
+            "number": i,
+            "state": st,
+            "value": max(c) if st == "COMPLETE" else None,
+            "params": p,
+            "curve": c,
+            "seconds": seconds / len(trials) * len(c) / 5,
+        }
+        for i, (st, c, p) in enumerate(trials)
+    ]
     best = max((r["value"] for r in rows if r["value"] is not None), default=0.0)
     return bench.StudyRun(pruner, seconds, best, rows)
 
 
 def test_study_reasons_name_the_trials_and_the_point_where_the_studies_parted():
     good, slow, other = {"lr": 1e-3}, {"lr": 1e-4}, {"lr": 5e-4}
-    unpruned = _run("none", 100.0, [("COMPLETE", [0.3, 0.5, 0.6, 0.7, 0.72], good),
-                                    ("COMPLETE", [0.1, 0.3, 0.6, 0.8, 0.75], slow),
-                                    ("COMPLETE", [0.2, 0.3, 0.4, 0.5, 0.5], other)])
-    pruned = _run("median", 40.0, [("COMPLETE", [0.3, 0.5, 0.6, 0.7, 0.72], good),
-                                   ("PRUNED", [0.1], slow),
-                                   ("PRUNED", [0.2], good)])
+    unpruned = _run(
+        "none",
+        100.0,
+        [
+            ("COMPLETE", [0.3, 0.5, 0.6, 0.7, 0.72], good),
+            ("COMPLETE", [0.1, 0.3, 0.6, 0.8, 0.75], slow),
+            ("COMPLETE", [0.2, 0.3, 0.4, 0.5, 0.5], other),
+        ],
+    )
+    pruned = _run(
+        "median",
+        40.0,
+        [("COMPLETE", [0.3, 0.5, 0.6, 0.7, 0.72], good), ("PRUNED", [0.1], slow), ("PRUNED", [0.2], good)],
+    )
     gap = bench.study_gap_reason(pruned, unpruned)
     assert "trial #1 (80.0 %, reached at epoch 4)" in gap
     assert "first 2 trials" in gap and "pruned after epoch 1 at 10.0 %" in gap and "trial #0 (72.0 %)" in gap
     slow_text = bench.study_time_reason(0.4, pruned, unpruned, 5)
-    assert "1.20× the target time" in slow_text and "7 of 15 epochs" in slow_text and "2 trials were pruned, 2 of them" in slow_text
+    assert (
+        "1.20× the target time" in slow_text
+        and "7 of 15 epochs" in slow_text
+        and "2 trials were pruned, 2 of them" in slow_text
+    )
 
 
 # --- the default pruner -------------------------------------------------------------------------
