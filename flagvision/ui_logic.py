@@ -3,7 +3,8 @@
 Nothing here imports Streamlit (the app in ``streamlit_app.py``, ``pages/`` and ``app_ui.py``
 does), so every rule a page follows is unit-testable: which widget a hyperparameter gets and with
 what range, how widget values become a validated :class:`~flagvision.config.RunConfig`, how runs
-and jobs become table rows, how long a running job still needs. Ranges always come from :data:`flagvision.config.HYPERPARAMS`.
+and jobs become table rows, how long a running job still needs. Ranges always come from
+:data:`flagvision.config.HYPERPARAMS`.
 """
 
 from __future__ import annotations
