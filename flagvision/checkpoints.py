@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import strict_json
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, model_info
 from .engine import EpochMetrics, History, ResumeState, model_normalization
 from .errors import FlagVisionError
 
@@ -89,7 +89,7 @@ def make_card(model: torch.nn.Module, cfg: RunConfig, class_names: list[str], fi
         "format": CARD_FORMAT,
         "model": cfg.model,
         "label": cfg.label,
-        "pretrained": bool(cfg.model == "vgg16_transfer" and cfg.vgg.pretrained),
+        "pretrained": bool(model_info(cfg.model).needs_weights and cfg.vgg.pretrained),
         "config": cfg.to_dict(),
         "class_names": list(class_names),
         "input_size": cfg.data.image_size,

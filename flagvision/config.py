@@ -3,13 +3,19 @@
 ``HYPERPARAMS`` is the single source of the reference study's search space (names, ranges, defaults). The
 Streamlit sliders, the CLI flags, Optuna's ``suggest_*`` calls and the validation of a saved run
 config are all generated from it, so a range lives in exactly one place.
+
+``MODEL_INFOS`` is the single source of a model's identity (name, label, default image size,
+capabilities, geometry check); ``flagvision.models`` builds its registry on it, and this module
+stays free of torch so the CLI parser can import it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 if TYPE_CHECKING:
@@ -171,6 +177,11 @@ class HyperParams(_JsonMixin):
 
 DEFAULT_HPARAMS = HyperParams()
 
+# The registry names of the two models, written once: run configs, checkpoint cards and the database
+# store them, and every other module names a model through these constants or MODEL_INFOS.
+CUSTOM_CNN = "flag_cnn"  # the reference study's network, built from scratch
+VGG16_TRANSFER = "vgg16_transfer"  # a frozen section of ImageNet VGG-16 + a new head
+
 # Default network input per model. The custom CNN reads 40 px: ten epochs of the reference study's preset over
 # the built-in data's 10,800 training images then fit in 5 minutes on 2 CPU cores (a 64 px step costs
 # 3x as much), and more images in those 5 minutes taught it more than more pixels (BENCHMARKS-preset.md).
@@ -182,7 +193,7 @@ DEFAULT_AUGMENT = 0.75  # fairly strong: photos from elsewhere gain, and ten epo
 
 def default_image_size(model: str) -> int:
     """The default network input of ``model`` (a registry name)."""
-    return VGG_IMAGE_SIZE if model == "vgg16_transfer" else CNN_IMAGE_SIZE
+    return model_info(model).image_size
 
 
 @dataclass(frozen=True)
@@ -240,7 +251,7 @@ class VGGConfig(_JsonMixin):
 class RunConfig(_JsonMixin):
     """Everything one training run needs; written as ``config.json`` next to the run."""
 
-    model: str = "flag_cnn"  # a name from flagvision.models.list_models()
+    model: str = CUSTOM_CNN  # a name from flagvision.models.list_models()
     hparams: HyperParams = field(default_factory=HyperParams)
     data: DataConfig = field(default_factory=DataConfig)
     vgg: VGGConfig = field(default_factory=VGGConfig)
@@ -257,13 +268,7 @@ class RunConfig(_JsonMixin):
             raise ConfigError("patience must be ≥ 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device={self.device!r} is not one of auto, cpu, cuda")
-        if self.model == "flag_cnn":
-            check_cnn_geometry(self.hparams, self.data.image_size)
-        elif self.model == "vgg16_transfer" and self.data.image_size < 2**self.vgg.blocks:
-            raise ConfigError(
-                f"{self.vgg.blocks} VGG-16 blocks halve a {self.data.image_size}px image to nothing; "
-                f"use image_size ≥ {2**self.vgg.blocks} or fewer blocks"
-            )
+        check_geometry(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -280,9 +285,7 @@ class RunConfig(_JsonMixin):
     @property
     def label(self) -> str:
         """Human name of the model, marking random-init VGG explicitly."""
-        if self.model == "vgg16_transfer":
-            return "VGG-16 transfer" + ("" if self.vgg.pretrained else " (random init)")
-        return "Custom CNN"
+        return model_info(self.model).display_label(pretrained=self.vgg.pretrained)
 
 
 def cnn_feature_size(hp: HyperParams, image_size: int) -> int:
@@ -313,3 +316,61 @@ def check_cnn_geometry(hp: HyperParams, image_size: int) -> None:
             f"{side}×{side} × {hp.fc1_units} units), more than {MAX_FC1_WEIGHTS // 1_000_000}M; "
             "use a smaller image_size, fewer conv2 filters or fewer fc1 units"
         )
+
+
+def check_vgg_geometry(cfg: RunConfig) -> None:
+    """Refuse more VGG-16 blocks than the image can be halved by (each block ends in a 2×2 pool)."""
+    blocks, size = cfg.vgg.blocks, cfg.data.image_size
+    if size < 2**blocks:
+        raise ConfigError(
+            f"{blocks} VGG-16 blocks halve a {size}px image to nothing; use image_size ≥ {2**blocks} or fewer blocks"
+        )
+
+
+def _check_cnn_config(cfg: RunConfig) -> None:
+    check_cnn_geometry(cfg.hparams, cfg.data.image_size)
+
+
+# ----------------------------------------------------------------------------- model identity
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the CLI, the app, the study and the checks know about one model, without importing torch.
+
+    ``flagvision.models`` registers one builder per entry of :data:`MODEL_INFOS`; everything else
+    reads a model's label, default size and capabilities from here instead of comparing names.
+    """
+
+    name: str  # registry name, as stored in run configs, checkpoint cards and the database
+    label: str  # human name for tables, select boxes and plots
+    image_size: int  # default square network input in px
+    needs_weights: bool  # starts from ImageNet weights unless cfg.vgg.pretrained is False
+    searchable: bool  # every hyperparameter shapes it, so studies search it (the custom CNN)
+    check: Callable[[RunConfig], None]  # raises ConfigError when the input shrinks to nothing
+
+    def display_label(self, pretrained: bool = True) -> str:
+        """The label, marked "(random init)" for a model that should have had ImageNet weights."""
+        return self.label if pretrained or not self.needs_weights else f"{self.label} (random init)"
+
+
+_CUSTOM_CNN_INFO = ModelInfo(
+    CUSTOM_CNN, "Custom CNN", CNN_IMAGE_SIZE, needs_weights=False, searchable=True, check=_check_cnn_config
+)
+_VGG16_INFO = ModelInfo(
+    VGG16_TRANSFER, "VGG-16 transfer", VGG_IMAGE_SIZE, needs_weights=True, searchable=False, check=check_vgg_geometry
+)
+MODEL_INFOS: Mapping[str, ModelInfo] = MappingProxyType({i.name: i for i in (_CUSTOM_CNN_INFO, _VGG16_INFO)})
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registry name; ConfigError listing the valid names otherwise."""
+    try:
+        return MODEL_INFOS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted(MODEL_INFOS))}") from None
+
+
+def check_geometry(cfg: RunConfig) -> None:
+    """The one geometry check: refuse a config whose model would see an input shrunk to nothing."""
+    model_info(cfg.model).check(cfg)

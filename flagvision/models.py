@@ -1,7 +1,8 @@
 """The model registry and the two classifiers: the reference study's small CNN and a VGG-16 transfer model.
 
 ``get_model(name, num_classes, cfg)`` is the only way the engine, the CLI, the study and the app
-build a network; ``list_models()`` feeds their choices and the test parametrisation.
+build a network; ``list_models()`` feeds their choices and the test parametrisation, and
+``model_info(name)`` (defined torch-free in ``config``) says its label, default size and checks.
 
 Every model is a ``FlagModel``: ``forward(x) == classify_features(extract_features(x))`` on
 normalised float NCHW input of side ``input_size``. When ``frozen_backbone`` is True nothing before
@@ -21,7 +22,17 @@ import torch
 from torch import nn
 
 from . import weights as _weights
-from .config import ACTIVATIONS, ConfigError, RunConfig, cnn_feature_size
+from .config import (
+    ACTIVATIONS,
+    CUSTOM_CNN,
+    MODEL_INFOS,
+    VGG16_TRANSFER,
+    ConfigError,
+    ModelInfo,
+    RunConfig,
+    cnn_feature_size,
+    model_info,
+)
 
 __all__ = [
     "FlagModel",
@@ -31,8 +42,10 @@ __all__ = [
     "IMAGENET_STD",
     "FLAG_CNN_MEAN",
     "FLAG_CNN_STD",
+    "ModelInfo",
     "register_model",
     "list_models",
+    "model_info",
     "get_model",
     "activation_module",
 ]
@@ -130,7 +143,7 @@ class FlagModel(nn.Module):
     @property
     def label(self) -> str:
         """Human name for tables and plots; a VGG without ImageNet weights says "random init"."""
-        return self.name
+        return model_info(self.name).display_label(pretrained=self.pretrained)
 
     def preprocessing(self) -> dict[str, object]:
         """What a checkpoint card stores so prediction rebuilds the eval transform exactly."""
@@ -145,11 +158,16 @@ _REGISTRY: dict[str, _Builder] = {}
 
 
 def register_model(name: str) -> Callable[[_Builder], _Builder]:
-    """Decorator: register ``builder(num_classes, cfg, load_pretrained) -> FlagModel`` as ``name``."""
+    """Decorator: register ``builder(num_classes, cfg, load_pretrained) -> FlagModel`` as ``name``.
+
+    ``name`` must have a :class:`ModelInfo` in ``config.MODEL_INFOS``: that is where its label,
+    default size and geometry check live.
+    """
 
     def decorate(builder: _Builder) -> _Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
+        model_info(name)  # ConfigError naming the known models when there is no ModelInfo
         _REGISTRY[name] = builder
         return builder
 
@@ -179,13 +197,12 @@ def get_model(
     since the checkpoint's weights descend from it. Do not use the result without loading that
     state dict.
     """
+    info = model_info(name)  # ConfigError listing the valid names
     cfg = cfg if cfg is not None else RunConfig(model=name)
     _check_num_classes(num_classes)
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
-    return builder(num_classes, cfg, not from_checkpoint)
+    # RunConfig checked the geometry of cfg.model; a caller may build another model from it.
+    info.check(cfg)
+    return _REGISTRY[name](num_classes, cfg, not from_checkpoint)
 
 
 def _check_num_classes(num_classes: int) -> None:
@@ -199,17 +216,13 @@ def _check_num_classes(num_classes: int) -> None:
 class FlagCNN(FlagModel):
     """The reference study's network: two valid conv + pool stages, then fc1 → dropout → fc2."""
 
-    name = "flag_cnn"
+    name = CUSTOM_CNN
     normalization = (FLAG_CNN_MEAN, FLAG_CNN_STD)
 
     def __init__(self, num_classes: int, cfg: RunConfig) -> None:
         super().__init__()
         hp, size = cfg.hparams, cfg.data.image_size
-        side = cnn_feature_size(hp, size)
-        if side < 1:  # RunConfig already refuses this for model="flag_cnn"; guard other callers
-            raise ConfigError(
-                f"kernel sizes {hp.kernel_size_conv1}/{hp.kernel_size_conv2} leave no pixels of a {size}px input"
-            )
+        side = cnn_feature_size(hp, size)  # ≥ 1: get_model ran the geometry check
         self.input_size = size
         self.feature_dim = hp.num_filters_conv2 * side * side
         self.num_classes = num_classes
@@ -234,12 +247,8 @@ class FlagCNN(FlagModel):
             )
         )
 
-    @property
-    def label(self) -> str:
-        return "Custom CNN"
 
-
-@register_model("flag_cnn")
+@register_model(CUSTOM_CNN)
 def _build_flag_cnn(num_classes: int, cfg: RunConfig, load_pretrained: bool) -> FlagModel:
     return FlagCNN(num_classes, cfg)
 
@@ -265,7 +274,7 @@ def _vgg16_block_ends() -> tuple[int, ...]:
 class VGG16Transfer(FlagModel):
     """The first ``cfg.vgg.blocks`` blocks of VGG-16 (frozen) + a new head for the flag classes."""
 
-    name = "vgg16_transfer"
+    name = VGG16_TRANSFER
     normalization = (IMAGENET_MEAN, IMAGENET_STD)
     backbone: nn.Sequential  # vgg16's features, cut after the chosen block
 
@@ -275,12 +284,7 @@ class VGG16Transfer(FlagModel):
 
         self._first_trainable = 0  # index in backbone of the first trainable layer (set below)
         vcfg, size = cfg.vgg, cfg.data.image_size
-        blocks = int(vcfg.blocks)
-        if size // 2**blocks < 1:
-            raise ConfigError(
-                f"{blocks} VGG blocks halve a {size}px image {blocks} times, leaving nothing; "
-                f"use image_size ≥ {2**blocks} or fewer blocks"
-            )
+        blocks = int(vcfg.blocks)  # leaves ≥ 1 px of the input: get_model ran the geometry check
         self.input_size = size
         self.num_classes = num_classes
         self.blocks = blocks
@@ -347,11 +351,12 @@ class VGG16Transfer(FlagModel):
             m.eval()
         return self
 
-    @property
-    def label(self) -> str:
-        return "VGG-16 transfer" + ("" if self.pretrained else " (random init)")
 
-
-@register_model("vgg16_transfer")
+@register_model(VGG16_TRANSFER)
 def _build_vgg16_transfer(num_classes: int, cfg: RunConfig, load_pretrained: bool) -> FlagModel:
     return VGG16Transfer(num_classes, cfg, load_pretrained=load_pretrained)
+
+
+# Fail at import, not when a select box offers it, if a ModelInfo has no builder.
+if set(_REGISTRY) != set(MODEL_INFOS):
+    raise ImportError(f"models builds {sorted(_REGISTRY)}, config.MODEL_INFOS describes {sorted(MODEL_INFOS)}")

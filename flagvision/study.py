@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .callbacks import Callback
 from .config import (
+    CUSTOM_CNN,
     HYPERPARAMS,
     PARAM_SPECS,
     SEARCHABLE,
@@ -47,6 +48,7 @@ from .config import (
     ParamSpec,
     RunConfig,
     check_cnn_geometry,
+    model_info,
 )
 from .study_options import PRUNERS, PRUNING_TRADE, SAMPLERS  # noqa: F401 - re-exported for the app and the tests
 
@@ -229,9 +231,9 @@ class StudyConfig:
             raise StudyError(f"pruner {self.pruner!r} is not one of {', '.join(PRUNERS)}")
         if not isinstance(self.base, RunConfig):
             raise StudyError("base must be a RunConfig")
-        if self.base.model != "flag_cnn":
+        if not model_info(self.base.model).searchable:
             raise StudyError(
-                f"studies search the custom CNN's hyperparameters; base model {self.base.model!r} is not flag_cnn"
+                f"studies search the custom CNN's hyperparameters; base model {self.base.model!r} is not {CUSTOM_CNN}"
             )
         if self.storage:
             storage_kind(self.storage)  # raises on an unusable URL

@@ -19,6 +19,7 @@ from typing import Any
 from .config import (
     DEFAULT_AUGMENT,
     HYPERPARAMS,
+    MODEL_INFOS,
     PARAM_SPECS,
     ConfigError,
     DataConfig,
@@ -27,10 +28,10 @@ from .config import (
     RunConfig,
     VGGConfig,
     default_image_size,
+    model_info,
 )
 from .workspace import BUILTIN_DATASET, Workspace
 
-MODEL_LABELS = {"flag_cnn": "Custom CNN", "vgg16_transfer": "VGG-16 transfer"}
 LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
 ACTIVE_JOB_STATES = ("queued", "running")
 
@@ -54,10 +55,9 @@ class WidgetSpec:
 
 
 def model_label(name: str, pretrained: bool = True) -> str:
-    label = MODEL_LABELS.get(name, name)
-    if name == "vgg16_transfer" and not pretrained:
-        label += " (random init)"
-    return label
+    """The registry's label of ``name``; a name the registry does not know (old stored data) as is."""
+    info = MODEL_INFOS.get(name)
+    return info.display_label(pretrained) if info else name
 
 
 def help_text(spec: ParamSpec) -> str:
@@ -405,7 +405,7 @@ IMAGE_SIZES = (32, 40, 48, 64, 96, 128, 160, 192, 224)
 
 
 def param_applies(model: str, name: str) -> bool:
-    return model == "flag_cnn" or name not in CNN_ONLY_PARAMS
+    return model_info(model).searchable or name not in CNN_ONLY_PARAMS
 
 
 # -- study search space from widgets ------------------------------------------------------------

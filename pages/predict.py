@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui as ui
+from flagvision.config import CUSTOM_CNN, VGG16_TRANSFER, model_info
 from flagvision.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
     agreement_badge,
@@ -14,14 +15,14 @@ from flagvision.ui_logic import (
     checkpoint_label,
 )
 
-SLOTS = {
-    "cnn": ("flag_cnn", "Custom CNN", "Train a custom CNN on the Train page (model: Custom CNN)."),
-    "vgg": (
-        "vgg16_transfer",
-        "VGG-16 transfer",
-        "Train a VGG-16 transfer model on the Train page (model: VGG-16 transfer).",
-    ),
-}
+
+def _slot(model: str) -> tuple[str, str, str]:
+    """(registry name, title, how to get one) of a model column."""
+    label = model_info(model).label
+    return model, label, f"Train a {label} model on the Train page (model: {label})."
+
+
+SLOTS = {"cnn": _slot(CUSTOM_CNN), "vgg": _slot(VGG16_TRANSFER)}
 
 
 def _choose_models(store) -> dict[str, str]:

@@ -8,7 +8,16 @@ import streamlit as st
 
 import app_ui as ui
 from flagvision import jobs
-from flagvision.config import CNN_IMAGE_SIZE, HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
+from flagvision.config import (
+    CNN_IMAGE_SIZE,
+    CUSTOM_CNN,
+    HYPERPARAMS,
+    PARAM_SPECS,
+    SEARCHABLE,
+    ConfigError,
+    DataConfig,
+    RunConfig,
+)
 from flagvision.ui_logic import (
     IMAGE_SIZES,
     dataset_choices,
@@ -188,7 +197,7 @@ def _study_form(ws, blocked: bool) -> None:
         if lines:
             raise ConfigError(f"fix the search space of {', '.join(lines)} first")
         base = RunConfig(
-            model="flag_cnn", data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size))
+            model=CUSTOM_CNN, data=DataConfig(path=str(ws.dataset_dir(dataset)), image_size=int(image_size))
         )
         cfg = StudyConfig.from_dict(
             {

@@ -10,7 +10,17 @@ import streamlit as st
 
 import app_ui as ui
 from flagvision import jobs
-from flagvision.config import DEFAULT_AUGMENT, HYPERPARAMS, PARAM_SPECS, ConfigError, VGGConfig, default_image_size
+from flagvision.config import (
+    CUSTOM_CNN,
+    DEFAULT_AUGMENT,
+    HYPERPARAMS,
+    PARAM_SPECS,
+    VGG16_TRANSFER,
+    ConfigError,
+    VGGConfig,
+    default_image_size,
+    model_info,
+)
 from flagvision.models import list_models
 from flagvision.training import has_resumable_state
 from flagvision.ui_logic import (
@@ -40,7 +50,7 @@ def _model_section() -> tuple[str, dict]:
         help="The custom CNN of the reference study, or a section of VGG-16 as a frozen feature extractor + new head",
     )
     vgg: dict = {}
-    if model == "vgg16_transfer":
+    if model == VGG16_TRANSFER:  # the options of VGGConfig
         defaults = VGGConfig()
         c1, c2 = st.columns(2)
         vgg["blocks"] = c1.slider(
@@ -94,10 +104,14 @@ def _model_section() -> tuple[str, dict]:
     return model, vgg
 
 
+def _default_sizes() -> str:
+    return ", ".join(f"{model_info(m).label} {model_info(m).image_size}" for m in list_models())
+
+
 def _follow_model_size(model: str | None) -> None:
     """The image size starts at the chosen model's default and follows a change of model, unless
     the user picked another size (VGG-16 needs 64 px for the 2×2 map its head reads)."""
-    default = default_image_size(model or "flag_cnn")
+    default = default_image_size(model or CUSTOM_CNN)
     previous = st.session_state.get("train_image_size_default")
     if st.session_state.get("train_image_size") in (None, previous):
         st.session_state["train_image_size"] = default
@@ -121,7 +135,7 @@ def _config_form(ws):
             "Image size",
             IMAGE_SIZES,
             key="train_image_size",
-            help="Square network input in pixels (custom CNN 40, VGG-16 64 by default). Range: 8–256",
+            help=f"Square network input in pixels ({_default_sizes()} by default). Range: 8–256",
         )
         augment = c2.slider(
             "Augmentation strength",
@@ -144,8 +158,8 @@ def _config_form(ws):
                 continue
             applies = model is None or param_applies(model, spec.name)
             hparams[spec.name] = ui.param_widget(spec, key=f"train_hp_{spec.name}", disabled=not applies)
-        if model == "vgg16_transfer":
-            st.caption("Greyed out: shapes of the custom CNN, not used by VGG-16 transfer.")
+        if model is not None and not model_info(model).searchable:
+            st.caption(f"Greyed out: shapes of the custom CNN, not used by {model_info(model).label}.")
     return model, vgg, dataset, image_size, augment, hparams, name, start_slot
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from torch import nn
 
 from flagvision import weights
 from flagvision.config import ACTIVATIONS, ConfigError, DataConfig, HyperParams, RunConfig, VGGConfig, cnn_feature_size
-from flagvision.models import FlagModel, get_model, list_models, register_model
+from flagvision.models import FlagModel, get_model, list_models, model_info, register_model
 
 NUM_CLASSES = 24
 IMAGE_SIZE = 32  # small inputs keep the VGG tests fast; 32 px still leaves a 1×1 map after 5 blocks
@@ -50,6 +51,63 @@ def test_unknown_model_names_the_valid_ones() -> None:
 def test_duplicate_registration_is_refused() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_model("flag_cnn")(lambda n, cfg, load: None)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_info_describes_the_built_model(name: str) -> None:
+    info = model_info(name)
+    model = _model(name)  # pretrained=False
+    assert info.name == name == model.name == RunConfig(model=name).model
+    assert model.label == info.display_label(pretrained=False) == _cfg(name).label
+    assert RunConfig(model=name).label == info.display_label() == info.label
+    assert info.needs_weights == (model.normalization[0] != (0.5, 0.5, 0.5))  # ImageNet statistics
+    assert info.display_label(pretrained=False).endswith(" (random init)") == info.needs_weights
+
+
+def test_model_info_of_an_unknown_name_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'resnet'; valid: flag_cnn, vgg16_transfer"):
+        model_info("resnet")
+    with pytest.raises(ConfigError, match="valid: flag_cnn, vgg16_transfer"):
+        RunConfig(model="resnet")
+
+
+def test_a_model_without_model_info_cannot_be_registered() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'resnet'"):
+        register_model("resnet")(lambda n, cfg, load: None)  # type: ignore[arg-type,return-value]
+    assert "resnet" not in list_models()
+
+
+def test_get_model_checks_the_geometry_of_the_model_it_builds() -> None:
+    """A config written for the CNN (16 px is fine for it) cannot build a 5-block VGG that halves it to nothing."""
+    cfg = RunConfig(model=list_models()[0], data=DataConfig(image_size=16), vgg=VGGConfig(pretrained=False))
+    vgg = next(n for n in list_models() if model_info(n).needs_weights)
+    with pytest.raises(ConfigError, match="image_size ≥ 32"):
+        get_model(vgg, NUM_CLASSES, cfg)
+
+
+_REGISTRY_MODULES = {"flagvision/config.py"}  # where the model names are written, once each
+# bench.py is leaving the library (the lead moves it); its names are not this test's subject.
+_NOT_CHECKED = {"flagvision/bench.py"}
+
+
+def test_model_names_are_written_only_in_the_registry() -> None:
+    """Everything else names a model through config.CUSTOM_CNN / VGG16_TRANSFER or model_info()."""
+    root = Path(__file__).resolve().parents[1]
+    names = set(list_models())
+    files = [*sorted((root / "flagvision").glob("*.py")), *sorted((root / "pages").glob("*.py"))]
+    files += [root / "app_ui.py", root / "streamlit_app.py"]
+    found = []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        if rel in _REGISTRY_MODULES | _NOT_CHECKED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert len(files) > 10 and found == []
+    # The check can fail: the registry module itself does hold the names.
+    config_source = ast.parse((root / "flagvision/config.py").read_text(encoding="utf-8"))
+    assert names <= {n.value for n in ast.walk(config_source) if isinstance(n, ast.Constant)}
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.0, True])
