@@ -28,11 +28,10 @@ from .config import (
     VGGConfig,
     default_image_size,
 )
-from .workspace import BUILTIN_DATASET, Workspace
+from .workspace import BUILTIN_DATASET, CARD_FILE, RunPaths, Workspace
 
 MODEL_LABELS = {"flag_cnn": "Custom CNN", "vgg16_transfer": "VGG-16 transfer"}
 LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
-ACTIVE_JOB_STATES = ("queued", "running")
 
 
 # -- widgets from specs -------------------------------------------------------------------------
@@ -353,8 +352,8 @@ def checkpoint_choices(runs: Sequence[dict[str, Any]], model: str) -> list[dict[
     for r in runs:
         if r.get("model") != model or r.get("status") != "succeeded":
             continue
-        ckpt = r.get("checkpoint_path") or (str(Path(r["run_dir"]) / "checkpoint") if r.get("run_dir") else None)
-        if ckpt and (Path(ckpt) / "card.json").is_file():
+        ckpt = r.get("checkpoint_path") or (str(RunPaths(Path(r["run_dir"])).checkpoint) if r.get("run_dir") else None)
+        if ckpt and (Path(ckpt) / CARD_FILE).is_file():
             out.append({**r, "checkpoint_path": ckpt})
     out.sort(key=lambda r: (r.get("test_acc") or -1.0, r["id"]), reverse=True)
     return out
