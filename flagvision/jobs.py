@@ -37,7 +37,7 @@ from typing import Any
 from .config import RunConfig
 from .errors import FlagVisionError
 from .owners import reap_orphan_runs
-from .store import ACTIVE_STATES, FINISHED_STATES, Store
+from .store import ACTIVE_STATES, FINISHED_STATES, Store  # the state groups, also for the pages (jobs.*)
 from .workspace import Workspace
 
 MAX_JOBS_ENV = "FLAGVISION_MAX_JOBS"

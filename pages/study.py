@@ -9,7 +9,6 @@ import streamlit as st
 import app_ui as ui
 from flagvision import jobs
 from flagvision.config import CNN_IMAGE_SIZE, HYPERPARAMS, PARAM_SPECS, SEARCHABLE, ConfigError, DataConfig, RunConfig
-from flagvision.store import ACTIVE_STATES
 from flagvision.ui_logic import (
     IMAGE_SIZES,
     dataset_choices,
@@ -260,7 +259,9 @@ def _show(fig_result, key: str) -> None:
 def _study_names(ws, store) -> list[str]:
     """The studies of the storage, then those only queued (not created in storage yet)."""
     names = ui.study_names(ws.storage_url)
-    queued = [j["study_name"] for j in store.list_jobs(ACTIVE_STATES) if j["kind"] == "study" and j.get("study_name")]
+    queued = [
+        j["study_name"] for j in store.list_jobs(jobs.ACTIVE_STATES) if j["kind"] == "study" and j.get("study_name")
+    ]
     return names + [n for n in queued if n not in names]
 
 
@@ -301,13 +302,13 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
         st.session_state["study_selected"] = names[0]
     name = st.selectbox("Study", names, key="study_selected")
     job = _study_job(store, name)
-    active = bool(job and job["state"] in ACTIVE_STATES)
+    active = bool(job and job["state"] in jobs.ACTIVE_STATES)
 
     @st.fragment(run_every=2 if active else None)
     @ui.guarded
     def live() -> None:
         job_now = _study_job(store, name)
-        if job_now and job_now["state"] in ACTIVE_STATES:
+        if job_now and job_now["state"] in jobs.ACTIVE_STATES:
             st.progress(float(job_now.get("progress") or 0.0), text=job_now.get("progress_text") or job_now["state"])
             if st.button("Cancel study", key="study_cancel", icon=":material/stop:"):
                 jobs.cancel(ws, job_now["id"])
@@ -349,7 +350,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
                 _trial_curves(store, trials)
         st.markdown("**What mattered**")
         st.info(_what_mattered(url, name, n_complete), icon=":material/lightbulb:")
-        if active and not (job_now and job_now["state"] in ACTIVE_STATES):
+        if active and not (job_now and job_now["state"] in jobs.ACTIVE_STATES):
             st.rerun()  # the job ended: stop polling
 
     live()
