@@ -29,9 +29,8 @@ import streamlit as st
 from flagvision import jobs
 from flagvision.config import ConfigError, ParamSpec
 from flagvision.errors import is_user_error, user_message
-from flagvision.store import Store
+from flagvision.store import ACTIVE_STATES, FINISHED_STATES, Store
 from flagvision.ui_logic import (
-    ACTIVE_JOB_STATES,
     WidgetSpec,
     format_duration,
     format_value,
@@ -40,7 +39,7 @@ from flagvision.ui_logic import (
     nearest,
     widget_for,
 )
-from flagvision.workspace import Workspace
+from flagvision.workspace import CARD_FILE, WEIGHTS_FILE, Workspace
 
 # name → (script, title, icon), in the order of the sidebar; the name is the page's URL path.
 PAGES = {
@@ -335,9 +334,9 @@ def predictor(checkpoint_path: str | os.PathLike[str]):
     """A cached :class:`~flagvision.predict.Predictor`, keyed by checkpoint path and card mtime
     (a retrained checkpoint at the same path is reloaded)."""
     path = Path(checkpoint_path)
-    card = path / "card.json" if path.is_dir() else path
+    card = path / CARD_FILE if path.is_dir() else path
     mtime = card.stat().st_mtime if card.exists() else 0.0
-    weights = path / "model.safetensors"
+    weights = path / WEIGHTS_FILE
     if weights.exists():
         mtime = max(mtime, weights.stat().st_mtime)
     return _predictor(str(path), mtime)
@@ -407,7 +406,7 @@ def _jobs_panel() -> None:
     queued jobs, so the queue moves on while the app is open."""
     ws = workspace()
     jobs.tick(ws)
-    active = store(ws).list_jobs(ACTIVE_JOB_STATES)
+    active = store(ws).list_jobs(ACTIVE_STATES)
     if not active:
         st.caption("No job running.")
     runs_by_id = {r["id"]: r for r in store(ws).list_runs(limit=100)}
@@ -419,7 +418,7 @@ def _jobs_panel() -> None:
             text += f" · ETA {format_duration(eta)}"
         st.markdown(f"**{job_title(job, runs_by_id)}** {state_badge(job['state'])}")
         st.progress(float(job.get("progress") or 0.0), text=text)
-    recent = store(ws).list_jobs(("succeeded", "failed", "cancelled"), limit=3)
+    recent = store(ws).list_jobs(FINISHED_STATES, limit=3)
     if recent:
         st.caption("Recently finished")
         for job in recent:

@@ -8,6 +8,7 @@ import streamlit as st
 
 import app_ui as ui
 from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
+from flagvision.store import ACTIVE_STATES, FINISHED_STATES
 from flagvision.synth import read_manifest
 from flagvision.ui_logic import best_runs_per_model, job_row, markdown_table
 
@@ -49,8 +50,8 @@ def main() -> None:
             st.rerun()
 
     st.subheader("Jobs")
-    active = store.list_jobs(("queued", "running"))
-    recent = store.list_jobs(("succeeded", "failed", "cancelled"), limit=5)
+    active = store.list_jobs(ACTIVE_STATES)
+    recent = store.list_jobs(FINISHED_STATES, limit=5)
     # Markdown tables, not data frames: a few rows do not need the megabyte of JavaScript a data
     # frame costs the first paint of this page.
     if active:

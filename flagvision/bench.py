@@ -1284,6 +1284,7 @@ def section_preset(ctx: Context) -> None:
     from .data import load_eval_images
     from .engine import evaluate
     from .flags import FLAG_NAMES
+    from .workspace import RunPaths, Workspace
 
     s, rep = ctx.settings, ctx.report
     ws = ctx.tmp / "preset-ws"
@@ -1298,8 +1299,8 @@ def section_preset(ctx: Context) -> None:
     if out.returncode != 0:
         raise RuntimeError(f"default-preset training failed: {out.stderr[-2000:]}")
     epochs = [(int(e), float(a), float(sec)) for e, a, sec in _EPOCH_LINE.findall(out.stdout)]
-    run_dir = next(ws.glob("runs/*/checkpoint")).parent
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    run = next(RunPaths(p) for p in Workspace(ws).runs_dir.iterdir() if RunPaths(p).checkpoint.is_dir())
+    evaluation = json.loads(run.evaluation.read_text())
     best_epoch, best_acc = max(((e, a) for e, a, _ in epochs), key=lambda ea: (ea[1], -ea[0]), default=(0, 0.0))
     hp, data = HyperParams(), DataConfig()
     n_epochs = s.preset_epochs or hp.epochs
@@ -1307,7 +1308,7 @@ def section_preset(ctx: Context) -> None:
             _fmt_s(wall), f"< {s.preset_time_limit_s:.0f} s", wall < s.preset_time_limit_s)
     rep.add("preset", f"best test accuracy (epoch {best_epoch}, {evaluation['n_images']} test images)",
             _pct(evaluation["accuracy"]), f"≥ {_pct(s.preset_target)}", evaluation["accuracy"] >= s.preset_target)
-    model, card = load_checkpoint(run_dir / "checkpoint")
+    model, card = load_checkpoint(run.checkpoint)
     if set(card["class_names"]) == set(FLAG_NAMES):
         check_dir = ctx.tmp / "checkset"
         make_checkset(check_dir, per_class=s.checkset_per_class)

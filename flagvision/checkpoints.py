@@ -26,10 +26,11 @@ from .config import ConfigError, RunConfig, model_info
 from .engine import EpochMetrics, History, ResumeState, model_normalization
 from .errors import FlagVisionError
 
+# The file names are defined with the rest of the run folder's layout (workspace.py, which the
+# torch-free app poll imports too); they are this module's names as well.
+from .workspace import CARD_FILE, LAST_CARD, LAST_OPTIMIZER, LAST_WEIGHTS, WEIGHTS_FILE, RunPaths
+
 CARD_FORMAT = "flagvision-checkpoint/1"
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "card.json"
-LAST_WEIGHTS, LAST_CARD, LAST_OPTIMIZER = "last.safetensors", "last.json", "last_optimizer.pt"
 
 
 class CheckpointError(FlagVisionError, ValueError):
@@ -121,8 +122,8 @@ def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
         p = p.parent
     if (p / CARD_FILE).is_file():
         return p
-    if (p / "checkpoint" / CARD_FILE).is_file():
-        return p / "checkpoint"
+    if RunPaths(p).card.is_file():
+        return RunPaths(p).checkpoint
     raise CheckpointError(f"{path}: no FlagVision checkpoint here (expected {CARD_FILE} and {WEIGHTS_FILE})")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_checkpoint, resolve_checkpoint_dir
+from .checkpoints import CARD_FILE, load_checkpoint, resolve_checkpoint_dir
 from .errors import FlagVisionError
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -59,7 +59,7 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str = "torchscrip
                 warnings.simplefilter("ignore", FutureWarning)
                 traced = torch.jit.trace(model, example, check_trace=False)
                 # Class names travel inside the file, so the export is usable without the card.
-                torch.jit.save(traced, buffer, _extra_files={"card.json": _card_json(card)})
+                torch.jit.save(traced, buffer, _extra_files={CARD_FILE: _card_json(card)})
         else:
             # torch types f as a path but still takes a BytesIO (torch/onnx/_internal/exporter/_compat.py);
             # a path would save the weights as a separate external-data file.

@@ -37,7 +37,7 @@ from typing import Any
 from .config import RunConfig
 from .errors import FlagVisionError
 from .owners import reap_orphan_runs
-from .store import FINISHED_STATES, Store
+from .store import ACTIVE_STATES, FINISHED_STATES, Store  # the state groups, also for the pages (jobs.*)
 from .workspace import Workspace
 
 MAX_JOBS_ENV = "FLAGVISION_MAX_JOBS"
@@ -127,7 +127,7 @@ def resume_run(ws: Workspace, run_id: int) -> int:
     run = store.get_run(int(run_id))
     if run is None:
         raise JobError(f"no run {run_id}")
-    active = [j for j in store.list_jobs(("queued", "running")) if j["run_id"] == run["id"] and j["kind"] == "train"]
+    active = [j for j in store.list_jobs(ACTIVE_STATES) if j["run_id"] == run["id"] and j["kind"] == "train"]
     if active:
         raise JobError(f"run {run_id} already has job {active[0]['id']} {active[0]['state']}; cancel it first")
     if run["status"] not in ("failed", "cancelled"):
@@ -210,7 +210,7 @@ def job_log_path(ws: Workspace, job: dict[str, Any]) -> Path:
     if job.get("log_path"):
         return Path(job["log_path"])
     if job["kind"] == "train" and job.get("run_id") is not None:
-        return ws.run_dir(job["run_id"]) / "log.txt"
+        return ws.run_paths(job["run_id"]).log
     return ws.root / "jobs" / f"{job['id']}.log"
 
 
@@ -297,7 +297,7 @@ def reap(ws: Workspace, stale_after_s: float = STALE_AFTER_S, hung_after_s: floa
         reaped.append(job["id"])
     # Runs trained outside a live job (a foreground `train`, a trial of a foreground `tune`) whose
     # process was killed: nothing else would ever end them.
-    reap_orphan_runs(store, {j["id"] for j in store.list_jobs(("queued", "running"))})
+    reap_orphan_runs(store, {j["id"] for j in store.list_jobs(ACTIVE_STATES)})
     return reaped
 
 

@@ -63,6 +63,7 @@ def _public(job: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from . import jobs
+    from .store import FINISHED_STATES
     from .workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -124,7 +125,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if command == "cancel":
         before = jobs.get_job(ws, args.job_id)["state"]
         state = jobs.cancel(ws, args.job_id, force=args.force)
-        if before in ("succeeded", "failed", "cancelled"):
+        if before in FINISHED_STATES:
             print(f"job {args.job_id} already {before}; nothing to cancel")
         elif state == "running":
             print(

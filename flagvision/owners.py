@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .store import Store
-
-OWNER_FILE = "owner.json"
+from .workspace import OWNER_FILE
 
 
 def _process_start(pid: int) -> str | None:

@@ -23,7 +23,7 @@ from .errors import describe
 from .owners import mark_owner
 from .store import Store
 from .training import RunResult, run_training, write_run_config
-from .workspace import Workspace
+from .workspace import RunPaths, Workspace
 
 
 def dataset_label(ws: Workspace, path: str) -> str:
@@ -44,7 +44,7 @@ def create_run(ws: Workspace, store: Store, cfg: RunConfig, name: str = "", **fi
     )
     run_dir = ws.run_dir(run_id)
     write_run_config(run_dir, cfg)
-    store.update_run(run_id, run_dir=str(run_dir), checkpoint_path=str(run_dir / "checkpoint"))
+    store.update_run(run_id, run_dir=str(run_dir), checkpoint_path=str(RunPaths(run_dir).checkpoint))
     return run_id, run_dir
 
 

@@ -34,9 +34,11 @@ from typing import Any, TypeVar
 
 from .errors import FlagVisionError
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+# A run's status and a job's state take the same values: waiting or under way, then one final state.
+ACTIVE_STATES = ("queued", "running")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
+RUN_STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
+JOB_STATES = (*ACTIVE_STATES, *FINISHED_STATES)
 JOB_KINDS = ("train", "study")
 
 BUSY_TIMEOUT_MS = 30_000  # how long SQLite itself waits for a lock before giving up

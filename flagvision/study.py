@@ -51,6 +51,7 @@ from .config import (
     model_info,
 )
 from .study_options import PRUNERS, PRUNING_TRADE, SAMPLERS  # noqa: F401 - re-exported for the app and the tests
+from .workspace import RunPaths
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -730,7 +731,7 @@ def run_study(
             for key, value in {
                 "run_id": run_id,
                 "run_dir": str(run_dir),
-                "checkpoint_path": str(run_dir / "checkpoint"),
+                "checkpoint_path": str(RunPaths(run_dir).checkpoint),
                 "workspace": str(ws.root),
                 "hparams": hp.to_dict(),
             }.items():

@@ -31,9 +31,7 @@ from .config import RunConfig
 from .data import DatasetBundle, load_dataset
 from .engine import Callback, EpochMetrics, EvalResult, FitState, History, evaluate, fit
 from .runtime import seed_everything
-
-CONFIG_FILE = "config.json"
-EVALUATION_FILE = "evaluation.json"
+from .workspace import RunPaths
 
 
 @dataclass
@@ -66,11 +64,11 @@ class CheckpointCallback(Callback):
 
 def write_run_config(run_dir: Path, cfg: RunConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
+    write_json_atomic(RunPaths(run_dir).config, cfg.to_dict())
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    return RunConfig.from_dict(json.loads((Path(run_dir) / CONFIG_FILE).read_text()))
+    return RunConfig.from_dict(json.loads(RunPaths(Path(run_dir)).config.read_text()))
 
 
 def run_training(
@@ -85,7 +83,8 @@ def run_training(
     from .models import get_model
 
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoint"
+    paths = RunPaths(run_dir)
+    ckpt_dir = paths.checkpoint
     write_run_config(run_dir, cfg)
     data = data or load_dataset(cfg.data, progress=progress)
     seed_everything(cfg.seed)
@@ -104,7 +103,7 @@ def run_training(
         if t != p
     ]
     write_json_atomic(
-        run_dir / EVALUATION_FILE,
+        paths.evaluation,
         {
             **result.to_dict(),
             "split": data.eval_split_name or "held-out validation",
@@ -115,14 +114,14 @@ def run_training(
         },
     )
     card["evaluation"] = {"accuracy": result.accuracy, "loss": result.loss, "n_images": result.n_images}
-    write_json_atomic(ckpt_dir / "card.json", card)
+    write_json_atomic(paths.card, card)
     return RunResult(run_dir, history, result, ckpt_dir)
 
 
 def load_evaluation(run_dir: str | os.PathLike[str]) -> dict | None:
-    path = Path(run_dir) / EVALUATION_FILE
+    path = RunPaths(Path(run_dir)).evaluation
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def has_resumable_state(run_dir: str | os.PathLike[str]) -> bool:
-    return (Path(run_dir) / "checkpoint" / "last.json").is_file()
+    return RunPaths(Path(run_dir)).last_card.is_file()

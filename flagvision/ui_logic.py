@@ -30,10 +30,9 @@ from .config import (
     default_image_size,
     model_info,
 )
-from .workspace import BUILTIN_DATASET, Workspace
+from .workspace import BUILTIN_DATASET, CARD_FILE, RunPaths, Workspace
 
 LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
-ACTIVE_JOB_STATES = ("queued", "running")
 
 
 # -- widgets from specs -------------------------------------------------------------------------
@@ -353,8 +352,8 @@ def checkpoint_choices(runs: Sequence[dict[str, Any]], model: str) -> list[dict[
     for r in runs:
         if r.get("model") != model or r.get("status") != "succeeded":
             continue
-        ckpt = r.get("checkpoint_path") or (str(Path(r["run_dir"]) / "checkpoint") if r.get("run_dir") else None)
-        if ckpt and (Path(ckpt) / "card.json").is_file():
+        ckpt = r.get("checkpoint_path") or (str(RunPaths(Path(r["run_dir"])).checkpoint) if r.get("run_dir") else None)
+        if ckpt and (Path(ckpt) / CARD_FILE).is_file():
             out.append({**r, "checkpoint_path": ckpt})
     out.sort(key=lambda r: (r.get("test_acc") or -1.0, r["id"]), reverse=True)
     return out

@@ -4,7 +4,7 @@ Layout::
 
     <root>/flagvision.db        SQLite (WAL): runs, metrics, jobs and Optuna's own tables
     <root>/datasets/<name>/     ImageFolder trees (``builtin`` is the generated flag set)
-    <root>/runs/<id>/           config.json, checkpoint (safetensors + card.json), log
+    <root>/runs/<id>/           one run's folder: every file of it is named by :class:`RunPaths`
 """
 
 from __future__ import annotations
@@ -18,9 +18,91 @@ from .errors import FlagVisionError
 ENV_VAR = "FLAGVISION_HOME"
 BUILTIN_DATASET = "builtin"
 
+# The names inside a run folder, defined once here (no torch: the app's poll reads them too).
+# checkpoints.py owns the checkpoint format and re-exports the checkpoint folder's names.
+CONFIG_FILE = "config.json"  # the resolved RunConfig
+CHECKPOINT_DIR = "checkpoint"  # the best epoch's checkpoint and the state to resume
+WEIGHTS_FILE = "model.safetensors"  # in CHECKPOINT_DIR: the best epoch's weights
+CARD_FILE = "card.json"  # in CHECKPOINT_DIR: model, config, classes, preprocessing, metrics
+LAST_WEIGHTS = "last.safetensors"  # in CHECKPOINT_DIR: the last completed epoch's weights
+LAST_CARD = "last.json"  # in CHECKPOINT_DIR: next epoch and history, to resume
+LAST_OPTIMIZER = "last_optimizer.pt"  # in CHECKPOINT_DIR: optimizer state (tensors only)
+EVALUATION_FILE = "evaluation.json"  # accuracy, per-class accuracy, confusion matrix, misclassified
+OWNER_FILE = "owner.json"  # pid and start time of the process training the run
+LOG_FILE = "log.txt"  # stdout and stderr of a background job's worker (none for a foreground run)
+
 
 class WorkspaceError(FlagVisionError, ValueError):
     """A path or name that does not belong to the workspace."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file of one run folder, ``runs/<id>/``, from its root.
+
+    ``checkpoint`` is a folder (what ``load_checkpoint`` and ``predict`` take); ``weights`` and
+    ``card`` are the best epoch's checkpoint in it, ``last_*`` the state a resume continues from.
+    """
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / CHECKPOINT_DIR
+
+    @property
+    def weights(self) -> Path:
+        return self.checkpoint / WEIGHTS_FILE
+
+    @property
+    def card(self) -> Path:
+        return self.checkpoint / CARD_FILE
+
+    @property
+    def last_weights(self) -> Path:
+        return self.checkpoint / LAST_WEIGHTS
+
+    @property
+    def last_card(self) -> Path:
+        return self.checkpoint / LAST_CARD
+
+    @property
+    def last_optimizer(self) -> Path:
+        return self.checkpoint / LAST_OPTIMIZER
+
+    @property
+    def last_state(self) -> tuple[Path, Path, Path]:
+        """The three files a resume reads (written together after every epoch)."""
+        return (self.last_weights, self.last_card, self.last_optimizer)
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / EVALUATION_FILE
+
+    @property
+    def owner(self) -> Path:
+        return self.root / OWNER_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file a run folder can hold (``log`` only for a background job's run)."""
+        return (
+            self.log,
+            self.config,
+            self.owner,
+            self.weights,
+            self.card,
+            *self.last_state,
+            self.evaluation,
+        )
 
 
 def default_root() -> Path:
@@ -67,6 +149,10 @@ class Workspace:
 
     def run_dir(self, run_id: int | str) -> Path:
         return self.confine(self.runs_dir / _plain_name(run_id, self.runs_dir))
+
+    def run_paths(self, run_id: int | str) -> RunPaths:
+        """The files of run ``run_id``'s folder (the folder itself is made by ``runs.create_run``)."""
+        return RunPaths(self.run_dir(run_id))
 
     def list_datasets(self) -> list[str]:
         return sorted(p.name for p in self.datasets_dir.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -8,8 +8,9 @@ import streamlit as st
 
 import app_ui as ui
 from flagvision.models import list_models
-from flagvision.store import RUN_STATUSES
+from flagvision.store import ACTIVE_STATES, RUN_STATUSES
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
+from flagvision.workspace import CARD_FILE, RunPaths
 
 GALLERY_MAX = 24
 VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and log", "Export", "Delete"]
@@ -104,7 +105,7 @@ def _config_and_log(run: dict) -> None:
     st.json(run["config"], expanded=False)
     if run.get("error"):
         st.error(run["error"])
-    log = Path(run.get("run_dir") or "") / "log.txt"
+    log = RunPaths(Path(run.get("run_dir") or "")).log
     if log.is_file():
         from flagvision.jobs import read_log_tail
 
@@ -115,7 +116,7 @@ def _export(run: dict) -> None:
     from flagvision.export import available_formats, export_checkpoint, export_filename
 
     ckpt = Path(run.get("checkpoint_path") or "")
-    if not (ckpt / "card.json").is_file():
+    if not (ckpt / CARD_FILE).is_file():
         st.caption("No checkpoint to export yet.")
         return
     c1, c2 = st.columns([1, 2])
@@ -148,7 +149,7 @@ def _export(run: dict) -> None:
 def _delete(ws, store, run: dict) -> None:
     from flagvision.runs import delete_run
 
-    if run["status"] in ("queued", "running"):
+    if run["status"] in ACTIVE_STATES:
         st.caption("A run that is queued or running cannot be deleted; cancel it on the Train page first.")
         return
     confirm = st.checkbox(

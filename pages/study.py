@@ -31,7 +31,6 @@ from flagvision.ui_logic import (
     trial_rows,
 )
 
-ACTIVE = ("queued", "running")
 VIEWS = ["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"]
 
 
@@ -269,7 +268,9 @@ def _show(fig_result, key: str) -> None:
 def _study_names(ws, store) -> list[str]:
     """The studies of the storage, then those only queued (not created in storage yet)."""
     names = ui.study_names(ws.storage_url)
-    queued = [j["study_name"] for j in store.list_jobs(ACTIVE) if j["kind"] == "study" and j.get("study_name")]
+    queued = [
+        j["study_name"] for j in store.list_jobs(jobs.ACTIVE_STATES) if j["kind"] == "study" and j.get("study_name")
+    ]
     return names + [n for n in queued if n not in names]
 
 
@@ -310,13 +311,13 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
         st.session_state["study_selected"] = names[0]
     name = st.selectbox("Study", names, key="study_selected")
     job = _study_job(store, name)
-    active = bool(job and job["state"] in ACTIVE)
+    active = bool(job and job["state"] in jobs.ACTIVE_STATES)
 
     @st.fragment(run_every=2 if active else None)
     @ui.guarded
     def live() -> None:
         job_now = _study_job(store, name)
-        if job_now and job_now["state"] in ACTIVE:
+        if job_now and job_now["state"] in jobs.ACTIVE_STATES:
             st.progress(float(job_now.get("progress") or 0.0), text=job_now.get("progress_text") or job_now["state"])
             if st.button("Cancel study", key="study_cancel", icon=":material/stop:"):
                 jobs.cancel(ws, job_now["id"])
@@ -358,7 +359,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
                 _trial_curves(store, trials)
         st.markdown("**What mattered**")
         st.info(_what_mattered(url, name, n_complete), icon=":material/lightbulb:")
-        if active and not (job_now and job_now["state"] in ACTIVE):
+        if active and not (job_now and job_now["state"] in jobs.ACTIVE_STATES):
             st.rerun()  # the job ended: stop polling
 
     live()

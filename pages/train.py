@@ -38,8 +38,6 @@ from flagvision.ui_logic import (
 from flagvision.weights import weights_status
 from flagvision.workspace import BUILTIN_DATASET
 
-ACTIVE = ("queued", "running")
-
 
 def _model_section() -> tuple[str, dict]:
     model = st.selectbox(
@@ -219,7 +217,7 @@ def _live(ws) -> None:
         key="train_run_id",
         format_func=lambda i: f"#{i} {by_id[i].get('name') or by_id[i].get('label') or ''}".rstrip(),
     )
-    started_active = by_id[run_id]["status"] in ACTIVE
+    started_active = by_id[run_id]["status"] in jobs.ACTIVE_STATES
 
     @st.fragment(run_every=1 if started_active else None)
     @ui.guarded
@@ -232,7 +230,7 @@ def _live(ws) -> None:
         metrics = store.get_metrics(run_id)
         total = (run["config"].get("hparams") or {}).get("epochs") or 1
         st.markdown(f"**#{run_id} {run.get('name') or ''}** · {run.get('label')} · {ui.state_badge(run['status'])}")
-        if run["status"] in ACTIVE:
+        if run["status"] in jobs.ACTIVE_STATES:
             eta = job_eta(job) if job else None
             eta = eta if eta is not None else epochs_eta(metrics, total)
             text = (job or {}).get("progress_text") or run["status"]
@@ -261,7 +259,7 @@ def _live(ws) -> None:
         else:
             st.caption("Curves appear after the first epoch.")
         c1, c2, _ = st.columns([1, 1, 3])
-        if job and job["state"] in ACTIVE:
+        if job and job["state"] in jobs.ACTIVE_STATES:
             if c1.button("Cancel", key=f"train_cancel_{run_id}", icon=":material/stop:"):
                 state = jobs.cancel(ws, job["id"])
                 st.toast(f"Job {job['id']}: {state}")
@@ -270,9 +268,9 @@ def _live(ws) -> None:
             if c2.button("Resume", key=f"train_resume_{run_id}", icon=":material/replay:"):
                 jobs.resume_run(ws, run_id)
                 st.rerun()
-        if started_active and run["status"] not in ACTIVE:
+        if started_active and run["status"] not in jobs.ACTIVE_STATES:
             st.rerun()  # finished: one full rerun turns the polling off and refreshes the rest
-        if not started_active and run["status"] in ACTIVE:
+        if not started_active and run["status"] in jobs.ACTIVE_STATES:
             st.rerun()  # resumed elsewhere: start polling
 
     panel()
