@@ -1105,8 +1105,27 @@ def same_trials_until(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int:
     return n
 
 
-def study_time_reason(ratio: float, pruned: StudyRun, unpruned: StudyRun, epochs_per_trial: int) -> str:
-    """Why a pruned study took more than a third of the unpruned one's time, from this run's trials."""
+def study_cost_fit(runs: list[StudyRun]) -> tuple[float, float]:
+    """``(fixed seconds per study, seconds per epoch)``: least squares of wall time on epochs run over
+    this bench's studies (same trial count each, so the fixed part is the trials' own overhead)."""
+    pts = [(r.epochs_run, r.seconds) for r in runs]
+    n = len(pts)
+    sx, sy = sum(e for e, _ in pts), sum(w for _, w in pts)
+    sxx, sxy = sum(e * e for e, _ in pts), sum(e * w for e, w in pts)
+    den = n * sxx - sx * sx
+    if n < 2 or den == 0:
+        return 0.0, (sy / sx if sx else 0.0)
+    slope = (n * sxy - sx * sy) / den
+    return (sy - slope * sx) / n, slope
+
+
+def study_time_reason(ratio: float, pruned: StudyRun, unpruned: StudyRun, epochs_per_trial: int,
+                      fit: tuple[float, float] | None = None, startup_trials: int = 0) -> str:
+    """Why a pruned study took more than a third of the unpruned one's time, from this run's trials.
+
+    With ``fit`` (:func:`study_cost_fit`), also the floor of pruning after whole epochs: every trial
+    runs at least its first epoch, the start-up trials and one best trial all of them.
+    """
     full = [t for t in pruned.trials if t["state"] == "COMPLETE"]
     full_s = sum(t["seconds"] for t in full)
     stopped = [t for t in pruned.trials if t["state"] == "PRUNED"]
@@ -1117,8 +1136,20 @@ def study_time_reason(ratio: float, pruned: StudyRun, unpruned: StudyRun, epochs
         f"after their first epoch. The {len(full)} trials run to all {epochs_per_trial} epochs took {_fmt_s(full_s)}, "
         f"{full_s / max(unpruned.seconds, 1e-9):.2f} of the unpruned study's time on their own. "
         f"CPU time of this process, pruned / unpruned: {pruned.cpu_seconds / max(unpruned.cpu_seconds, 1e-9):.2f}. "
-        + (f"The rule: {pruned.rule}." if pruned.rule else "")
+        + (f"The rule: {pruned.rule}. " if pruned.rule else "")
+        + (_pruning_floor(fit, len(pruned.trials), epochs_per_trial, startup_trials, unpruned.seconds) if fit else "")
     ).strip()
+
+
+def _pruning_floor(fit: tuple[float, float], n_trials: int, epochs_per_trial: int, startup_trials: int,
+                   unpruned_s: float) -> str:
+    fixed, per_epoch = fit
+    full = startup_trials + 1  # the start-up trials and the best one run every epoch
+    epochs = n_trials + full * (epochs_per_trial - 1)
+    floor = (fixed + per_epoch * epochs) / max(unpruned_s, 1e-9)
+    return (f"Floor of pruning after whole epochs: even if every trial but {full} ({startup_trials} start-up "
+            f"trial(s) and the best) stopped after its first epoch, {epochs} epochs would run, about {floor:.2f} of "
+            f"the unpruned time by this run's cost fit ({fixed / n_trials:.2f} s per trial + {per_epoch:.2f} s per epoch).")
 
 
 def study_gap_reason(pruned: StudyRun, unpruned: StudyRun) -> str:
@@ -1165,21 +1196,35 @@ def section_study(ctx: Context) -> None:
     pruners = ("none", default, *(p for p in PRUNERS if p not in ("none", default)))
     runs: dict[str, StudyRun] = {}
     described: dict[str, str] = {}
-    for pruner in pruners:  # one run, same data and sampler seed: comparable
+    # One run, same data and sampler seed: comparable. The unpruned study runs first and again last
+    # (training is seeded: the same trials): its time is the mean of the two, so that a change of the
+    # machine's load during the section does not fall on one side of the ratio only.
+    unpruned_times: list[float] = []
+    for i, pruner in enumerate((*pruners, "none")):
         # Every pruner exactly as the app and `tune` build it from StudyConfig's defaults.
-        cfg = StudyConfig(name=f"bench-{pruner}", n_trials=s.study_trials, epochs_per_trial=s.study_epochs,
-                          pruner=pruner, seed=0, base=base)
+        cfg = StudyConfig(name=f"bench-{pruner}" + ("-again" if i else ""), n_trials=s.study_trials,
+                          epochs_per_trial=s.study_epochs, pruner=pruner, seed=0, base=base)
         described[pruner] = describe_pruner(cfg)
         print(f"study: {s.study_trials} trials, pruner {pruner}…", flush=True)
         t, cpu0 = _timer(), time.process_time()
         summary = run_study(cfg, ws, data=sub)
         seconds, cpu = t(), time.process_time() - cpu0
         study = optuna.load_study(study_name=cfg.name, storage=ws.storage_url)
-        runs[pruner] = StudyRun(pruner, seconds, summary.best_value or 0.0, _study_trials(study), cpu, described[pruner])
+        run = StudyRun(pruner, seconds, summary.best_value or 0.0, _study_trials(study), cpu, described[pruner])
+        if pruner == "none":
+            unpruned_times.append(seconds)
+            if pruner in runs:  # the second unpruned study: the mean time, the first one's trials
+                first = runs["none"]
+                run = replace(first, seconds=statistics.mean(unpruned_times),
+                              cpu_seconds=(first.cpu_seconds + cpu) / 2)
+        runs[pruner] = run
     none = runs["none"]
-    rep.add("study", f"{s.study_trials} trials without pruning", f"{_fmt_s(none.seconds)}, best {_pct(none.best_value)}")
+    rep.add("study", f"{s.study_trials} trials without pruning",
+            f"{_fmt_s(none.seconds)} (mean of {', '.join(_fmt_s(t) for t in unpruned_times)}: run first and last), "
+            f"best {_pct(none.best_value)}")
     rows = [f"| none | {_fmt_s(none.seconds)} | 1.00 | 1.00 | {_pct(none.best_value)} | – | {none.complete} | 0 | "
             f"{none.epochs_run} | {s.study_trials} | |"]
+    fit = study_cost_fit(list(runs.values()))
     for pruner in pruners[1:]:
         run = runs[pruner]
         ratio = run.seconds / none.seconds
@@ -1191,14 +1236,16 @@ def section_study(ctx: Context) -> None:
         time_m, gap_m = f"{pruner}: time with pruning / without", f"{pruner}: best value, unpruned − pruned"
         rep.add("study", time_m, f"{ratio:.2f}", "≤ 0.33" if is_default else "", (ratio <= 1 / 3) if is_default else None)
         rep.add("study", gap_m, f"{gap:+.1f} points", "≤ 1 point" if is_default else "", (gap <= 1.0) if is_default else None)
-        rep.explain(time_m, study_time_reason(ratio, run, none, s.study_epochs))
+        startup = StudyConfig(pruner=pruner).pruner_startup_trials if pruner in ("median", "percentile") else 0
+        rep.explain(time_m, study_time_reason(ratio, run, none, s.study_epochs, fit, startup))
         rep.explain(gap_m, study_gap_reason(run, none))
         rows.append(f"| {pruner}{' (default)' if is_default else ''} | {_fmt_s(run.seconds)} | {ratio:.2f} | "
                     f"{run.cpu_seconds / max(none.cpu_seconds, 1e-9):.2f} | "
                     f"{_pct(run.best_value)} | {gap:+.1f} | {run.complete} | {run.pruned} | {run.epochs_run} | "
                     f"{same_trials_until(none.trials, run.trials)} | {described[pruner]} |")
     table = ("| pruner | wall time | time / unpruned | CPU time / unpruned | best value | gap (points) | complete | pruned | "
-             "epochs run | same trials as unpruned | settings |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
+             "epochs run | same trials as unpruned | settings |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+             f"Cost fit over these {len(runs)} studies: {fit[0] / s.study_trials:.2f} s per trial + {fit[1]:.2f} s per epoch.\n\n")
     best = none.best_trial()
     curves = ""
     if best is not None:
@@ -1212,7 +1259,8 @@ def section_study(ctx: Context) -> None:
         "each trial a full `run_training` (run row, checkpoint, evaluation) in a scratch workspace. "
         "\"Same trials as unpruned\": how many first trials got the same parameters as in the unpruned study "
         "(the sampler's history was the same until then). "
-        f"Small on purpose: {len(pruners)} × {s.study_trials} trials on the full data would take over an hour on 2 cores."
+        f"Small on purpose: {len(pruners)} × {s.study_trials} trials on the full data would take over an hour on 2 cores. "
+        "How the default pruner was chosen, and the candidates measured: docs/ARCHITECTURE.md, \"Pruning\"."
     )
 
 

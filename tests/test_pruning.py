@@ -193,3 +193,14 @@ def test_run_study_enqueues_the_preset_first_and_completes_it(tiny_dataset, work
     run_study(cfg, workspace)
     (trial,) = load_study(workspace.storage_url, cfg.name).trials
     assert trial.user_attrs.get("preset") and trial.state == TrialState.COMPLETE
+
+
+def test_study_time_reason_states_the_floor_of_whole_epoch_pruning():
+    unpruned = _run("none", 45.0, [("COMPLETE", [0.1] * 5, {})] * 30)
+    pruned = _run("percentile", 18.0, [("COMPLETE", [0.1] * 5, {})] * 4 + [("PRUNED", [0.1], {})] * 26)
+    unpruned.seconds, pruned.seconds = 4.5 + 0.27 * 150, 4.5 + 0.27 * 46
+    fit = bench.study_cost_fit([unpruned, pruned])
+    assert fit == pytest.approx((4.5, 0.27))
+    text = bench.study_time_reason(0.4, pruned, unpruned, 5, fit, startup_trials=2)
+    assert "every trial but 3 (2 start-up trial(s) and the best)" in text and "42 epochs would run" in text
+    assert "about 0.35 of the unpruned time" in text and "0.15 s per trial + 0.27 s per epoch" in text
