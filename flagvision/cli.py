@@ -372,7 +372,7 @@ def cmd_data(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Plain imports of the modules that register sub-command groups; each imports nothing heavy at
     # module level (their commands import torch, Optuna... inside their functions).
-    from . import bench, jobs_cli, study_cli
+    from . import jobs_cli, study_cli
 
     parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
     parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
@@ -461,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data)
 
-    for register in (jobs_cli.register, study_cli.register, bench.register):
+    for register in (jobs_cli.register, study_cli.register):
         register(sub)
     return parser
 

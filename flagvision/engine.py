@@ -86,7 +86,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
         raise ConfigError("the model has no trainable parameters")
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer {name!r} is not supported; valid: {', '.join(OPTIMIZERS)}")
-    # Same algorithm, faster implementation (see bench.py "tuning"); CUDA keeps torch's own choice.
+    # Same algorithm, faster implementation (see benchmarks/bench.py "tuning"); CUDA keeps torch's own choice.
     impl: dict[str, bool] = {}
     if all(p.device.type == "cpu" for p in params):
         impl = {"fused": True} if name in _FUSED_ON_CPU else {"foreach": True}

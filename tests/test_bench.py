@@ -2,15 +2,13 @@
 
 import pytest
 
-from flagvision import bench
-from flagvision.cli import main
+from benchmarks import bench
+from benchmarks.bench import main
 
 
 def test_quick_bench_runs_every_section_and_writes_markdown(tiny_dataset, workspace, tmp_path, capsys):
     out = tmp_path / "BENCH.md"
-    code = main(
-        ["--workspace", str(workspace.root), "bench", "--quick", "--data", str(tiny_dataset), "--out", str(out)]
-    )
+    code = main(["--workspace", str(workspace.root), "--quick", "--data", str(tiny_dataset), "--out", str(out)])
     assert code == 0
     text = out.read_text()
     assert "--quick" in text and "| section | measure | value | target | met |" in text
@@ -38,7 +36,6 @@ def test_quick_preset_section_trains_through_the_cli(tiny_dataset, workspace, tm
         [
             "--workspace",
             str(workspace.root),
-            "bench",
             "--quick",
             "--data",
             str(tiny_dataset),

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from flagvision import bench
+from benchmarks import bench
 from flagvision.config import DataConfig, RunConfig
 from flagvision.study import StudyConfig, load_study, make_pruner, run_study
 

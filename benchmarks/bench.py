@@ -1,11 +1,11 @@
-"""``python -m flagvision bench``: FlagVision's pipeline against a seed-style baseline, measured.
+"""``python -m benchmarks``: FlagVision's pipeline against a baseline written as in the reference study, measured.
 
 One invocation, one dataset (the workspace's built-in flags, built if missing, or ``--data``), and
 every figure a ratio of two things timed in the same process, so that a busy machine slows both
 sides alike. Sections (``--sections``, default all but ``preset``):
 
 ``epoch``      a training epoch of FlagVision (decoded uint8 cache, batched tensor augmentation,
-               engine defaults) against the seed's way (``torchvision.datasets.ImageFolder`` + PIL
+               engine defaults) against the reference study's way (``torchvision.datasets.ImageFolder`` + PIL
                decode and resize every epoch, fp32, DataLoader defaults), both with the default
                preset ``HyperParams()``, plus the test accuracy of each after the same epochs.
 ``tuning``     one training step under each candidate setting (threads, channels_last, bf16
@@ -46,9 +46,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+
+from flagvision.callbacks import Callback
 
 SECTIONS = ("epoch", "tuning", "profile", "fast", "vgg", "inference", "study", "memory", "preset")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # preset takes 5 minutes of its own: run it with --sections preset
@@ -79,7 +82,7 @@ class BenchSettings:
     photos: int = 20  # dropped photos through both models
     photo_size: tuple[int, int] = (1024, 768)  # dropped photos are re-encoded at phone-ish size
     study_trials: int = 30
-    study_epochs: int = 5  # epochs per trial (the seed's)
+    study_epochs: int = 5  # epochs per trial (the reference study's)
     study_image_size: int = 32  # studies search on a small, downsampled copy to fit the time budget
     study_train_per_class: int = 16
     study_test_per_class: int = 8
@@ -93,11 +96,31 @@ class BenchSettings:
 
 FULL = BenchSettings()
 QUICK = BenchSettings(
-    image_size=32, train_per_class=6, test_per_class=3, epochs=1, tuning_steps=2, try_compile=False,
-    profile_batches=3, fast_target=0.5, fast_image_size=32, fast_max_epochs=2, fast_time_limit_s=10, vgg_train_per_class=3,
-    vgg_test_per_class=2, vgg_epochs=3, latency_images=3, photos=2, photo_size=(160, 120), study_trials=3,
-    study_epochs=2, study_image_size=24, study_train_per_class=4, study_test_per_class=2, cache_limit_small_mb=0,
-    preset_epochs=1, checkset_per_class=1,
+    image_size=32,
+    train_per_class=6,
+    test_per_class=3,
+    epochs=1,
+    tuning_steps=2,
+    try_compile=False,
+    profile_batches=3,
+    fast_target=0.5,
+    fast_image_size=32,
+    fast_max_epochs=2,
+    fast_time_limit_s=10,
+    vgg_train_per_class=3,
+    vgg_test_per_class=2,
+    vgg_epochs=3,
+    latency_images=3,
+    photos=2,
+    photo_size=(160, 120),
+    study_trials=3,
+    study_epochs=2,
+    study_image_size=24,
+    study_train_per_class=4,
+    study_test_per_class=2,
+    cache_limit_small_mb=0,
+    preset_epochs=1,
+    checkset_per_class=1,
 )
 
 # What the fast section trains: the preset changed where it buys speed (bigger batches, higher lr).
@@ -135,8 +158,11 @@ class Report:
         return why() if callable(why) else why
 
     def misses(self) -> str:
-        lines = [f"- **{r.measure}** ({r.section}): measured {r.value}, target {r.target}. "
-                 + self.reason(r.measure) for r in self.rows if r.met is False]
+        lines = [
+            f"- **{r.measure}** ({r.section}): measured {r.value}, target {r.target}. " + self.reason(r.measure)
+            for r in self.rows
+            if r.met is False
+        ]
         return "\n".join(lines) if lines else "Every target was met in this run."
 
     def add(self, section: str, measure: str, value: str, target: str = "", met: bool | None = None) -> None:
@@ -192,7 +218,8 @@ def machine_info() -> dict[str, Any]:
         pass
     if mhz is None:
         with contextlib.suppress(OSError, ValueError):
-            mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text()).group(1))
+            found = re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text())
+            mhz = float(found.group(1)) if found else None
     cores = os.cpu_count() or 1
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     flops_per_cycle = 2 * lanes * 2  # 2 FMA units × fp32 lanes × 2 FLOPs per FMA
@@ -295,7 +322,7 @@ def _ms(s: float) -> str:
     return f"{1000 * s:.1f} ms"
 
 
-class _EpochClock:
+class _EpochClock(Callback):
     """Callback: splits each fit() epoch into its training pass and its validation."""
 
     def __init__(self) -> None:
@@ -325,7 +352,7 @@ def _image_folder(root: Path, paths: list[str], labels: list[int], transform):
     from torchvision.datasets import ImageFolder
 
     ds = ImageFolder(str(root), transform=transform, allow_empty=True)
-    ds.samples = ds.imgs = list(zip(paths, labels))
+    ds.samples = ds.imgs = list(zip(paths, labels, strict=True))
     ds.targets = list(labels)
     return ds
 
@@ -336,8 +363,8 @@ def flops_per_image(hp, image_size: int, num_classes: int) -> float:
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .config import DataConfig, RunConfig
-    from .models import get_model
+    from flagvision.config import DataConfig, RunConfig
+    from flagvision.models import get_model
 
     model = get_model("flag_cnn", num_classes, RunConfig(hparams=hp, data=DataConfig(image_size=image_size)))
     x = torch.randn(2, 3, image_size, image_size)
@@ -347,11 +374,17 @@ def flops_per_image(hp, image_size: int, num_classes: int) -> float:
 
 
 def _save_ckpt(ctx: Context, slot: str, model, cfg, acc: float | None) -> None:
-    from .checkpoints import make_card, save_checkpoint
+    from flagvision.checkpoints import make_card, save_checkpoint
 
     folder = ctx.tmp / "checkpoints" / slot
-    card = make_card(model, cfg, ctx.bundle.class_names, ctx.bundle.fingerprint, epoch=0,
-                     metrics={"val_acc": acc} if acc is not None else {})
+    card = make_card(
+        model,
+        cfg,
+        ctx.bundle.class_names,
+        ctx.bundle.fingerprint,
+        epoch=0,
+        metrics={"val_acc": acc} if acc is not None else {},
+    )
     save_checkpoint(folder, model, card)
     ctx.checkpoints[slot] = folder
 
@@ -369,8 +402,11 @@ def bf16_finding(bf16_flags: tuple[str, ...] | list[str], speed: float | None) -
     as fast), or None when the tuning section did not run.
     """
     flags = "/".join(bf16_flags)
-    hw = (f"this CPU has bf16 instructions ({flags} in its flags)" if bf16_flags
-          else "this CPU has no bf16 instructions (neither avx512_bf16 nor amx_bf16 in its flags)")
+    hw = (
+        f"this CPU has bf16 instructions ({flags} in its flags)"
+        if bf16_flags
+        else "this CPU has no bf16 instructions (neither avx512_bf16 nor amx_bf16 in its flags)"
+    )
     if speed is None:
         return f"bf16 autocast was not timed in this run (the tuning section did not run); {hw}"
     if speed >= 1.02:
@@ -380,8 +416,16 @@ def bf16_finding(bf16_flags: tuple[str, ...] | list[str], speed: float | None) -
     return f"bf16 autocast ran at {speed:.2f}× the speed of the fp32 step: {hw}, so it is emulated"
 
 
-def tuning_verdict(name: str, ratio: float, *, extra_first_s: float = 0.0, step_s: float = 0.0,
-                   steps_per_epoch: int = 0, hyperparameter: bool = False, reference: bool = False) -> str:
+def tuning_verdict(
+    name: str,
+    ratio: float,
+    *,
+    extra_first_s: float = 0.0,
+    step_s: float = 0.0,
+    steps_per_epoch: int = 0,
+    hyperparameter: bool = False,
+    reference: bool = False,
+) -> str:
     """The "What was tried" verdict of one variant, from its measured speed against the defaults."""
     if reference:
         return "what fit() does"
@@ -394,55 +438,77 @@ def tuning_verdict(name: str, ratio: float, *, extra_first_s: float = 0.0, step_
     if extra_first_s > 0 and step_s > 0 and steps_per_epoch > 0:
         saved = step_s * (1 - 1 / ratio)  # seconds saved per step
         epochs = extra_first_s / saved / steps_per_epoch
-        return f"{ratio:.2f}× per step; its extra {extra_first_s:.1f} s first step is won back after {epochs:.1f} epoch(s)"
+        return (
+            f"{ratio:.2f}× per step; its extra {extra_first_s:.1f} s first step is won back after {epochs:.1f} epoch(s)"
+        )
     return f"faster here ({ratio:.2f}×): a candidate default"
 
 
-def epoch_speedup_reason(speedup: float, decode_s: float, baseline_epoch_s: float, seed_peak_share: float | None,
-                         tuning: dict[str, dict[str, float]], bf16_flags: tuple[str, ...] | list[str],
-                         augment_share: float | None) -> str:
+def epoch_speedup_reason(
+    speedup: float,
+    decode_s: float,
+    baseline_epoch_s: float,
+    seed_peak_share: float | None,
+    tuning: dict[str, dict[str, float]],
+    bf16_flags: tuple[str, ...] | list[str],
+    augment_share: float | None,
+) -> str:
     """Why the whole-epoch speed-up missed 3×, from this run's epoch, decode, profile and tuning figures."""
     parts = [f"Distance: {3 / speedup:.1f}× short."]
     parts.append(
-        f"Decoding and resizing the images took {_fmt_s(decode_s)} here, against a seed-style epoch of "
-        f"{_fmt_s(baseline_epoch_s)}: that is all the tensor cache can save.")
+        f"Decoding and resizing the images took {_fmt_s(decode_s)} here, against a reference-style epoch of "
+        f"{_fmt_s(baseline_epoch_s)}: that is all the tensor cache can save."
+    )
     if seed_peak_share is not None:
-        parts.append(f"The seed-style training pass already runs at {_pct(seed_peak_share)} of the fp32 peak; "
-                     f"3× would need {_pct(3 * seed_peak_share)}.")
+        parts.append(
+            f"The reference-style training pass already runs at {_pct(seed_peak_share)} of the fp32 peak; "
+            f"3× would need {_pct(3 * seed_peak_share)}."
+        )
     if tuning:
-        timed = "; ".join(f"{name} {v['ratio']:.2f}×" for name, v in tuning.items() if not name.startswith("engine defaults"))
-        parts.append(f"The settings timed under \"What was tried\" (speed against what fit() does): {timed}.")
+        timed = "; ".join(
+            f"{name} {v['ratio']:.2f}×" for name, v in tuning.items() if not name.startswith("engine defaults")
+        )
+        parts.append(f'The settings timed under "What was tried" (speed against what fit() does): {timed}.')
         gains = {n: v["ratio"] for n, v in tuning.items() if v["ratio"] > 1.02 and not n.startswith("batch")}
         if gains:
             name, best = max(gains.items(), key=lambda kv: kv[1])
             parts.append(f"The best of them, {name}, would bring the epoch to about {speedup * best:.2f}×.")
         else:
             batch = next((v["ratio"] for n, v in tuning.items() if n.startswith("batch")), None)
-            parts.append("None of them is faster than the defaults by more than 2 %"
-                         + (f" except a bigger batch ({batch:.2f}× per image), a hyperparameter of the preset."
-                            if batch is not None and batch > 1.02 else "."))
+            parts.append(
+                "None of them is faster than the defaults by more than 2 %"
+                + (
+                    f" except a bigger batch ({batch:.2f}× per image), a hyperparameter of the preset."
+                    if batch is not None and batch > 1.02
+                    else "."
+                )
+            )
     bf16 = tuning.get("bf16 autocast", {}).get("ratio") if tuning else None
     parts.append(bf16_finding(bf16_flags, bf16) + ".")
     if augment_share is not None:
-        parts.append(f"FlagVision also augments every batch (the seed-style loop does not): {_pct(augment_share)} "
-                     "of its training step in the profile.")
+        parts.append(
+            f"FlagVision also augments every batch (the reference-style loop does not): {_pct(augment_share)} "
+            "of its training step in the profile."
+        )
     return " ".join(parts)
 
 
 def accuracy_gap_reason(seed_accs: list[float], fv_accs: list[float], augment: float) -> str:
-    """Why FlagVision's test accuracy is behind the seed-style loop's after the same epochs."""
-    gaps = ", ".join(f"{100 * (f - b):+.1f}" for b, f in zip(seed_accs, fv_accs))
-    return (f"{100 * (seed_accs[-1] - fv_accs[-1]):.1f} points behind after {len(fv_accs)} epoch(s) "
-            f"(FlagVision − seed-style per epoch: {gaps} points). Same preset, same random seed, same images; "
-            f"FlagVision trains on augmented copies (strength {augment:g}), the seed-style loop on the plain images. "
-            "The preset's full 10 epochs: BENCHMARKS-preset.md.")
+    """Why FlagVision's test accuracy is behind the reference-style loop's after the same epochs."""
+    gaps = ", ".join(f"{100 * (f - b):+.1f}" for b, f in zip(seed_accs, fv_accs, strict=True))
+    return (
+        f"{100 * (seed_accs[-1] - fv_accs[-1]):.1f} points behind after {len(fv_accs)} epoch(s) "
+        f"(FlagVision − reference-style per epoch: {gaps} points). Same preset, same random seed, same images; "
+        f"FlagVision trains on augmented copies (strength {augment:g}), the reference-style loop on the plain images. "
+        "The preset's full 10 epochs: BENCHMARKS-preset.md."
+    )
 
 
 # ----------------------------------------------------------------------------- epoch
 
 
-def seed_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """The seed's loop: ImageFolder + PIL decode/resize per epoch, DataLoader defaults, fp32.
+def reference_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """The reference study's loop: ImageFolder + PIL decode/resize per epoch, DataLoader defaults, fp32.
 
     A generator: each ``next()`` runs one epoch (train pass + test pass) and yields the figures so far,
     so the caller can interleave it with FlagVision's epochs.
@@ -452,12 +518,13 @@ def seed_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 0) ->
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    from .config import DataConfig, RunConfig
-    from .models import FLAG_CNN_MEAN, FLAG_CNN_STD, get_model
+    from flagvision.config import DataConfig, RunConfig
+    from flagvision.models import FLAG_CNN_MEAN, FLAG_CNN_STD, get_model
 
     size = bundle.image_size
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
-                             transforms.Normalize(FLAG_CNN_MEAN, FLAG_CNN_STD)])
+    tf = transforms.Compose(
+        [transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize(FLAG_CNN_MEAN, FLAG_CNN_STD)]
+    )
     root = ctx.data_path / "train" if (ctx.data_path / "train").is_dir() else ctx.data_path
     train_ds = _image_folder(root, bundle.train.paths, bundle.train.labels.tolist(), tf)
     test_ds = _image_folder(root, bundle.val.paths, bundle.val.labels.tolist(), tf)
@@ -465,7 +532,7 @@ def seed_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 0) ->
     with torch.random.fork_rng():  # seeded init without resetting the RNG of a fit() running meanwhile
         torch.manual_seed(seed)
         model = get_model("flag_cnn", bundle.num_classes, cfg)
-    opt = getattr(torch.optim, hp.optimizer)(model.parameters(), lr=hp.lr)  # the seed's: no extras
+    opt = getattr(torch.optim, hp.optimizer)(model.parameters(), lr=hp.lr)  # the reference study's: no extras
     train_loader = DataLoader(train_ds, batch_size=hp.batch_size, shuffle=True)
     test_loader = DataLoader(test_ds, batch_size=hp.batch_size)
     train_s, val_s, accs = [], [], []
@@ -494,25 +561,28 @@ def seed_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 0) ->
 
 
 def section_epoch(ctx: Context) -> None:
-    from .config import DataConfig, HyperParams, RunConfig
-    from .engine import fit
-    from .models import get_model
-    from .runtime import seed_everything
+    from flagvision.config import DataConfig, HyperParams, RunConfig
+    from flagvision.engine import fit
+    from flagvision.models import get_model
+    from flagvision.runtime import seed_everything
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     hp = HyperParams(epochs=s.epochs)
-    print(f"FlagVision fit() and the seed-style loop, {s.epochs} epoch(s) each, interleaved…", flush=True)
-    baseline = seed_style_training(ctx, bundle, hp, s.epochs)
+    print(f"FlagVision fit() and the reference-style loop, {s.epochs} epoch(s) each, interleaved…", flush=True)
+    baseline = reference_style_training(ctx, bundle, hp, s.epochs)
     base: dict[str, Any] = {}
 
     class Interleave(_EpochClock):
-        """After each FlagVision epoch (its time already taken), run one seed-style epoch."""
+        """After each FlagVision epoch (its time already taken), run one reference-style epoch."""
 
         def on_epoch_end(self, state, metrics, improved) -> None:
             super().on_epoch_end(state, metrics, improved)
             base.update(next(baseline))
-            print(f"  epoch {metrics.epoch}: FlagVision {metrics.seconds:.1f} s, seed-style "
-                  f"{base['train_s'][-1] + base['val_s'][-1]:.1f} s", flush=True)
+            print(
+                f"  epoch {metrics.epoch}: FlagVision {metrics.seconds:.1f} s, reference-style "
+                f"{base['train_s'][-1] + base['val_s'][-1]:.1f} s",
+                flush=True,
+            )
 
     cfg = RunConfig(hparams=hp, data=DataConfig(path=str(ctx.data_path), image_size=s.image_size))
     seed_everything(0)
@@ -521,28 +591,50 @@ def section_epoch(ctx: Context) -> None:
     history = fit(model, bundle, cfg, [clock])
     fv_acc = history.epochs[-1].val_acc
 
-    b_epoch = statistics.mean(t + v for t, v in zip(base["train_s"], base["val_s"]))
+    b_epoch = statistics.mean(t + v for t, v in zip(base["train_s"], base["val_s"], strict=True))
     f_epoch = statistics.mean(m.seconds for m in history.epochs)
     b_train, f_train = statistics.mean(base["train_s"]), statistics.mean(clock.train_s)
     ctx.baseline_epoch_s, ctx.cached_epoch_s = b_epoch, f_epoch
     ctx.train_imgs_per_s = len(bundle.train) / f_train
     split = bundle.eval_split_name or "held-out"
-    rep.add("epoch", "seed-style epoch (train + test pass)", _fmt_s(b_epoch))
+    rep.add("epoch", "reference-style epoch (train + test pass)", _fmt_s(b_epoch))
     rep.add("epoch", "FlagVision epoch (train + test pass)", _fmt_s(f_epoch))
     rep.add("epoch", "speed-up, whole epoch", f"{b_epoch / f_epoch:.2f}×", "≥ 3×", b_epoch / f_epoch >= 3)
     peak = machine_info()["peak_gflops"]
     work = flops_per_image(hp, s.image_size, bundle.num_classes) * len(bundle.train) / 1e9
     machine = machine_info()
-    rep.explain("speed-up, whole epoch", lambda: epoch_speedup_reason(
-        b_epoch / f_epoch, ctx.decode_s, b_epoch, work / b_train / peak if peak > 0 else None, ctx.tuning,
-        machine["bf16_flags"], ctx.augment_share))
-    rep.add("epoch", "speed-up, training pass only", f"{b_train / f_train:.2f}× ({_fmt_s(b_train)} → {_fmt_s(f_train)})")
+    rep.explain(
+        "speed-up, whole epoch",
+        lambda: epoch_speedup_reason(
+            b_epoch / f_epoch,
+            ctx.decode_s,
+            b_epoch,
+            work / b_train / peak if peak > 0 else None,
+            ctx.tuning,
+            machine["bf16_flags"],
+            ctx.augment_share,
+        ),
+    )
+    rep.add(
+        "epoch", "speed-up, training pass only", f"{b_train / f_train:.2f}× ({_fmt_s(b_train)} → {_fmt_s(f_train)})"
+    )
     if peak > 0:
-        rep.add("epoch", "training pass at the arithmetic peak (floor)", f"{_fmt_s(work / peak)}: seed-style runs at "
-                f"{_pct(work / b_train / peak)}, FlagVision at {_pct(work / f_train / peak)} of peak; 3× the seed "
-                f"would need {_pct(3 * work / b_train / peak)}")
-    acc_measure = f"test accuracy after {s.epochs} epoch(s), seed-style vs FlagVision ({split} split)"
-    rep.add("epoch", acc_measure, f"{_pct(base['acc'][-1])} vs {_pct(fv_acc)}", "FlagVision ≥ seed", fv_acc >= base["acc"][-1])
+        rep.add(
+            "epoch",
+            "training pass at the arithmetic peak (floor)",
+            f"{_fmt_s(work / peak)}: reference-style runs at "
+            f"{_pct(work / b_train / peak)}, FlagVision at {_pct(work / f_train / peak)} of peak; 3× the "
+            "reference-style loop "
+            f"would need {_pct(3 * work / b_train / peak)}",
+        )
+    acc_measure = f"test accuracy after {s.epochs} epoch(s), reference-style vs FlagVision ({split} split)"
+    rep.add(
+        "epoch",
+        acc_measure,
+        f"{_pct(base['acc'][-1])} vs {_pct(fv_acc)}",
+        "FlagVision ≥ reference",
+        fv_acc >= base["acc"][-1],
+    )
     rep.explain(acc_measure, accuracy_gap_reason(base["acc"], [m.val_acc for m in history.epochs], cfg.data.augment))
     rep.details["epoch"] = (
         f"Both: default preset `HyperParams()` (NAdam, lr 1.8e-4, batch 16), {s.image_size} px, seed 0, "
@@ -550,12 +642,15 @@ def section_epoch(ctx: Context) -> None:
         f"{os.cpu_count()} threads. Seed-style: PIL decode + `Resize` + `ToTensor` every epoch, no "
         "augmentation, `torch.optim.NAdam` with defaults. FlagVision: `engine.fit` on the decoded uint8 "
         f"cache with batched augmentation (strength {cfg.data.augment:g}) and the engine's CPU defaults.\n\n"
-        "| epoch | seed-style train | seed-style test pass | seed acc | FlagVision train | FlagVision val | FlagVision acc |\n"
+        "| epoch | reference-style train | reference-style test pass | reference acc | FlagVision train | FlagVision "
+        "val | FlagVision acc |\n"
         "|---|---|---|---|---|---|---|\n"
         + "\n".join(
             f"| {i + 1} | {_fmt_s(bt)} | {_fmt_s(bv)} | {_pct(ba)} | {_fmt_s(ft)} | {_fmt_s(fv)} | {_pct(m.val_acc)} |"
             for i, (bt, bv, ba, ft, fv, m) in enumerate(
-                zip(base["train_s"], base["val_s"], base["acc"], clock.train_s, clock.val_s, history.epochs)
+                zip(
+                    base["train_s"], base["val_s"], base["acc"], clock.train_s, clock.val_s, history.epochs, strict=True
+                )
             )
         )
     )
@@ -565,9 +660,17 @@ def section_epoch(ctx: Context) -> None:
 # ----------------------------------------------------------------------------- tuning
 
 
-def _step_variant(bundle, hp_changes: dict, *, channels_last: bool | None = None, bf16: bool = False,
-                  compile_model: bool = False, optimizer_impl: str | None = None, threads: int | None = None,
-                  size: int = 64) -> tuple[Callable[[], None], float]:
+def _step_variant(
+    bundle,
+    hp_changes: dict,
+    *,
+    channels_last: bool | None = None,
+    bf16: bool = False,
+    compile_model: bool = False,
+    optimizer_impl: str | None = None,
+    threads: int | None = None,
+    size: int = 64,
+) -> tuple[Callable[[], None], float]:
     """A training-step closure for one variant, warmed up; returns it and the seconds of its first step.
 
     ``None`` means "as the engine does it" (its own helpers choose layout and optimizer).
@@ -575,10 +678,10 @@ def _step_variant(bundle, hp_changes: dict, *, channels_last: bool | None = None
     import torch
     import torch.nn.functional as F
 
-    from . import engine
-    from .config import DataConfig, RunConfig
-    from .data import augment_batch, normalize_float
-    from .models import get_model
+    from flagvision import engine
+    from flagvision.config import DataConfig, RunConfig
+    from flagvision.data import augment_batch, normalize_float
+    from flagvision.models import get_model
 
     cfg = RunConfig(data=DataConfig(image_size=size)).with_hparams(**hp_changes)
     hp = cfg.hparams
@@ -637,15 +740,17 @@ def section_tuning(ctx: Context) -> None:
         ("batch 64 (a hyperparameter, for reference; per 16 images)", "hyperparameter", {"batch_size": 64}, {}),
     ]
     if s.try_compile:
-        plan += [("optimizer step under torch.compile", "compile", {}, {"optimizer_impl": "compiled"}),
-                 ("model under torch.compile", "compile", {}, {"compile_model": True})]
+        plan += [
+            ("optimizer step under torch.compile", "compile", {}, {"optimizer_impl": "compiled"}),
+            ("model under torch.compile", "compile", {}, {"compile_model": True}),
+        ]
     variants: dict[str, tuple[Callable[[], None], float, str]] = {}
     failed: list[tuple[str, str]] = []
     for name, kind, hp, kw in plan:
         print(f"  tuning: building {name}…", flush=True)
         try:
             fn, first = _step_variant(ctx.bundle, hp, size=size, **kw)
-        except Exception as exc:  # a variant that does not run here is a result, not a crash
+        except Exception as exc:  # noqa: BLE001 - a variant that does not run here is a result, not a crash
             failed.append((name, f"fails here: {type(exc).__name__}: {str(exc)[:80]}"))
             continue
         variants[name] = (fn, first, kind)
@@ -657,7 +762,7 @@ def section_tuning(ctx: Context) -> None:
     ref_name = plan[0][0]
     ref = variants[ref_name][1] if ref_name in variants else math.inf
     for _ in range(rounds):
-        for name, (fn, first, kind) in variants.items():
+        for name, (_fn, first, kind) in variants.items():
             steps = 1 if first > 4 * ref and kind != "hyperparameter" else per_round
             clock = _timer()
             for _ in range(steps):
@@ -667,15 +772,24 @@ def section_tuning(ctx: Context) -> None:
     timings = {name: Timing(tuple(v)) for name, v in samples.items()}
     base = timings[ref_name].median if ref_name in timings else None
     steps_per_epoch = math.ceil(len(ctx.bundle.train) / 16)
-    lines = ["| variant | ms / step (16 images), median (min–max) | speed vs engine defaults | first step (incl. compile) | verdict |",
-             "|---|---|---|---|---|"]
-    for name, (fn, first, kind) in variants.items():
+    lines = [
+        "| variant | ms / step (16 images), median (min–max) | speed vs engine defaults | first step (incl. compile) "
+        "| verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (_fn, first, kind) in variants.items():
         t = timings[name]
         ratio = base / t.median if base else float("nan")
         extra = first - variants[ref_name][1] if kind == "compile" and ref_name in variants else 0.0
-        verdict = tuning_verdict(name, ratio, extra_first_s=max(extra, 0.0), step_s=base or 0.0,
-                                 steps_per_epoch=steps_per_epoch, hyperparameter=kind == "hyperparameter",
-                                 reference=kind == "reference")
+        verdict = tuning_verdict(
+            name,
+            ratio,
+            extra_first_s=max(extra, 0.0),
+            step_s=base or 0.0,
+            steps_per_epoch=steps_per_epoch,
+            hyperparameter=kind == "hyperparameter",
+            reference=kind == "reference",
+        )
         if name == "bf16 autocast":
             verdict += f" ({bf16_finding(machine['bf16_flags'], ratio)})"
         ctx.tuning[name] = {"ratio": ratio, "first_s": first}
@@ -705,11 +819,11 @@ def section_profile(ctx: Context) -> None:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from . import engine
-    from .config import DataConfig, HyperParams, RunConfig
-    from .data import augment_batch, normalize_float
-    from .models import get_model
-    from .runtime import seed_everything, set_threads
+    from flagvision import engine
+    from flagvision.config import DataConfig, HyperParams, RunConfig
+    from flagvision.data import augment_batch, normalize_float
+    from flagvision.models import get_model
+    from flagvision.runtime import seed_everything, set_threads
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     hp = HyperParams()
@@ -746,7 +860,7 @@ def section_profile(ctx: Context) -> None:
         opt.step()
         t4 = time.perf_counter()
         if phases is not None:
-            for k, d in zip(names, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
+            for k, d in zip(names, (t1 - t, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phases[k] += d
 
     model.train()
@@ -782,10 +896,16 @@ def section_profile(ctx: Context) -> None:
         return f"{x:.1f} GFLOP/s"
 
     rep.add("profile", "FLOPs per image, forward + backward", f"{flops_per_img / 1e6:.0f} MFLOP")
-    rep.add("profile", "training step throughput", f"{achieved.fmt(gflops)} = {_pct(achieved.median / peak)} of peak "
-            f"({peak:.0f} GFLOP/s)")
-    rep.add("profile", "forward + backward alone",
-            f"{compute_only.fmt(gflops)} = {_pct(compute_only.median / peak)} of peak")
+    rep.add(
+        "profile",
+        "training step throughput",
+        f"{achieved.fmt(gflops)} = {_pct(achieved.median / peak)} of peak ({peak:.0f} GFLOP/s)",
+    )
+    rep.add(
+        "profile",
+        "forward + backward alone",
+        f"{compute_only.fmt(gflops)} = {_pct(compute_only.median / peak)} of peak",
+    )
     phase_lines = "\n".join(f"| {k} | {1000 * v / n_steps:.1f} | {_pct(v / total)} |" for k, v in phases.items())
     rep.details["profile"] = (
         f"Default preset, batch {hp.batch_size}, {s.image_size} px, {MIN_REPEATS} repeats × {per_block} timed steps "
@@ -805,12 +925,11 @@ def section_profile(ctx: Context) -> None:
 
 
 def section_fast(ctx: Context) -> None:
-    from .config import DataConfig, RunConfig
-    from .engine import Callback, fit
-    from .models import get_model
-    from .runtime import seed_everything
-
-    from .data import load_dataset
+    from flagvision.config import DataConfig, RunConfig
+    from flagvision.data import load_dataset
+    from flagvision.engine import Callback, fit
+    from flagvision.models import get_model
+    from flagvision.runtime import seed_everything
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     dcfg = DataConfig(path=str(ctx.data_path), image_size=s.fast_image_size)
@@ -839,22 +958,39 @@ def section_fast(ctx: Context) -> None:
     split = bundle.eval_split_name or "held-out"
     preset = ", ".join(f"{k} {v}" for k, v in FAST_HPARAMS.items() if k != "epochs")
     if reached:
-        rep.add("fast", f"fit() start → {_pct(s.fast_target)} on the {split} split",
-                f"{_fmt_s(reached['s'])}, {reached['epoch']} epoch(s) ({_pct(reached['acc'])})", "< 60 s",
-                reached["s"] < 60)
-        rep.explain(f"fit() start → {_pct(s.fast_target)} on the {split} split", (
-            f"Distance: {reached['s'] - 60:.0f} s over; {reached['epoch']} epochs at about "
-            f"{reached['s'] / reached['epoch']:.0f} s each were needed on this run; 1-minute load average at the "
-            f"start of the bench: {ctx.load_before:.2f} on {os.cpu_count()} cores."))
+        rep.add(
+            "fast",
+            f"fit() start → {_pct(s.fast_target)} on the {split} split",
+            f"{_fmt_s(reached['s'])}, {reached['epoch']} epoch(s) ({_pct(reached['acc'])})",
+            "< 60 s",
+            reached["s"] < 60,
+        )
+        rep.explain(
+            f"fit() start → {_pct(s.fast_target)} on the {split} split",
+            (
+                f"Distance: {reached['s'] - 60:.0f} s over; {reached['epoch']} epochs at about "
+                f"{reached['s'] / reached['epoch']:.0f} s each were needed on this run; 1-minute load average at the "
+                f"start of the bench: {ctx.load_before:.2f} on {os.cpu_count()} cores."
+            ),
+        )
     else:
         best = max((m.val_acc for m in history.epochs), default=0.0)
-        rep.add("fast", f"fit() start → {_pct(s.fast_target)} on the {split} split",
-                f"not reached: best {_pct(best)} in {len(history.epochs)} epochs", "< 60 s", False)
+        rep.add(
+            "fast",
+            f"fit() start → {_pct(s.fast_target)} on the {split} split",
+            f"not reached: best {_pct(best)} in {len(history.epochs)} epochs",
+            "< 60 s",
+            False,
+        )
     rep.details["fast"] = (
         f"Preset changed where it buys speed: {preset}, {s.fast_image_size} px input; everything else "
-        f"default (augment {dcfg.augment:g}, seed 0). Timed from the call of `fit()` (model already built) to the end of the "
-        "epoch whose validation first reaches the target.\n\n| epoch | seconds | train acc | test acc |\n|---|---|---|---|\n"
-        + "\n".join(f"| {m.epoch} | {m.seconds:.1f} | {_pct(m.train_acc)} | {_pct(m.val_acc)} |" for m in history.epochs)
+        f"default (augment {dcfg.augment:g}, seed 0). Timed from the call of `fit()` (model already built) to the end "
+        "of the "
+        "epoch whose validation first reaches the target.\n\n| epoch | seconds | train acc | test acc "
+        "|\n|---|---|---|---|\n"
+        + "\n".join(
+            f"| {m.epoch} | {m.seconds:.1f} | {_pct(m.train_acc)} | {_pct(m.val_acc)} |" for m in history.epochs
+        )
     )
     if "cnn" not in ctx.checkpoints or reached:
         _save_ckpt(ctx, "cnn", model, cfg, history.best_val_acc)
@@ -868,8 +1004,8 @@ def _vgg_backbone_every_epoch(model, bundle, cfg, gen) -> tuple[list[float], lis
     import torch
     import torch.nn.functional as F
 
-    from .data import augment_batch, normalize_float
-    from .engine import make_optimizer
+    from flagvision.data import augment_batch, normalize_float
+    from flagvision.engine import make_optimizer
 
     hp = cfg.hparams
     mean, std = model.normalization
@@ -901,25 +1037,28 @@ def _vgg_backbone_every_epoch(model, bundle, cfg, gen) -> tuple[list[float], lis
 
 
 def section_vgg(ctx: Context) -> None:
-    from .config import DataConfig, HyperParams, RunConfig, VGGConfig
-    from .engine import fit
-    from .models import get_model
-    from .runtime import seed_everything, set_threads
-    from .weights import weights_status
+    from flagvision.config import DataConfig, HyperParams, RunConfig, VGGConfig
+    from flagvision.engine import fit
+    from flagvision.models import get_model
+    from flagvision.runtime import seed_everything, set_threads
+    from flagvision.weights import weights_status
 
     s, rep = ctx.settings, ctx.report
     sub = _sub_bundle(ctx.bundle, s.vgg_train_per_class, s.vgg_test_per_class)
     pretrained = bool(weights_status()["available"])
-    cfg = RunConfig(model="vgg16_transfer", hparams=HyperParams(epochs=s.vgg_epochs),
-                    data=DataConfig(path=str(ctx.data_path), image_size=s.image_size),
-                    vgg=VGGConfig(pretrained=pretrained))
+    cfg = RunConfig(
+        model="vgg16_transfer",
+        hparams=HyperParams(epochs=s.vgg_epochs),
+        data=DataConfig(path=str(ctx.data_path), image_size=s.image_size),
+        vgg=VGGConfig(pretrained=pretrained),
+    )
     label = cfg.label
     print(f"{label}: cached features, {len(sub.train)} images × {cfg.vgg.cached_views} views…", flush=True)
     seed_everything(0)
     model = get_model(cfg.model, sub.num_classes, cfg)
     clock = _EpochClock()
     history = fit(model, sub, cfg, [clock])
-    cache_s = clock.first_epoch_start - clock.fit_start
+    cache_s = (clock.first_epoch_start or clock.fit_start) - clock.fit_start
     cached_t = Timing(tuple(m.seconds for m in history.epochs))
     cached = cached_t.median
     _save_ckpt(ctx, "vgg", model, cfg, history.epochs[-1].val_acc)
@@ -935,21 +1074,31 @@ def section_vgg(ctx: Context) -> None:
     rep.add("vgg", f"{label}: head epoch on cached features", cached_t.fmt())
     rep.add("vgg", f"{label}: epoch running the backbone", every_t.fmt())
     rep.add("vgg", "speed-up of a head epoch", f"{ratio:.0f}×", "≥ 20×", ratio >= 20)
-    rep.add("vgg", f"feature cache build ({cfg.vgg.cached_views} views × {len(sub.train)} + {len(sub.val)} val)",
-            _fmt_s(cache_s))
-    rep.add("vgg", f"{label}: test accuracy after {s.vgg_epochs} epochs, cached views vs fresh augmentation",
-            f"{_pct(history.epochs[-1].val_acc)} vs {_pct(every_acc[-1])}")
+    rep.add(
+        "vgg",
+        f"feature cache build ({cfg.vgg.cached_views} views × {len(sub.train)} + {len(sub.val)} val)",
+        _fmt_s(cache_s),
+    )
+    rep.add(
+        "vgg",
+        f"{label}: test accuracy after {s.vgg_epochs} epochs, cached views vs fresh augmentation",
+        f"{_pct(history.epochs[-1].val_acc)} vs {_pct(every_acc[-1])}",
+    )
     breakeven = cache_s / max(every - cached, 1e-9)
     rep.details["vgg"] = (
         f"{label}, {cfg.vgg.blocks} blocks, {s.image_size} px, head {cfg.vgg.head_units} units, default preset, "
         f"on a subset ({s.vgg_train_per_class} train + {s.vgg_test_per_class} test images per class: the backbone "
         f"costs ~2.5 GFLOP per image, so full-data VGG epochs do not fit in the bench's 10 minutes). "
         f"Cached: `engine.fit` computes features once for {cfg.vgg.cached_views} views (view 0 plain, the others "
-        f"augmented at strength {cfg.data.augment:g}) and the head trains on a random view per image and epoch. Backbone every "
+        f"augmented at strength {cfg.data.augment:g}) and the head trains on a random view per image and epoch. "
+        "Backbone every "
         "epoch: the same head trained on freshly augmented images run through the frozen backbone each batch. "
         f"The cache pays for itself after {breakeven:.1f} epoch(s). "
-        + ("Random initialisation: accuracies are NOT those of a pretrained VGG-16." if not pretrained else
-           "ImageNet weights from the local torch hub cache.")
+        + (
+            "Random initialisation: accuracies are NOT those of a pretrained VGG-16."
+            if not pretrained
+            else "ImageNet weights from the local torch hub cache."
+        )
     )
 
 
@@ -975,19 +1124,22 @@ def _photo_bytes(ctx: Context, count: int) -> list[tuple[str, bytes]]:
 def section_inference(ctx: Context) -> None:
     import torch
 
-    from .config import DataConfig, RunConfig, VGGConfig
-    from .images import open_image
-    from .models import get_model
-    from .predict import Predictor
-    from .runtime import seed_everything
-    from .ui_logic import analyse_photo
+    from flagvision.config import DataConfig, RunConfig, VGGConfig
+    from flagvision.images import open_image
+    from flagvision.models import get_model
+    from flagvision.predict import Predictor
+    from flagvision.runtime import seed_everything
+    from flagvision.ui_logic import analyse_photo
 
     s, rep = ctx.settings, ctx.report
     untrained = []
     for slot, model_name in (("cnn", "flag_cnn"), ("vgg", "vgg16_transfer")):
         if slot not in ctx.checkpoints:  # timing only needs the architecture
-            cfg = RunConfig(model=model_name, data=DataConfig(path=str(ctx.data_path), image_size=s.image_size),
-                            vgg=VGGConfig(pretrained=False))
+            cfg = RunConfig(
+                model=model_name,
+                data=DataConfig(path=str(ctx.data_path), image_size=s.image_size),
+                vgg=VGGConfig(pretrained=False),
+            )
             seed_everything(0)
             _save_ckpt(ctx, slot, get_model(model_name, ctx.bundle.num_classes, cfg), cfg, None)
             untrained.append(slot)
@@ -999,7 +1151,7 @@ def section_inference(ctx: Context) -> None:
         pil = [open_image(b) for _, b in photos[: s.latency_images]]
         cnn.predict(pil[:1])
         model_ms, e2e_ms = [], []
-        for img, (_, data) in zip(pil, photos):
+        for img, (_, data) in zip(pil, photos, strict=True):
             t = _timer()
             cnn.predict([img])
             model_ms.append(1000 * t())
@@ -1010,10 +1162,14 @@ def section_inference(ctx: Context) -> None:
         torch.set_num_threads(threads)
     lat_t, lat_bytes_t = Timing(tuple(x / 1000 for x in model_ms)), Timing(tuple(x / 1000 for x in e2e_ms))
     lat = 1000 * lat_t.median
-    rep.add("inference", "custom CNN, one image, 1 thread (resize + normalise + forward + top-5)",
-            lat_t.fmt(_ms), "< 20 ms", lat < 20)
-    rep.add("inference", f"… including open_image of a {s.photo_size[0]}×{s.photo_size[1]} JPEG",
-            lat_bytes_t.fmt(_ms))
+    rep.add(
+        "inference",
+        "custom CNN, one image, 1 thread (resize + normalise + forward + top-5)",
+        lat_t.fmt(_ms),
+        "< 20 ms",
+        lat < 20,
+    )
+    rep.add("inference", f"… including open_image of a {s.photo_size[0]}×{s.photo_size[1]} JPEG", lat_bytes_t.fmt(_ms))
 
     def journey(gradcam: bool) -> float:
         t = _timer()
@@ -1029,18 +1185,26 @@ def section_inference(ctx: Context) -> None:
             runs[gradcam].append(journey(gradcam))
     with_cam_t, without_cam_t = Timing(tuple(runs[True])), Timing(tuple(runs[False]))
     with_cam = with_cam_t.median
-    rep.add("inference", f"{s.photos} photos × both models, Predict path with Grad-CAM (page default)",
-            with_cam_t.fmt(), "< 5 s", with_cam < 5)
-    rep.explain(f"{s.photos} photos × both models, Predict path with Grad-CAM (page default)",
-                f"Distance: {with_cam - 5:.2f} s over (median of {MIN_REPEATS}); without Grad-CAM the same photos "
-                f"took {_fmt_s(without_cam_t.median)}, so Grad-CAM costs {_fmt_s(with_cam - without_cam_t.median)}; "
-                f"1-minute load average at the start of the bench: {ctx.load_before:.2f} on {os.cpu_count()} cores.")
+    rep.add(
+        "inference",
+        f"{s.photos} photos × both models, Predict path with Grad-CAM (page default)",
+        with_cam_t.fmt(),
+        "< 5 s",
+        with_cam < 5,
+    )
+    rep.explain(
+        f"{s.photos} photos × both models, Predict path with Grad-CAM (page default)",
+        f"Distance: {with_cam - 5:.2f} s over (median of {MIN_REPEATS}); without Grad-CAM the same photos "
+        f"took {_fmt_s(without_cam_t.median)}, so Grad-CAM costs {_fmt_s(with_cam - without_cam_t.median)}; "
+        f"1-minute load average at the start of the bench: {ctx.load_before:.2f} on {os.cpu_count()} cores.",
+    )
     rep.add("inference", f"{s.photos} photos × both models, without Grad-CAM", without_cam_t.fmt())
     rep.details["inference"] = (
         f"Photos: {s.photos} test images re-encoded as {s.photo_size[0]}×{s.photo_size[1]} JPEG (q 90) bytes. "
         "End to end = load both checkpoints (`Predictor.from_checkpoint`) + `ui_logic.analyse_photo` per photo "
         "(`open_image` from bytes, top-5 of each model, Grad-CAM overlay of each), no Streamlit, "
-        f"{threads} threads, {MIN_REPEATS} interleaved repeats of each. Latency: 1 thread, median (min–max) of {len(model_ms)} images."
+        f"{threads} threads, {MIN_REPEATS} interleaved repeats of each. Latency: 1 thread, median (min–max) of "
+        f"{len(model_ms)} images."
         + (f" Checkpoints of untrained {', '.join(untrained)} (timing only)." if untrained else "")
     )
 
@@ -1089,16 +1253,28 @@ class StudyRun:
 def _study_trials(study) -> list[dict[str, Any]]:
     out = []
     for tr in study.trials:
-        secs = (tr.datetime_complete - tr.datetime_start).total_seconds() if tr.datetime_complete and tr.datetime_start else 0.0
-        out.append({"number": tr.number, "state": tr.state.name, "value": tr.value, "params": dict(tr.params),
-                    "curve": [tr.intermediate_values[k] for k in sorted(tr.intermediate_values)], "seconds": secs})
+        secs = (
+            (tr.datetime_complete - tr.datetime_start).total_seconds()
+            if tr.datetime_complete and tr.datetime_start
+            else 0.0
+        )
+        out.append(
+            {
+                "number": tr.number,
+                "state": tr.state.name,
+                "value": tr.value,
+                "params": dict(tr.params),
+                "curve": [tr.intermediate_values[k] for k in sorted(tr.intermediate_values)],
+                "seconds": secs,
+            }
+        )
     return out
 
 
 def same_trials_until(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int:
     """How many first trials two studies share (same parameters): the sampler saw the same history."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the studies may differ in length
         if x["params"] != y["params"]:
             break
         n += 1
@@ -1119,8 +1295,14 @@ def study_cost_fit(runs: list[StudyRun]) -> tuple[float, float]:
     return (sy - slope * sx) / n, slope
 
 
-def study_time_reason(ratio: float, pruned: StudyRun, unpruned: StudyRun, epochs_per_trial: int,
-                      fit: tuple[float, float] | None = None, startup_trials: int = 0) -> str:
+def study_time_reason(
+    ratio: float,
+    pruned: StudyRun,
+    unpruned: StudyRun,
+    epochs_per_trial: int,
+    fit: tuple[float, float] | None = None,
+    startup_trials: int = 0,
+) -> str:
     """Why a pruned study took more than a third of the unpruned one's time, from this run's trials.
 
     With ``fit`` (:func:`study_cost_fit`), also the floor of pruning after whole epochs: every trial
@@ -1132,7 +1314,8 @@ def study_time_reason(ratio: float, pruned: StudyRun, unpruned: StudyRun, epochs
     at_first = sum(len(t["curve"]) == 1 for t in stopped)
     return (
         f"Distance: {ratio * 3:.2f}× the target time. {pruned.epochs_run} of {unpruned.epochs_run} epochs were run "
-        f"({pruned.epochs_run / max(1, unpruned.epochs_run):.2f}); {len(stopped)} trials were pruned, {at_first} of them "
+        f"({pruned.epochs_run / max(1, unpruned.epochs_run):.2f}); {len(stopped)} trials were pruned, {at_first} of "
+        "them "
         f"after their first epoch. The {len(full)} trials run to all {epochs_per_trial} epochs took {_fmt_s(full_s)}, "
         f"{full_s / max(unpruned.seconds, 1e-9):.2f} of the unpruned study's time on their own. "
         f"CPU time of this process, pruned / unpruned: {pruned.cpu_seconds / max(unpruned.cpu_seconds, 1e-9):.2f}. "
@@ -1141,15 +1324,18 @@ def study_time_reason(ratio: float, pruned: StudyRun, unpruned: StudyRun, epochs
     ).strip()
 
 
-def _pruning_floor(fit: tuple[float, float], n_trials: int, epochs_per_trial: int, startup_trials: int,
-                   unpruned_s: float) -> str:
+def _pruning_floor(
+    fit: tuple[float, float], n_trials: int, epochs_per_trial: int, startup_trials: int, unpruned_s: float
+) -> str:
     fixed, per_epoch = fit
     full = startup_trials + 1  # the start-up trials and the best one run every epoch
     epochs = n_trials + full * (epochs_per_trial - 1)
     floor = (fixed + per_epoch * epochs) / max(unpruned_s, 1e-9)
-    return (f"Floor of pruning after whole epochs: even if every trial but {full} ({startup_trials} start-up "
-            f"trial(s) and the best) stopped after its first epoch, {epochs} epochs would run, about {floor:.2f} of "
-            f"the unpruned time by this run's cost fit ({fixed / n_trials:.2f} s per trial + {per_epoch:.2f} s per epoch).")
+    return (
+        f"Floor of pruning after whole epochs: even if every trial but {full} ({startup_trials} start-up "
+        f"trial(s) and the best) stopped after its first epoch, {epochs} epochs would run, about {floor:.2f} of "
+        f"the unpruned time by this run's cost fit ({fixed / n_trials:.2f} s per trial + {per_epoch:.2f} s per epoch)."
+    )
 
 
 def study_gap_reason(pruned: StudyRun, unpruned: StudyRun) -> str:
@@ -1163,12 +1349,15 @@ def study_gap_reason(pruned: StudyRun, unpruned: StudyRun) -> str:
     parts = [f"The unpruned study's best is trial #{n} ({_pct(best['value'])}, reached at epoch {peak_epoch})."]
     parts.append(
         f"Both studies sampled the same parameters for their first {shared} trials; after that they differ, because "
-        "the TPE sampler learns from which trials completed, and pruning changes that.")
+        "the TPE sampler learns from which trials completed, and pruning changes that."
+    )
     if n < shared:
         twin = pruned.trials[n]
         if twin["state"] == "PRUNED":
-            parts.append(f"Trial #{n} was pruned after epoch {len(twin['curve'])} at {_pct(twin['curve'][-1])}, "
-                         f"before it reached {_pct(best['value'])}.")
+            parts.append(
+                f"Trial #{n} was pruned after epoch {len(twin['curve'])} at {_pct(twin['curve'][-1])}, "
+                f"before it reached {_pct(best['value'])}."
+            )
         else:
             parts.append(f"Trial #{n} completed there too, at {_pct(twin['value'] or 0)}.")
     else:
@@ -1182,14 +1371,15 @@ def study_gap_reason(pruned: StudyRun, unpruned: StudyRun) -> str:
 def section_study(ctx: Context) -> None:
     import optuna
 
-    from .config import DataConfig, RunConfig
-    from .study import PRUNERS, StudyConfig, describe_pruner, run_study
-    from .workspace import Workspace
+    from flagvision.config import DataConfig, RunConfig
+    from flagvision.study import PRUNERS, StudyConfig, describe_pruner, run_study
+    from flagvision.workspace import Workspace
 
     s, rep = ctx.settings, ctx.report
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sub = _downsample_bundle(_sub_bundle(ctx.bundle, s.study_train_per_class, s.study_test_per_class),
-                             s.study_image_size)
+    sub = _downsample_bundle(
+        _sub_bundle(ctx.bundle, s.study_train_per_class, s.study_test_per_class), s.study_image_size
+    )
     base = RunConfig(data=DataConfig(path=str(ctx.data_path), image_size=s.study_image_size))
     ws = Workspace.open(ctx.tmp / "study-ws")
     default = StudyConfig().pruner
@@ -1202,8 +1392,14 @@ def section_study(ctx: Context) -> None:
     unpruned_times: list[float] = []
     for i, pruner in enumerate((*pruners, "none")):
         # Every pruner exactly as the app and `tune` build it from StudyConfig's defaults.
-        cfg = StudyConfig(name=f"bench-{pruner}" + ("-again" if i else ""), n_trials=s.study_trials,
-                          epochs_per_trial=s.study_epochs, pruner=pruner, seed=0, base=base)
+        cfg = StudyConfig(
+            name=f"bench-{pruner}" + ("-again" if i else ""),
+            n_trials=s.study_trials,
+            epochs_per_trial=s.study_epochs,
+            pruner=pruner,
+            seed=0,
+            base=base,
+        )
         described[pruner] = describe_pruner(cfg)
         print(f"study: {s.study_trials} trials, pruner {pruner}…", flush=True)
         t, cpu0 = _timer(), time.process_time()
@@ -1215,15 +1411,19 @@ def section_study(ctx: Context) -> None:
             unpruned_times.append(seconds)
             if pruner in runs:  # the second unpruned study: the mean time, the first one's trials
                 first = runs["none"]
-                run = replace(first, seconds=statistics.mean(unpruned_times),
-                              cpu_seconds=(first.cpu_seconds + cpu) / 2)
+                run = replace(first, seconds=statistics.mean(unpruned_times), cpu_seconds=(first.cpu_seconds + cpu) / 2)
         runs[pruner] = run
     none = runs["none"]
-    rep.add("study", f"{s.study_trials} trials without pruning",
-            f"{_fmt_s(none.seconds)} (mean of {', '.join(_fmt_s(t) for t in unpruned_times)}: run first and last), "
-            f"best {_pct(none.best_value)}")
-    rows = [f"| none | {_fmt_s(none.seconds)} | 1.00 | 1.00 | {_pct(none.best_value)} | – | {none.complete} | 0 | "
-            f"{none.epochs_run} | {s.study_trials} | |"]
+    rep.add(
+        "study",
+        f"{s.study_trials} trials without pruning",
+        f"{_fmt_s(none.seconds)} (mean of {', '.join(_fmt_s(t) for t in unpruned_times)}: run first and last), "
+        f"best {_pct(none.best_value)}",
+    )
+    rows = [
+        f"| none | {_fmt_s(none.seconds)} | 1.00 | 1.00 | {_pct(none.best_value)} | – | {none.complete} | 0 | "
+        f"{none.epochs_run} | {s.study_trials} | |"
+    ]
     fit = study_cost_fit(list(runs.values()))
     for pruner in pruners[1:]:
         run = runs[pruner]
@@ -1231,36 +1431,63 @@ def section_study(ctx: Context) -> None:
         gap = 100 * (none.best_value - run.best_value)
         is_default = pruner == default
         label = f"{pruner} pruner" + (" (the default)" if is_default else "")
-        rep.add("study", f"{s.study_trials} trials with the {label}",
-                f"{_fmt_s(run.seconds)}, best {_pct(run.best_value)}, {run.pruned} pruned")
+        rep.add(
+            "study",
+            f"{s.study_trials} trials with the {label}",
+            f"{_fmt_s(run.seconds)}, best {_pct(run.best_value)}, {run.pruned} pruned",
+        )
         time_m, gap_m = f"{pruner}: time with pruning / without", f"{pruner}: best value, unpruned − pruned"
-        rep.add("study", time_m, f"{ratio:.2f}", "≤ 0.33" if is_default else "", (ratio <= 1 / 3) if is_default else None)
-        rep.add("study", gap_m, f"{gap:+.1f} points", "≤ 1 point" if is_default else "", (gap <= 1.0) if is_default else None)
+        rep.add(
+            "study", time_m, f"{ratio:.2f}", "≤ 0.33" if is_default else "", (ratio <= 1 / 3) if is_default else None
+        )
+        rep.add(
+            "study",
+            gap_m,
+            f"{gap:+.1f} points",
+            "≤ 1 point" if is_default else "",
+            (gap <= 1.0) if is_default else None,
+        )
         startup = StudyConfig(pruner=pruner).pruner_startup_trials if pruner in ("median", "percentile") else 0
         rep.explain(time_m, study_time_reason(ratio, run, none, s.study_epochs, fit, startup))
         rep.explain(gap_m, study_gap_reason(run, none))
-        rows.append(f"| {pruner}{' (default)' if is_default else ''} | {_fmt_s(run.seconds)} | {ratio:.2f} | "
-                    f"{run.cpu_seconds / max(none.cpu_seconds, 1e-9):.2f} | "
-                    f"{_pct(run.best_value)} | {gap:+.1f} | {run.complete} | {run.pruned} | {run.epochs_run} | "
-                    f"{same_trials_until(none.trials, run.trials)} | {described[pruner]} |")
-    table = ("| pruner | wall time | time / unpruned | CPU time / unpruned | best value | gap (points) | complete | pruned | "
-             "epochs run | same trials as unpruned | settings |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-             f"Cost fit over these {len(runs)} studies: {fit[0] / s.study_trials:.2f} s per trial + {fit[1]:.2f} s per epoch.\n\n")
+        rows.append(
+            f"| {pruner}{' (default)' if is_default else ''} | {_fmt_s(run.seconds)} | {ratio:.2f} | "
+            f"{run.cpu_seconds / max(none.cpu_seconds, 1e-9):.2f} | "
+            f"{_pct(run.best_value)} | {gap:+.1f} | {run.complete} | {run.pruned} | {run.epochs_run} | "
+            f"{same_trials_until(none.trials, run.trials)} | {described[pruner]} |"
+        )
+    table = (
+        "| pruner | wall time | time / unpruned | CPU time / unpruned | best value | gap (points) | complete | pruned "
+        "| "
+        "epochs run | same trials as unpruned | settings |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\n"
+        f"Cost fit over these {len(runs)} studies: {fit[0] / s.study_trials:.2f} s per trial + {fit[1]:.2f} s per "
+        "epoch.\n\n"
+    )
     best = none.best_trial()
     curves = ""
     if best is not None:
-        curves = (f"The unpruned study's best, trial #{best['number']}, per epoch: "
-                  + ", ".join(_pct(v) for v in best["curve"]) + ". ")
-    rep.details["study"] = table + curves + (
-        f"`study.run_study` (TPE sampler, seed 0, the reference study's preset enqueued first; each pruner with "
-        f"StudyConfig's defaults, as the app and `tune` use them) on a {s.study_image_size} px "
-        f"copy of {len(sub.train)} training / {len(sub.val)} test images ({s.study_train_per_class} + "
-        f"{s.study_test_per_class} per class, downsampled from the cache), {s.study_epochs} epochs per trial, "
-        "each trial a full `run_training` (run row, checkpoint, evaluation) in a scratch workspace. "
-        "\"Same trials as unpruned\": how many first trials got the same parameters as in the unpruned study "
-        "(the sampler's history was the same until then). "
-        f"Small on purpose: {len(pruners)} × {s.study_trials} trials on the full data would take over an hour on 2 cores. "
-        "How the default pruner was chosen, and the candidates measured: docs/ARCHITECTURE.md, \"Pruning\"."
+        curves = (
+            f"The unpruned study's best, trial #{best['number']}, per epoch: "
+            + ", ".join(_pct(v) for v in best["curve"])
+            + ". "
+        )
+    rep.details["study"] = (
+        table
+        + curves
+        + (
+            f"`study.run_study` (TPE sampler, seed 0, the reference study's preset enqueued first; each pruner with "
+            f"StudyConfig's defaults, as the app and `tune` use them) on a {s.study_image_size} px "
+            f"copy of {len(sub.train)} training / {len(sub.val)} test images ({s.study_train_per_class} + "
+            f"{s.study_test_per_class} per class, downsampled from the cache), {s.study_epochs} epochs per trial, "
+            "each trial a full `run_training` (run row, checkpoint, evaluation) in a scratch workspace. "
+            '"Same trials as unpruned": how many first trials got the same parameters as in the unpruned study '
+            "(the sampler's history was the same until then). "
+            f"Small on purpose: {len(pruners)} × {s.study_trials} trials on the full data would take over an hour on "
+            "2 cores. "
+            'How the default pruner was chosen, and the candidates measured: docs/ARCHITECTURE.md, "Pruning".'
+        )
     )
 
 
@@ -1277,17 +1504,32 @@ _RSS_WRAPPER = (
 
 
 def _train_subprocess(ctx: Context, ws: Path, cache_limit_mb: int) -> dict[str, Any]:
-    from .config import DataConfig, HyperParams, RunConfig
+    from flagvision.config import DataConfig, HyperParams, RunConfig
 
-    cfg = RunConfig(hparams=HyperParams(epochs=ctx.settings.memory_epochs),
-                    data=DataConfig(path=str(ctx.data_path), image_size=ctx.settings.image_size,
-                                    cache_limit_mb=cache_limit_mb))
+    cfg = RunConfig(
+        hparams=HyperParams(epochs=ctx.settings.memory_epochs),
+        data=DataConfig(path=str(ctx.data_path), image_size=ctx.settings.image_size, cache_limit_mb=cache_limit_mb),
+    )
     cfg_file = ctx.tmp / f"memory-{cache_limit_mb}.json"
     cfg_file.write_text(cfg.to_json())
-    cmd = [sys.executable, "-m", "flagvision", "--workspace", str(ws), "train", "--data", str(ctx.data_path),
-           "--config", str(cfg_file)]
-    out = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, text=True,
-                         cwd=str(Path(__file__).resolve().parents[1]))
+    cmd = [
+        sys.executable,
+        "-m",
+        "flagvision",
+        "--workspace",
+        str(ws),
+        "train",
+        "--data",
+        str(ctx.data_path),
+        "--config",
+        str(cfg_file),
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_WRAPPER, *cmd],
+        capture_output=True,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
         raise RuntimeError(f"training subprocess failed: {result['stderr']}")
@@ -1295,27 +1537,40 @@ def _train_subprocess(ctx: Context, ws: Path, cache_limit_mb: int) -> dict[str, 
 
 
 def section_memory(ctx: Context) -> None:
-    from .config import DataConfig
-    from .data import LazyImages, load_dataset
+    from flagvision.config import DataConfig
+    from flagvision.data import LazyImages, load_dataset
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     cache_mb = (bundle.train.images.numel() + bundle.val.images.numel()) / 2**20
-    rep.add("memory", "decoded uint8 cache of the dataset", f"{cache_mb:.1f} MiB (default bound {DataConfig().cache_limit_mb} MiB)")
+    rep.add(
+        "memory",
+        "decoded uint8 cache of the dataset",
+        f"{cache_mb:.1f} MiB (default bound {DataConfig().cache_limit_mb} MiB)",
+    )
     limit = s.cache_limit_small_mb
     ws = ctx.tmp / "memory-ws"
     print("memory: training subprocess, cached…", flush=True)
     cached = _train_subprocess(ctx, ws, DataConfig().cache_limit_mb)
-    rep.add("memory", f"peak RSS, `python -m flagvision train` ({s.memory_epochs} epoch, cached)",
-            f"{cached['maxrss_kb'] / 1024:.0f} MiB ({_fmt_s(cached['seconds'])} wall)")
+    rep.add(
+        "memory",
+        f"peak RSS, `python -m flagvision train` ({s.memory_epochs} epoch, cached)",
+        f"{cached['maxrss_kb'] / 1024:.0f} MiB ({_fmt_s(cached['seconds'])} wall)",
+    )
     stream = load_dataset(DataConfig(path=str(ctx.data_path), image_size=s.image_size, cache_limit_mb=limit))
     is_lazy = isinstance(stream.train.images, LazyImages) and not stream.cached_in_memory
-    rep.add("memory", f"cache_limit_mb={limit} < {cache_mb:.1f} MiB falls back to streaming",
-            "yes (LazyImages)" if is_lazy else "no", "streams", is_lazy)
+    rep.add(
+        "memory",
+        f"cache_limit_mb={limit} < {cache_mb:.1f} MiB falls back to streaming",
+        "yes (LazyImages)" if is_lazy else "no",
+        "streams",
+        is_lazy,
+    )
     rep.details["memory"] = (
         "Peak RSS: `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss` in a wrapper process that runs "
         f"`python -m flagvision train` for {s.memory_epochs} epoch (default preset, {s.image_size} px, scratch "
         "workspace, disk cache of the decoded tensors already built), with the default `cache_limit_mb`; "
-        f"then `load_dataset` with {limit} MiB is checked to stream. `load_dataset` keeps the decoded uint8 tensors only "
+        f"then `load_dataset` with {limit} MiB is checked to stream. `load_dataset` keeps the decoded uint8 tensors "
+        "only "
         "while their estimated size (N × 3 × S × S bytes) is within `cache_limit_mb`; above it the splits "
         "are `LazyImages` that decode each batch from disk (no disk cache written), so memory stays "
         "bounded by the model, a batch and the optimizer state."
@@ -1326,18 +1581,28 @@ _EPOCH_LINE = re.compile(r"epoch\s+(\d+)/\d+ .*val loss [\d.]+ acc ([\d.]+)\s+([
 
 
 def section_preset(ctx: Context) -> None:
-    from .checkpoints import load_checkpoint
-    from .checkset import make_checkset
-    from .config import DataConfig, HyperParams
-    from .data import load_eval_images
-    from .engine import evaluate
-    from .flags import FLAG_NAMES
-    from .workspace import RunPaths, Workspace
+    from flagvision.checkpoints import load_checkpoint
+    from flagvision.checkset import make_checkset
+    from flagvision.config import DataConfig, HyperParams
+    from flagvision.data import load_eval_images
+    from flagvision.engine import evaluate
+    from flagvision.flags import FLAG_NAMES
+    from flagvision.workspace import RunPaths, Workspace
 
     s, rep = ctx.settings, ctx.report
     ws = ctx.tmp / "preset-ws"
-    cmd = [sys.executable, "-m", "flagvision", "--workspace", str(ws), "train", "--data", str(ctx.data_path),
-           "--name", "default-preset"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flagvision",
+        "--workspace",
+        str(ws),
+        "train",
+        "--data",
+        str(ctx.data_path),
+        "--name",
+        "default-preset",
+    ]
     if s.preset_epochs:
         cmd += ["--epochs", str(s.preset_epochs)]
     print("preset: python -m flagvision train (every default)…", flush=True)
@@ -1352,30 +1617,55 @@ def section_preset(ctx: Context) -> None:
     best_epoch, best_acc = max(((e, a) for e, a, _ in epochs), key=lambda ea: (ea[1], -ea[0]), default=(0, 0.0))
     hp, data = HyperParams(), DataConfig()
     n_epochs = s.preset_epochs or hp.epochs
-    rep.add("preset", f"`train`, every default: wall time from start to exit ({n_epochs} epochs, {data.image_size} px)",
-            _fmt_s(wall), f"< {s.preset_time_limit_s:.0f} s", wall < s.preset_time_limit_s)
-    rep.add("preset", f"best test accuracy (epoch {best_epoch}, {evaluation['n_images']} test images)",
-            _pct(evaluation["accuracy"]), f"≥ {_pct(s.preset_target)}", evaluation["accuracy"] >= s.preset_target)
+    rep.add(
+        "preset",
+        f"`train`, every default: wall time from start to exit ({n_epochs} epochs, {data.image_size} px)",
+        _fmt_s(wall),
+        f"< {s.preset_time_limit_s:.0f} s",
+        wall < s.preset_time_limit_s,
+    )
+    rep.add(
+        "preset",
+        f"best test accuracy (epoch {best_epoch}, {evaluation['n_images']} test images)",
+        _pct(evaluation["accuracy"]),
+        f"≥ {_pct(s.preset_target)}",
+        evaluation["accuracy"] >= s.preset_target,
+    )
     model, card = load_checkpoint(run.checkpoint)
     if set(card["class_names"]) == set(FLAG_NAMES):
         check_dir = ctx.tmp / "checkset"
         make_checkset(check_dir, per_class=s.checkset_per_class)
-        check = evaluate(model, load_eval_images(check_dir, card["class_names"], int(card["input_size"])), card["class_names"])
-        rep.add("preset", f"that model on {check.n_images} check images (`flagvision.checkset`, another renderer)",
-                _pct(check.accuracy))
-        worst = ", ".join(f"{n} {_pct(a)}" for n, a in sorted(check.per_class.items(), key=lambda kv: kv[1])[:5])
+        check = evaluate(
+            model, load_eval_images(check_dir, card["class_names"], int(card["input_size"])), card["class_names"]
+        )
+        rep.add(
+            "preset",
+            f"that model on {check.n_images} check images (`flagvision.checkset`, another renderer)",
+            _pct(check.accuracy),
+        )
+        worst = ", ".join(
+            f"{n} {_pct(a)}"
+            for n, a in sorted(((k, v) for k, v in check.per_class.items() if v is not None), key=lambda kv: kv[1])[:5]
+        )
     else:
         rep.add("preset", "check images (`flagvision.checkset`)", "skipped: the data's classes are not the 24 flags")
         worst = "none (not run)"
-    rep.explain(f"best test accuracy (epoch {best_epoch}, {evaluation['n_images']} test images)",
-                f"{(s.preset_target - evaluation['accuracy']) * 100:.1f} points short. Test accuracy per epoch: "
-                + ", ".join(f"{a:.1%}" for _, a, _ in epochs) + ".")
-    rep.explain(f"`train`, every default: wall time from start to exit ({n_epochs} epochs, {data.image_size} px)",
-                f"{wall - s.preset_time_limit_s:.0f} s over; epochs took " + ", ".join(f"{sec:.0f}" for _, _, sec in epochs)
-                + f" s; 1-minute load average at the start of the bench: {ctx.load_before:.2f} on {os.cpu_count()} cores.")
+    rep.explain(
+        f"best test accuracy (epoch {best_epoch}, {evaluation['n_images']} test images)",
+        f"{(s.preset_target - evaluation['accuracy']) * 100:.1f} points short. Test accuracy per epoch: "
+        + ", ".join(f"{a:.1%}" for _, a, _ in epochs)
+        + ".",
+    )
+    rep.explain(
+        f"`train`, every default: wall time from start to exit ({n_epochs} epochs, {data.image_size} px)",
+        f"{wall - s.preset_time_limit_s:.0f} s over; epochs took "
+        + ", ".join(f"{sec:.0f}" for _, _, sec in epochs)
+        + f" s; 1-minute load average at the start of the bench: {ctx.load_before:.2f} on {os.cpu_count()} cores.",
+    )
     rep.details["preset"] = (
         f"`{shlex.join(['python', '-m', 'flagvision', *cmd[3:]])}` in a scratch workspace, run as a user runs it: "
-        f"the seed's preset `HyperParams()` ({hp.optimizer} lr {hp.lr:g}, batch {hp.batch_size}, {n_epochs} epochs), "
+        f"the reference study's preset `HyperParams()` ({hp.optimizer} lr {hp.lr:g}, batch {hp.batch_size}, "
+        f"{n_epochs} epochs), "
         f"{data.image_size} px input, augmentation {data.augment:g}; the wall time includes start-up, decoding the "
         "dataset once and the final evaluation. The accuracy is the run's best epoch on the test split, as the run "
         "reports it.\n\n"
@@ -1383,15 +1673,22 @@ def section_preset(ctx: Context) -> None:
         + "\n".join(f"| {e} | {_pct(a)} | {sec:.1f} |" for e, a, sec in epochs)
         + f"\n\nCheck images: `make_checkset(per_class={s.checkset_per_class})` draws flags with its own mesh warp, "
         "backdrops and framings (close, whole scene, small), not the generator's code. Weakest classes there: "
-        + worst + "."
+        + worst
+        + "."
     )
 
 
 # ----------------------------------------------------------------------------- driver
 
 RUNNERS: dict[str, Callable[[Context], None]] = {
-    "epoch": section_epoch, "tuning": section_tuning, "profile": section_profile, "fast": section_fast,
-    "vgg": section_vgg, "inference": section_inference, "study": section_study, "memory": section_memory,
+    "epoch": section_epoch,
+    "tuning": section_tuning,
+    "profile": section_profile,
+    "fast": section_fast,
+    "vgg": section_vgg,
+    "inference": section_inference,
+    "study": section_study,
+    "memory": section_memory,
     "preset": section_preset,
 }
 
@@ -1400,15 +1697,22 @@ def parse_sections(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     bad = [n for n in names if n not in SECTIONS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SECTIONS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown section(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SECTIONS)}"
+        )
     return tuple(n for n in SECTIONS if n in names)
 
 
-def run_bench(data_path: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS, quick: bool = False,
-              out: Path | None = None, command: str = "python -m flagvision bench") -> Report:
+def run_bench(
+    data_path: Path,
+    sections: tuple[str, ...] = DEFAULT_SECTIONS,
+    quick: bool = False,
+    out: Path | None = None,
+    command: str = "python -m benchmarks",
+) -> Report:
     """Run the chosen sections on ``data_path``; write ``out`` (Markdown) when given."""
-    from .data import load_dataset
-    from .config import DataConfig
+    from flagvision.config import DataConfig
+    from flagvision.data import load_dataset
 
     settings = QUICK if quick else FULL
     report = Report()
@@ -1438,8 +1742,12 @@ def run_bench(data_path: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS, qui
             load_dataset(dcfg)  # writes the disk cache if this is its first run: not a reload
             load_t = _repeat(reload)
             ctx.bundle = _sub_bundle(loaded[0], settings.train_per_class, settings.test_per_class)
-            report.add("data", "images (train / test)", f"{len(ctx.bundle.train)} / {len(ctx.bundle.val)}, "
-                       f"{ctx.bundle.num_classes} classes, {settings.image_size} px")
+            report.add(
+                "data",
+                "images (train / test)",
+                f"{len(ctx.bundle.train)} / {len(ctx.bundle.val)}, "
+                f"{ctx.bundle.num_classes} classes, {settings.image_size} px",
+            )
             report.add("data", "decode once into the uint8 cache", decode_t.fmt())
             report.add("data", "reload from the disk cache", load_t.fmt())
         for name in sections:
@@ -1449,8 +1757,12 @@ def run_bench(data_path: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS, qui
             report.seconds[name] = t()
     report.notes.append(
         f"1-minute load average before the run: {load_before:.2f} on {machine['cores']} cores — "
-        + ("quiet." if load_before < 0.5 else "**the machine was shared**: absolute times are inflated; the ratios "
-           "compare things timed in the same run.")
+        + (
+            "quiet."
+            if load_before < 0.5
+            else "**the machine was shared**: absolute times are inflated; the ratios "
+            "compare things timed in the same run."
+        )
     )
     elapsed = total()
     text = render(report, machine, started, elapsed, command, ctx.data_path, sections, quick)
@@ -1463,12 +1775,20 @@ def run_bench(data_path: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS, qui
     return report
 
 
-def render(report: Report, machine: dict, started, elapsed: float, command: str, data: Path,
-           sections: tuple[str, ...], quick: bool) -> str:
+def render(
+    report: Report,
+    machine: dict,
+    started,
+    elapsed: float,
+    command: str,
+    data: Path,
+    sections: tuple[str, ...],
+    quick: bool,
+) -> str:
     lines = [
         "# FlagVision benchmarks",
         "",
-        "Measured by `flagvision/bench.py`; every ratio compares two things timed in the same run.",
+        "Measured by `benchmarks/bench.py`; every ratio compares two things timed in the same run.",
         "",
         f"- **Date:** {started:%Y-%m-%d %H:%M %Z}",
         f"- **Command:** `{command}`" + ("  (**--quick: smoke sizes, figures meaningless**)" if quick else ""),
@@ -1489,9 +1809,17 @@ def render(report: Report, machine: dict, started, elapsed: float, command: str,
         report.misses(),
         "",
     ]
-    titles = {"epoch": "Training epoch", "tuning": "What was tried", "profile": "Where the time goes",
-              "fast": "Time to 90 %", "vgg": "VGG-16 feature cache", "inference": "Inference",
-              "study": "Studies with pruning", "memory": "Memory", "preset": "The default preset on the data"}
+    titles = {
+        "epoch": "Training epoch",
+        "tuning": "What was tried",
+        "profile": "Where the time goes",
+        "fast": "Time to 90 %",
+        "vgg": "VGG-16 feature cache",
+        "inference": "Inference",
+        "study": "Studies with pruning",
+        "memory": "Memory",
+        "preset": "The default preset on the data",
+    }
     for name in sections:
         if name in report.details:
             lines += [f"## {titles[name]}", "", report.details[name], ""]
@@ -1499,10 +1827,9 @@ def render(report: Report, machine: dict, started, elapsed: float, command: str,
 
 
 def _command(args: argparse.Namespace) -> str:
-    parts = ["python", "-m", "flagvision"]
+    parts = ["python", "-m", "benchmarks"]
     if getattr(args, "workspace", None):
         parts += ["--workspace", args.workspace]
-    parts.append("bench")
     if args.quick:
         parts.append("--quick")
     if args.data:
@@ -1514,26 +1841,43 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.data:
-        data = Path(args.data)
-    else:
-        from .builtin import ensure_builtin
-        from .workspace import Workspace
-
-        ws = Workspace.open(args.workspace)
-        print("built-in dataset…", flush=True)
-        data = ensure_builtin(ws)
-    run_bench(data, tuple(args.sections), args.quick, Path(args.out), _command(args))
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``bench`` to the CLI (called by ``cli.build_parser``)."""
-    p = subparsers.add_parser("bench", help="measure training, inference and studies against a seed-style baseline")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure FlagVision's training, inference and studies against a training loop written as "
+        "in the reference study, and write the figures to a Markdown file.",
+    )
+    p.add_argument("--workspace", help="workspace folder (default: $FLAGVISION_HOME, else ./workspace)")
     p.add_argument("--data", help="ImageFolder dataset (default: the workspace's built-in flags, built if missing)")
     p.add_argument("--out", default="BENCHMARKS.md", help="Markdown file to write (default BENCHMARKS.md)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds, figures meaningless")
-    p.add_argument("--sections", type=parse_sections, default=DEFAULT_SECTIONS,
-                   help=f"comma-separated subset of: {', '.join(SECTIONS)} (default all but preset)")
-    p.set_defaults(func=cmd_bench)
+    p.add_argument(
+        "--sections",
+        type=parse_sections,
+        default=DEFAULT_SECTIONS,
+        help=f"comma-separated subset of: {', '.join(SECTIONS)} (default all but preset)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from flagvision.errors import is_user_error, user_message
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.data:
+            data = Path(args.data)
+        else:
+            from flagvision.builtin import ensure_builtin
+            from flagvision.workspace import Workspace
+
+            ws = Workspace.open(args.workspace)
+            print("built-in dataset…", flush=True)
+            data = ensure_builtin(ws)
+        run_bench(data, tuple(args.sections), args.quick, Path(args.out), _command(args))
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    return 0
