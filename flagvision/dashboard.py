@@ -1,14 +1,13 @@
 """optuna-dashboard as a child process, next to the app and the CLI, on the same storage.
 
-The dashboard is started with the interpreter running FlagVision (optuna-dashboard ships no
-``__main__``, so it is ``python -c`` calling its console-script entry point), bound to 127.0.0.1 on
-a free port, and waited for until it answers HTTP.
+The dashboard is started with the interpreter running FlagVision, as a child that calls
+optuna-dashboard's public ``run_server``, bound to 127.0.0.1 on a free port, and waited for until it
+answers HTTP.
 
-It must not disturb a study that is running: optuna-dashboard opens RDB storages with
-``skip_table_creation`` and ``skip_compatibility_check``, so it never migrates the schema; it only
-writes Optuna's version rows when they are missing, so we create the storage once beforehand (a
-no-op when a study already did), and from then on it only reads. SQLite runs in WAL mode, where
-readers never block writers.
+It must not disturb a study that is running: the child opens RDB storages with
+``skip_table_creation`` and ``skip_compatibility_check``, so it never migrates the schema; we create
+the storage once beforehand (a no-op when a study already did), and from then on it only reads.
+SQLite runs in WAL mode, where readers never block writers.
 """
 
 from __future__ import annotations
@@ -30,9 +29,10 @@ from .study import StudyError, _journal_path, open_storage, redact_url, storage_
 
 STARTUP_TIMEOUT_S = 60.0  # first start imports optuna, sqlalchemy and plotly: a few seconds on CPU
 
-# optuna-dashboard's own console-script entry point (see its entry_points.txt), plus a watchdog:
-# the child runs in its own session, so if its parent dies without calling stop() (SIGKILL), it
-# notices that it was re-parented and exits instead of serving forever.
+# The child: a watchdog (it runs in its own session, so if its parent dies without calling stop(),
+# e.g. SIGKILL, it notices that it was re-parented and exits instead of serving forever), then
+# optuna-dashboard's public `run_server` on a storage opened read-mostly: no table creation or
+# schema migration (the storage was created beforehand by `start_dashboard`).
 _LAUNCH = """
 import os, sys, threading, time
 parent = os.getppid()
@@ -41,9 +41,13 @@ def _watch():
         time.sleep(1)
     os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
-from optuna_dashboard._cli import main
-sys.argv[0] = "optuna-dashboard"
-main()
+import optuna, optuna_dashboard
+target, kind, host, port = sys.argv[1:5]
+if kind == "journal":
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(target))
+else:
+    storage = optuna.storages.RDBStorage(target, skip_compatibility_check=True, skip_table_creation=True)
+optuna_dashboard.run_server(storage, host=host, port=int(port))
 """
 
 
@@ -118,10 +122,10 @@ def start_dashboard(storage_url: str, port: int | None = None, host: str = "127.
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)  # an empty journal is a valid, empty storage
-        target, storage_class = str(path), "JournalFileStorage"
+        target, storage_class = str(path), "journal"
     else:
         open_storage(storage_url)  # create Optuna's tables and version rows once (no-op if present)
-        target, storage_class = storage_url, "RDBStorage"
+        target, storage_class = storage_url, "rdb"
     if port:
         # A busy port would let the readiness probe below reach *another* server and report success.
         try:
@@ -141,15 +145,9 @@ def start_dashboard(storage_url: str, port: int | None = None, host: str = "127.
             "-c",
             _LAUNCH,
             target,
-            "--storage-class",
             storage_class,
-            "--host",
             host,
-            "--port",
             str(port),
-            "--server",
-            "wsgiref",
-            "--quiet",
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
