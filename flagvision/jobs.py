@@ -163,10 +163,10 @@ def cancel(ws: Workspace, job_id: int, force: bool = False) -> str:
         _finish_run_row(store, job, "cancelled", "cancelled before it started")
         return state
     pid = job["pid"]
-    if pid and _is_worker(pid, job["id"]):
+    if pid and _is_worker(pid, job["id"], ws):
         _signal_group(pid, signal.SIGKILL if force else signal.SIGTERM)
     if force:
-        _wait_gone(pid, job["id"], timeout_s=5.0)
+        _wait_gone(pid, job["id"], ws, timeout_s=5.0)
         if _still_running(store, job["id"]):
             store.finish_job(job["id"], "cancelled", error="killed on request (force)")
             _finish_run_row(store, job, "cancelled", "killed on request (force)")
@@ -214,6 +214,11 @@ def job_log_path(ws: Workspace, job: dict[str, Any]) -> Path:
     return ws.root / "jobs" / f"{job['id']}.log"
 
 
+def worker_command(ws: Workspace, job_id: int) -> list[str]:
+    """The worker's command line: this interpreter, the worker module, the job and its workspace."""
+    return [sys.executable, "-m", WORKER_MODULE, str(job_id), str(ws.root)]
+
+
 def _start_worker(ws: Workspace, store: Store, job: dict[str, Any]) -> None:
     log_path = job_log_path(ws, job)
     env = dict(os.environ)
@@ -229,7 +234,7 @@ def _start_worker(ws: Workspace, store: Store, job: dict[str, Any]) -> None:
             log.write(f"--- job {job['id']} ({job['kind']}) started {stamp} ---\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(job["id"])],
+                worker_command(ws, job["id"]),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -273,11 +278,11 @@ def reap(ws: Workspace, stale_after_s: float = STALE_AFTER_S, hung_after_s: floa
             if silent_s <= stale_after_s:
                 continue  # being started right now by another process
             why = f"worker never started (no pid, no heartbeat for {silent_s:.0f}s)"
-        elif _is_worker(pid, job["id"]):
+        elif _is_worker(pid, job["id"], ws):
             if silent_s <= hung_after_s:
                 continue
             _signal_group(pid, signal.SIGKILL)
-            _wait_gone(pid, job["id"], timeout_s=5.0)
+            _wait_gone(pid, job["id"], ws, timeout_s=5.0)
             why = f"worker stopped responding (no heartbeat for {silent_s:.0f}s); killed"
         else:
             why = f"worker died (pid {pid}, last heartbeat {silent_s:.0f}s ago)"
@@ -349,11 +354,12 @@ def _still_running(store: Store, job_id: int) -> bool:
     return job is not None and job["state"] == "running"
 
 
-def _is_worker(pid: int, job_id: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) worker process of this job.
+def _is_worker(pid: int, job_id: int, ws: Workspace) -> bool:
+    """Whether ``pid`` is a live (not zombie) worker process of this job in this workspace.
 
     Checking the command line guards against pid reuse: after a worker died, its pid may belong
-    to an unrelated program that must be neither signalled nor taken for the worker.
+    to an unrelated program, or to the worker of a job with the same number in another workspace
+    (job ids start at 1 in each), that must be neither signalled nor taken for the worker.
     """
     proc = Path("/proc") / str(pid)
     if Path("/proc/self").exists():
@@ -365,7 +371,7 @@ def _is_worker(pid: int, job_id: int) -> bool:
         state = stat.rpartition(")")[2].split()[0] if ")" in stat else "?"
         if state in ("Z", "X"):
             return False
-        return WORKER_MODULE.encode() in cmdline and str(job_id).encode() in cmdline
+        return all(arg.encode() in cmdline for arg in worker_command(ws, job_id)[2:])
     # No /proc (macOS): existence is all we can know.
     try:
         os.kill(pid, 0)
@@ -392,9 +398,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
                 raise
 
 
-def _wait_gone(pid: int | None, job_id: int, timeout_s: float) -> bool:
+def _wait_gone(pid: int | None, job_id: int, ws: Workspace, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while pid and _is_worker(pid, job_id):
+    while pid and _is_worker(pid, job_id, ws):
         _poll_children()
         if time.monotonic() > deadline:
             return False

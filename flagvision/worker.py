@@ -1,4 +1,4 @@
-"""The worker process of one job: ``python -m flagvision.worker <job-id>``.
+"""The worker process of one job: ``python -m flagvision.worker <job-id> <workspace>``.
 
 Started by :func:`flagvision.jobs.dispatch` after it claimed the job (state ``running``). The
 worker
@@ -227,11 +227,13 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m flagvision.worker <job-id>", file=sys.stderr)
+    if len(args) not in (1, 2) or not args[0].isdigit():
+        print("usage: python -m flagvision.worker <job-id> [<workspace>]", file=sys.stderr)
         return 2
     job_id = int(args[0])
-    ws = Workspace.open()  # $FLAGVISION_HOME, set by dispatch
+    # The workspace is on the command line (jobs.worker_command), so that a reaper can tell this
+    # worker from one of a job with the same number in another workspace; else $FLAGVISION_HOME.
+    ws = Workspace.open(args[1] if len(args) == 2 else None)
     store = jobs.open_store(ws)
     job = store.get_job(job_id)
     if job is None:

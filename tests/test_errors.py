@@ -191,6 +191,9 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=err,
             cwd=REPO,
+            # A shell without job control starts background commands with Ctrl-C ignored, and
+            # Python keeps an ignored SIGINT: give the child a terminal's default, as a user has.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             wait_for(lambda: "rendering: " in err_path.read_text(), timeout=120, what="the first rendered image")

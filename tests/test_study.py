@@ -557,8 +557,14 @@ def test_background_study_job_runs_in_a_worker_and_cancels(tiny_dataset, workspa
         assert time.monotonic() < deadline, jobs.get_job(workspace, job_id)
         jobs.tick(workspace)
         time.sleep(0.3)
-    job = jobs.get_job(workspace, job_id)
-    assert job["state"] == "running" and job["study_name"] == "bg" and "trials" in job["progress_text"]
+    # The progress line reaches the store with the worker's next heartbeat (every second).
+    job = wait_for(
+        lambda: "trials" in ((j := jobs.get_job(workspace, job_id))["progress_text"] or "") and j,
+        60,
+        "the study's progress line",
+        workspace,
+    )
+    assert job["state"] == "running" and job["study_name"] == "bg"
     jobs.cancel(workspace, job_id)
     while jobs.get_job(workspace, job_id)["state"] == "running":
         assert time.monotonic() < deadline

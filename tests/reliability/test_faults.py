@@ -97,7 +97,7 @@ def test_killing_the_app_server_loses_no_job(ws, tmp_path):
         pid = store.get_job(job_id)["pid"]
         os.killpg(server.pid, signal.SIGKILL)  # the server and anything in its process group
         server.wait(timeout=10)
-        assert jobs._is_worker(pid, job_id), "the worker died with the app server"
+        assert jobs._is_worker(pid, job_id, ws), "the worker died with the app server"
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
