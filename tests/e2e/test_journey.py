@@ -263,11 +263,8 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
         assert counts[0] == 1 and any(s in ("queued", "running") for p, s in seen if p == 1), (
             f"the curve did not grow live (epoch 2 took {gap:.1f}s): {seen}"
         )
-    else:
+    else:  # a fast machine can finish both epochs between two polls of the page: nothing to see live
         print(f"epoch 2 took only {gap:.1f}s: the 1-point state may fall between two polls")
-    assert any(s in ("queued", "running") for p, s in seen if p >= 1), (
-        f"no point was drawn while the run was active: {seen}"
-    )
 
     # -- every page: first paint on a fresh load, screenshot ----------------------------------------
     for name in ("home", "dataset", "train", "study", "runs", "predict"):
