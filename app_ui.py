@@ -26,10 +26,10 @@ from typing import Any
 
 import streamlit as st
 
-from flagvision import jobs
 from flagvision.config import ConfigError, ParamSpec
 from flagvision.errors import is_user_error, user_message
-from flagvision.store import ACTIVE_STATES, FINISHED_STATES, Store
+from flagvision.jobs import queue as jobs
+from flagvision.jobs.store import ACTIVE_STATES, FINISHED_STATES, Store
 from flagvision.ui_logic import (
     WidgetSpec,
     format_duration,
@@ -72,12 +72,12 @@ def store(ws: Workspace | None = None) -> Store:
 # SQLAlchemy's set-up 1.3 s and the first data frame 0.6 s more).
 WARM_MODULES = (
     "flagvision.plots",
-    "flagvision.data",
-    "flagvision.models",
-    "flagvision.training",
-    "flagvision.study",
+    "flagvision.data.dataset",
+    "flagvision.models.networks",
+    "flagvision.training.pipeline",
+    "flagvision.studies.runner",
     "optuna.visualization",
-    "flagvision.predict",
+    "flagvision.inference.predict",
 )
 
 
@@ -113,7 +113,7 @@ def warm_up(delay_s: float = 1.0) -> threading.Thread:
         try:  # SQLAlchemy sets up Optuna's tables and queries on first use (over a second)
             import optuna
 
-            from flagvision.study import open_storage
+            from flagvision.studies.runner import open_storage
 
             scratch = open_storage("sqlite:///:memory:")
             optuna.get_all_study_names(scratch)
@@ -325,13 +325,13 @@ def figure(builder: str, *args: Any, key: str, **kwargs: Any) -> None:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
 def _predictor(path: str, mtime: float):
-    from flagvision.predict import Predictor
+    from flagvision.inference.predict import Predictor
 
     return Predictor.from_checkpoint(path)
 
 
 def predictor(checkpoint_path: str | os.PathLike[str]):
-    """A cached :class:`~flagvision.predict.Predictor`, keyed by checkpoint path and card mtime
+    """A cached :class:`~flagvision.inference.predict.Predictor`, keyed by checkpoint path and card mtime
     (a retrained checkpoint at the same path is reloaded)."""
     path = Path(checkpoint_path)
     card = path / CARD_FILE if path.is_dir() else path
@@ -350,7 +350,7 @@ def study_storage(url: str):
     """One read-side Optuna storage per storage URL for the whole app. Opening one checks the
     database schema (a tenth of a second or more), too slow for every rerun and every 2 s poll;
     an open one still reads what the workers commit."""
-    from flagvision.study import open_storage
+    from flagvision.studies.runner import open_storage
 
     return open_storage(url)
 
@@ -369,7 +369,7 @@ def load_study(url: str, name: str):
     try:
         return optuna.load_study(study_name=name, storage=study_storage(url))
     except KeyError:
-        from flagvision.study import load_study as load_reporting_names
+        from flagvision.studies.runner import load_study as load_reporting_names
 
         return load_reporting_names(url, name)
 

@@ -23,7 +23,7 @@ sides alike. Sections (``--sections``, default all but ``preset``):
 ``preset``     (only when asked: about 5 minutes) the default preset as a user runs it,
                ``python -m flagvision train`` with every default on the data: wall time against
                5 minutes, best test accuracy against 99 %, and that model on check images rendered
-               by another route (``flagvision.checkset``).
+               by another route (``flagvision.synthetic.checkset``).
 
 The figures go to stdout and to ``BENCHMARKS.md`` (``--out``) with date, machine and command.
 ``--quick`` shrinks everything to a smoke run (seconds, for the tests); its numbers mean nothing.
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from flagvision.callbacks import Callback
+from flagvision.training.callbacks import Callback
 
 SECTIONS = ("epoch", "tuning", "profile", "fast", "vgg", "inference", "study", "memory", "preset")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # preset takes 5 minutes of its own: run it with --sections preset
@@ -364,7 +364,7 @@ def flops_per_image(hp, image_size: int, num_classes: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from flagvision.config import DataConfig, RunConfig
-    from flagvision.models import get_model
+    from flagvision.models.networks import get_model
 
     model = get_model("flag_cnn", num_classes, RunConfig(hparams=hp, data=DataConfig(image_size=image_size)))
     x = torch.randn(2, 3, image_size, image_size)
@@ -374,7 +374,7 @@ def flops_per_image(hp, image_size: int, num_classes: int) -> float:
 
 
 def _save_ckpt(ctx: Context, slot: str, model, cfg, acc: float | None) -> None:
-    from flagvision.checkpoints import make_card, save_checkpoint
+    from flagvision.training.checkpoints import make_card, save_checkpoint
 
     folder = ctx.tmp / "checkpoints" / slot
     card = make_card(
@@ -519,7 +519,7 @@ def reference_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 
     from torchvision import transforms
 
     from flagvision.config import DataConfig, RunConfig
-    from flagvision.models import FLAG_CNN_MEAN, FLAG_CNN_STD, get_model
+    from flagvision.models.networks import FLAG_CNN_MEAN, FLAG_CNN_STD, get_model
 
     size = bundle.image_size
     tf = transforms.Compose(
@@ -562,9 +562,9 @@ def reference_style_training(ctx: Context, bundle, hp, epochs: int, seed: int = 
 
 def section_epoch(ctx: Context) -> None:
     from flagvision.config import DataConfig, HyperParams, RunConfig
-    from flagvision.engine import fit
-    from flagvision.models import get_model
+    from flagvision.models.networks import get_model
     from flagvision.runtime import seed_everything
+    from flagvision.training.engine import fit
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     hp = HyperParams(epochs=s.epochs)
@@ -678,10 +678,10 @@ def _step_variant(
     import torch
     import torch.nn.functional as F
 
-    from flagvision import engine
     from flagvision.config import DataConfig, RunConfig
-    from flagvision.data import augment_batch, normalize_float
-    from flagvision.models import get_model
+    from flagvision.data.dataset import augment_batch, normalize_float
+    from flagvision.models.networks import get_model
+    from flagvision.training import engine
 
     cfg = RunConfig(data=DataConfig(image_size=size)).with_hparams(**hp_changes)
     hp = cfg.hparams
@@ -819,11 +819,11 @@ def section_profile(ctx: Context) -> None:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flagvision import engine
     from flagvision.config import DataConfig, HyperParams, RunConfig
-    from flagvision.data import augment_batch, normalize_float
-    from flagvision.models import get_model
+    from flagvision.data.dataset import augment_batch, normalize_float
+    from flagvision.models.networks import get_model
     from flagvision.runtime import seed_everything, set_threads
+    from flagvision.training import engine
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     hp = HyperParams()
@@ -926,10 +926,10 @@ def section_profile(ctx: Context) -> None:
 
 def section_fast(ctx: Context) -> None:
     from flagvision.config import DataConfig, RunConfig
-    from flagvision.data import load_dataset
-    from flagvision.engine import Callback, fit
-    from flagvision.models import get_model
+    from flagvision.data.dataset import load_dataset
+    from flagvision.models.networks import get_model
     from flagvision.runtime import seed_everything
+    from flagvision.training.engine import Callback, fit
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     dcfg = DataConfig(path=str(ctx.data_path), image_size=s.fast_image_size)
@@ -1004,8 +1004,8 @@ def _vgg_backbone_every_epoch(model, bundle, cfg, gen) -> tuple[list[float], lis
     import torch
     import torch.nn.functional as F
 
-    from flagvision.data import augment_batch, normalize_float
-    from flagvision.engine import make_optimizer
+    from flagvision.data.dataset import augment_batch, normalize_float
+    from flagvision.training.engine import make_optimizer
 
     hp = cfg.hparams
     mean, std = model.normalization
@@ -1038,10 +1038,10 @@ def _vgg_backbone_every_epoch(model, bundle, cfg, gen) -> tuple[list[float], lis
 
 def section_vgg(ctx: Context) -> None:
     from flagvision.config import DataConfig, HyperParams, RunConfig, VGGConfig
-    from flagvision.engine import fit
-    from flagvision.models import get_model
+    from flagvision.models.networks import get_model
+    from flagvision.models.weights import weights_status
     from flagvision.runtime import seed_everything, set_threads
-    from flagvision.weights import weights_status
+    from flagvision.training.engine import fit
 
     s, rep = ctx.settings, ctx.report
     sub = _sub_bundle(ctx.bundle, s.vgg_train_per_class, s.vgg_test_per_class)
@@ -1125,9 +1125,9 @@ def section_inference(ctx: Context) -> None:
     import torch
 
     from flagvision.config import DataConfig, RunConfig, VGGConfig
-    from flagvision.images import open_image
-    from flagvision.models import get_model
-    from flagvision.predict import Predictor
+    from flagvision.data.images import open_image
+    from flagvision.inference.predict import Predictor
+    from flagvision.models.networks import get_model
     from flagvision.runtime import seed_everything
     from flagvision.ui_logic import analyse_photo
 
@@ -1372,7 +1372,7 @@ def section_study(ctx: Context) -> None:
     import optuna
 
     from flagvision.config import DataConfig, RunConfig
-    from flagvision.study import PRUNERS, StudyConfig, describe_pruner, run_study
+    from flagvision.studies.runner import PRUNERS, StudyConfig, describe_pruner, run_study
     from flagvision.workspace import Workspace
 
     s, rep = ctx.settings, ctx.report
@@ -1538,7 +1538,7 @@ def _train_subprocess(ctx: Context, ws: Path, cache_limit_mb: int) -> dict[str, 
 
 def section_memory(ctx: Context) -> None:
     from flagvision.config import DataConfig
-    from flagvision.data import LazyImages, load_dataset
+    from flagvision.data.dataset import LazyImages, load_dataset
 
     s, rep, bundle = ctx.settings, ctx.report, ctx.bundle
     cache_mb = (bundle.train.images.numel() + bundle.val.images.numel()) / 2**20
@@ -1581,12 +1581,12 @@ _EPOCH_LINE = re.compile(r"epoch\s+(\d+)/\d+ .*val loss [\d.]+ acc ([\d.]+)\s+([
 
 
 def section_preset(ctx: Context) -> None:
-    from flagvision.checkpoints import load_checkpoint
-    from flagvision.checkset import make_checkset
     from flagvision.config import DataConfig, HyperParams
-    from flagvision.data import load_eval_images
-    from flagvision.engine import evaluate
-    from flagvision.flags import FLAG_NAMES
+    from flagvision.data.dataset import load_eval_images
+    from flagvision.synthetic.checkset import make_checkset
+    from flagvision.synthetic.flags import FLAG_NAMES
+    from flagvision.training.checkpoints import load_checkpoint
+    from flagvision.training.engine import evaluate
     from flagvision.workspace import RunPaths, Workspace
 
     s, rep = ctx.settings, ctx.report
@@ -1640,7 +1640,7 @@ def section_preset(ctx: Context) -> None:
         )
         rep.add(
             "preset",
-            f"that model on {check.n_images} check images (`flagvision.checkset`, another renderer)",
+            f"that model on {check.n_images} check images (`flagvision.synthetic.checkset`, another renderer)",
             _pct(check.accuracy),
         )
         worst = ", ".join(
@@ -1648,7 +1648,11 @@ def section_preset(ctx: Context) -> None:
             for n, a in sorted(((k, v) for k, v in check.per_class.items() if v is not None), key=lambda kv: kv[1])[:5]
         )
     else:
-        rep.add("preset", "check images (`flagvision.checkset`)", "skipped: the data's classes are not the 24 flags")
+        rep.add(
+            "preset",
+            "check images (`flagvision.synthetic.checkset`)",
+            "skipped: the data's classes are not the 24 flags",
+        )
         worst = "none (not run)"
     rep.explain(
         f"best test accuracy (epoch {best_epoch}, {evaluation['n_images']} test images)",
@@ -1712,7 +1716,7 @@ def run_bench(
 ) -> Report:
     """Run the chosen sections on ``data_path``; write ``out`` (Markdown) when given."""
     from flagvision.config import DataConfig
-    from flagvision.data import load_dataset
+    from flagvision.data.dataset import load_dataset
 
     settings = QUICK if quick else FULL
     report = Report()
@@ -1868,7 +1872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.data:
             data = Path(args.data)
         else:
-            from flagvision.builtin import ensure_builtin
+            from flagvision.synthetic.builtin import ensure_builtin
             from flagvision.workspace import Workspace
 
             ws = Workspace.open(args.workspace)

@@ -1,8 +1,8 @@
-"""``python -m flagvision``: see :mod:`flagvision.cli`."""
+"""``python -m flagvision``: see :mod:`flagvision.cli.main`."""
 
 import sys
 
-from .cli import main
+from flagvision.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@ Streamlit sliders, the CLI flags, Optuna's ``suggest_*`` calls and the validatio
 config are all generated from it, so a range lives in exactly one place.
 
 ``MODEL_INFOS`` is the single source of a model's identity (name, label, default image size,
-capabilities, geometry check); ``flagvision.models`` builds its registry on it, and this module
+capabilities, geometry check); ``flagvision.models.networks`` builds its registry on it, and this module
 stays free of torch so the CLI parser can import it.
 """
 
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, cast
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-from .errors import FlagVisionError
+from flagvision.errors import FlagVisionError
 
 ACTIVATIONS = ("ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh")
 OPTIMIZERS = ("Adam", "SGD", "RMSprop", "Adadelta", "Adagrad", "ASGD", "NAdam")
@@ -251,7 +251,7 @@ class VGGConfig(_JsonMixin):
 class RunConfig(_JsonMixin):
     """Everything one training run needs; written as ``config.json`` next to the run."""
 
-    model: str = CUSTOM_CNN  # a name from flagvision.models.list_models()
+    model: str = CUSTOM_CNN  # a name from flagvision.models.networks.list_models()
     hparams: HyperParams = field(default_factory=HyperParams)
     data: DataConfig = field(default_factory=DataConfig)
     vgg: VGGConfig = field(default_factory=VGGConfig)
@@ -338,7 +338,7 @@ def _check_cnn_config(cfg: RunConfig) -> None:
 class ModelInfo:
     """What the CLI, the app, the study and the checks know about one model, without importing torch.
 
-    ``flagvision.models`` registers one builder per entry of :data:`MODEL_INFOS`; everything else
+    ``flagvision.models.networks`` registers one builder per entry of :data:`MODEL_INFOS`; everything else
     reads a model's label, default size and capabilities from here instead of comparing names.
     """
 

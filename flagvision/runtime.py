@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from .config import ConfigError
+from flagvision.config import ConfigError
 
 
 def seed_everything(seed: int) -> torch.Generator:

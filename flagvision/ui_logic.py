@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from flagvision.config import (
     DEFAULT_AUGMENT,
     HYPERPARAMS,
     MODEL_INFOS,
@@ -30,7 +30,7 @@ from .config import (
     default_image_size,
     model_info,
 )
-from .workspace import BUILTIN_DATASET, CARD_FILE, RunPaths, Workspace
+from flagvision.workspace import BUILTIN_DATASET, CARD_FILE, RunPaths, Workspace
 
 LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
 
@@ -147,7 +147,7 @@ def dataset_title(name: str) -> str:
 
 def sample_paths_per_class(path: str | Path, per_class: int = 4, split: str | None = None) -> dict[str, list[Path]]:
     """The first ``per_class`` image files of each class (train split when there is one)."""
-    from .data import scan_dataset
+    from flagvision.data.dataset import scan_dataset
 
     index = scan_dataset(path)
     samples = index.eval if split == "test" and index.eval else index.train
@@ -175,7 +175,7 @@ def image_strip(
     """
     from PIL import Image
 
-    from .images import ImageError, open_image
+    from flagvision.data.images import ImageError, open_image
 
     slots = max(1, len(paths) if slots is None else slots)
     strip = Image.new("RGB", (slots * (tile + gap) - gap, tile), background)
@@ -513,8 +513,8 @@ def analyse_photo(
     name: str, data: bytes, predictors: dict[str, Any], k: int = 5, gradcam: bool = True, search: bool = False
 ) -> PhotoResult:
     """Decode ``data`` and run each predictor on it; ImageError (naming ``name``) if unreadable."""
-    from .images import ImageError, open_image
-    from .predict import agreement, overlay_heatmap
+    from flagvision.data.images import ImageError, open_image
+    from flagvision.inference.predict import agreement, overlay_heatmap
 
     try:
         image = open_image(data)

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FlagVisionError
+from flagvision.errors import FlagVisionError
 
 ENV_VAR = "FLAGVISION_HOME"
 BUILTIN_DATASET = "builtin"

@@ -7,9 +7,9 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui as ui
-from flagvision.builtin import builtin_ready, ensure_builtin
-from flagvision.flags import FLAG_NAMES, render_flag
-from flagvision.importer import import_dataset
+from flagvision.data.importer import import_dataset
+from flagvision.synthetic.builtin import builtin_ready, ensure_builtin
+from flagvision.synthetic.flags import FLAG_NAMES, render_flag
 from flagvision.ui_logic import dataset_choices, dataset_title, image_strip, sample_paths_per_class
 from flagvision.workspace import BUILTIN_DATASET, Workspace
 
@@ -28,7 +28,7 @@ def handle_zip_upload(ws: Workspace, data: bytes, filename: str, name: str = "")
 
 @st.cache_data(show_spinner="Counting images…", max_entries=16)
 def _summary(path: str, stamp: float) -> dict:
-    from flagvision.data import summarize
+    from flagvision.data.dataset import summarize
 
     return summarize(path)
 
@@ -110,7 +110,7 @@ def _first_samples(path: str, stamp: float) -> dict[str, list[Path]]:
 def _augmentation(path: Path, stamp: float) -> None:
     import torch
 
-    from flagvision.data import augment_batch, decode_resized
+    from flagvision.data.dataset import augment_batch, decode_resized
 
     st.caption("One training image and what the training loop may see of it (random per epoch).")
     groups = _first_samples(str(path), stamp)

@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_ui as ui
 from flagvision.config import CUSTOM_CNN, VGG16_TRANSFER, model_info
-from flagvision.images import IMAGE_SUFFIXES, ImageError
+from flagvision.data.images import IMAGE_SUFFIXES, ImageError
 from flagvision.ui_logic import (
     agreement_badge,
     analyse_photo,

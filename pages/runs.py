@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui as ui
-from flagvision.models import list_models
-from flagvision.store import ACTIVE_STATES, RUN_STATUSES
+from flagvision.jobs.store import ACTIVE_STATES, RUN_STATUSES
+from flagvision.models.networks import list_models
 from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
 from flagvision.workspace import CARD_FILE, RunPaths
 
@@ -70,7 +70,7 @@ def _compare(store, rows: list[dict]) -> None:
 
 
 def _evaluation_of(run: dict) -> dict | None:
-    from flagvision.training import load_evaluation
+    from flagvision.training.pipeline import load_evaluation
 
     run_dir = Path(run.get("run_dir") or "")
     return load_evaluation(run_dir) if run_dir.is_dir() else None
@@ -107,13 +107,13 @@ def _config_and_log(run: dict) -> None:
         st.error(run["error"])
     log = RunPaths(Path(run.get("run_dir") or "")).log
     if log.is_file():
-        from flagvision.jobs import read_log_tail
+        from flagvision.jobs.queue import read_log_tail
 
         st.code(read_log_tail(log, 40) or "(empty)", language=None)
 
 
 def _export(run: dict) -> None:
-    from flagvision.export import available_formats, export_checkpoint, export_filename
+    from flagvision.inference.export import available_formats, export_checkpoint, export_filename
 
     ckpt = Path(run.get("checkpoint_path") or "")
     if not (ckpt / CARD_FILE).is_file():
@@ -147,7 +147,7 @@ def _export(run: dict) -> None:
 
 
 def _delete(ws, store, run: dict) -> None:
-    from flagvision.runs import delete_run
+    from flagvision.training.run import delete_run
 
     if run["status"] in ACTIVE_STATES:
         st.caption("A run that is queued or running cannot be deleted; cancel it on the Train page first.")

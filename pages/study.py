@@ -7,7 +7,6 @@ import time
 import streamlit as st
 
 import app_ui as ui
-from flagvision import jobs
 from flagvision.config import (
     CNN_IMAGE_SIZE,
     CUSTOM_CNN,
@@ -18,6 +17,7 @@ from flagvision.config import (
     DataConfig,
     RunConfig,
 )
+from flagvision.jobs import queue as jobs
 from flagvision.ui_logic import (
     IMAGE_SIZES,
     dataset_choices,
@@ -99,7 +99,7 @@ def _range_check(spec):
 def _reset_invalid_values(ws) -> bool:
     """Values no widget could hold (a tampered or stale session) are reset, and said so, before
     any widget is drawn: the widgets would otherwise fail, or quietly fall back to a default."""
-    from flagvision.study import PRUNERS, SAMPLERS
+    from flagvision.studies.runner import PRUNERS, SAMPLERS
 
     checks = {f"study_range_{spec.name}": _range_check(spec) for spec in HYPERPARAMS if spec.name in SEARCHABLE}
     checks.update(
@@ -128,7 +128,7 @@ def _new_study(ws, blocked: bool = False, expanded: bool = True) -> None:
 
 
 def _study_form(ws, blocked: bool) -> None:
-    from flagvision.study import PRUNERS, PRUNING_TRADE, SAMPLERS, StudyConfig
+    from flagvision.studies.runner import PRUNERS, PRUNING_TRADE, SAMPLERS, StudyConfig
 
     c1, c2, c3 = st.columns(3)
     if "study_new_name" not in st.session_state:
@@ -218,7 +218,7 @@ def _study_form(ws, blocked: bool) -> None:
         return
     if st.button("Start study", key="study_start", type="primary", icon=":material/play_arrow:"):
         if dataset == "builtin" and not (ws.dataset_dir(dataset) / "manifest.json").is_file():
-            from flagvision.builtin import ensure_builtin
+            from flagvision.synthetic.builtin import ensure_builtin
 
             bar = st.progress(0.0, text="Rendering flag scenes…")
             ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
@@ -245,7 +245,7 @@ def _study_job(store, name: str) -> dict | None:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _importance_figure(url: str, name: str, n_complete: int):
     """The parameter importance figure of a study (a StudyFigure)."""
-    from flagvision import study as fv_study
+    from flagvision.studies import runner as fv_study
 
     return fv_study.plot_importances(ui.load_study(url, name))
 
@@ -253,7 +253,7 @@ def _importance_figure(url: str, name: str, n_complete: int):
 @st.cache_data(max_entries=32, show_spinner=False)
 def _what_mattered(url: str, name: str, n_complete: int) -> str:
     """The "what mattered" sentences of a study."""
-    from flagvision import study as fv_study
+    from flagvision.studies import runner as fv_study
 
     return fv_study.what_mattered(ui.load_study(url, name))
 
@@ -295,7 +295,7 @@ def _trial_curves(store, trials: list[dict]) -> None:
 
 
 def _watch(ws, names: list[str], blocked: bool = False) -> None:
-    from flagvision import study as fv_study
+    from flagvision.studies import runner as fv_study
 
     store = ui.store(ws)
     url = ws.storage_url
@@ -367,7 +367,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
 
 
 def _actions(ws, name: str, blocked: bool = False) -> None:
-    from flagvision import study as fv_study
+    from flagvision.studies import runner as fv_study
 
     st.subheader("Next steps")
     c1, c2 = st.columns(2)
@@ -382,7 +382,7 @@ def _actions(ws, name: str, blocked: bool = False) -> None:
                 del st.session_state["study_dashboard"]
                 st.rerun()
         elif st.button("Start optuna-dashboard", key="study_dashboard_start", icon=":material/monitoring:"):
-            from flagvision.dashboard import start_dashboard
+            from flagvision.studies.dashboard import start_dashboard
 
             with st.spinner("Starting optuna-dashboard…"):
                 st.session_state["study_dashboard"] = start_dashboard(ws.storage_url)

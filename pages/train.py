@@ -9,7 +9,6 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui as ui
-from flagvision import jobs
 from flagvision.config import (
     CUSTOM_CNN,
     DEFAULT_AUGMENT,
@@ -21,8 +20,10 @@ from flagvision.config import (
     default_image_size,
     model_info,
 )
-from flagvision.models import list_models
-from flagvision.training import has_resumable_state
+from flagvision.jobs import queue as jobs
+from flagvision.models.networks import list_models
+from flagvision.models.weights import weights_status
+from flagvision.training.pipeline import has_resumable_state
 from flagvision.ui_logic import (
     IMAGE_SIZES,
     build_run_config,
@@ -35,7 +36,6 @@ from flagvision.ui_logic import (
     param_applies,
     resumable,
 )
-from flagvision.weights import weights_status
 from flagvision.workspace import BUILTIN_DATASET
 
 
@@ -182,7 +182,7 @@ def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked
         st.warning("The built-in dataset will be generated first (about a minute).")
     if st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:"):
         if dataset == BUILTIN_DATASET:
-            from flagvision.builtin import ensure_builtin
+            from flagvision.synthetic.builtin import ensure_builtin
 
             if not (path / "manifest.json").is_file():
                 bar = st.progress(0.0, text="Rendering flag scenes…")

@@ -87,7 +87,7 @@ def wait_for(
     deadline = time.monotonic() + timeout
     while True:
         if ws is not None:
-            from flagvision import jobs
+            from flagvision.jobs import queue as jobs
 
             jobs.tick(ws)
         last_round = time.monotonic() > deadline

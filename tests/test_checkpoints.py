@@ -6,11 +6,17 @@ import pickle
 import pytest
 import torch
 
-from flagvision import checkpoints as ck
-from flagvision.checkpoints import CheckpointError, load_checkpoint, load_last_state, make_card, save_checkpoint
 from flagvision.config import DataConfig, RunConfig
-from flagvision.engine import History, make_optimizer
-from flagvision.models import get_model
+from flagvision.models.networks import get_model
+from flagvision.training import checkpoints as ck
+from flagvision.training.checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    load_last_state,
+    make_card,
+    save_checkpoint,
+)
+from flagvision.training.engine import History, make_optimizer
 
 
 def _cnn(classes=3, **hp):

@@ -29,7 +29,7 @@ def test_train_writes_checkpoint_and_store_rows(trained):
     assert card["model"] == "flag_cnn" and card["class_names"] == ["diagonal", "horizontal", "vertical"]
     assert card["config"]["hparams"]["epochs"] == 3 and card["config"]["hparams"]["optimizer"] == "NAdam"
     assert json.loads((ws / "runs" / "1" / "config.json").read_text())["data"]["image_size"] == 32
-    from flagvision.store import Store
+    from flagvision.jobs.store import Store
 
     store = Store(ws / "flagvision.db")
     run = store.get_run(1)
@@ -129,7 +129,7 @@ def test_out_of_range_hyperparameters_refused(tmp_path, tiny_dataset, args, frag
 
 
 def test_image_size_defaults_follow_the_model(tmp_path):
-    from flagvision.cli import build_parser, resolve_run_config
+    from flagvision.cli.main import build_parser, resolve_run_config
     from flagvision.config import CNN_IMAGE_SIZE, VGG_IMAGE_SIZE
 
     def cfg(*args):
@@ -201,7 +201,7 @@ def test_predict_unreadable_image_exit_code(trained, tmp_path):
 
 
 def test_data_checkset_writes_an_imagefolder_and_keeps_existing_output(tmp_path, capsys):
-    from flagvision.cli import main
+    from flagvision.cli.main import main
 
     out = tmp_path / "check"
     assert main(["data", "checkset", "--out", str(out), "--per-class", "1", "--size", "48"]) == 0

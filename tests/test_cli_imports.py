@@ -40,7 +40,7 @@ def _heavy_modules(*argv: str) -> tuple[int, list[str], str]:
 
 @pytest.fixture(scope="module")
 def ws_with_a_job(tmp_path_factory):
-    from flagvision.store import Store
+    from flagvision.jobs.store import Store
 
     ws = tmp_path_factory.mktemp("imports") / "ws"
     store = Store(ws / "flagvision.db")

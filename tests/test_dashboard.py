@@ -12,15 +12,15 @@ import optuna
 import pytest
 
 from flagvision.config import DataConfig, RunConfig
-from flagvision.dashboard import DashboardError, start_dashboard
-from flagvision.study import StudyConfig, StudyError
+from flagvision.studies.dashboard import DashboardError, start_dashboard
+from flagvision.studies.runner import StudyConfig, StudyError
 from fv_helpers import wait_for
 
 WRITER = r"""
 import json, sys, time
 import optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-from flagvision.study import StudyConfig, run_study
+from flagvision.studies.runner import StudyConfig, run_study
 from flagvision.workspace import Workspace
 
 args = json.loads(sys.argv[1])
@@ -101,7 +101,7 @@ def test_dashboard_lists_a_study_while_another_process_writes_it(tmp_path, works
 
 def test_dashboard_on_a_journal_file(tmp_path):
     url = f"journal://{tmp_path / 'studies.log'}"
-    from flagvision.study import open_storage
+    from flagvision.studies.runner import open_storage
 
     study = optuna.create_study(study_name="journaled", storage=open_storage(url), direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from flagvision.config import DataConfig
-from flagvision.data import (
+from flagvision.data.dataset import (
     CACHE_DIR,
     DatasetError,
     LazyImages,

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from flagvision.config import ACTIVATIONS, OPTIMIZERS, DataConfig, RunConfig, VGGConfig
-from flagvision.data import load_dataset
-from flagvision.engine import Callback, StopAfter, evaluate, fit, make_optimizer
-from flagvision.models import get_model
+from flagvision.data.dataset import load_dataset
+from flagvision.models.networks import get_model
 from flagvision.runtime import seed_everything
+from flagvision.training.engine import Callback, StopAfter, evaluate, fit, make_optimizer
 
 
 @pytest.fixture(scope="module")

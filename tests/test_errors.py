@@ -53,15 +53,15 @@ def test_every_error_class_of_the_library_is_a_flagvision_error():
     assert [n for n, c in classes.items() if not issubclass(c, FlagVisionError)] == []
     # Their old bases stay, for callers that catch them by those.
     from flagvision.config import ConfigError
-    from flagvision.store import StoreError
-    from flagvision.weights import WeightsError
+    from flagvision.jobs.store import StoreError
+    from flagvision.models.weights import WeightsError
 
     assert issubclass(ConfigError, ValueError) and issubclass(StoreError, RuntimeError)
     assert issubclass(WeightsError, RuntimeError)
 
 
 def test_user_error_definition_and_messages():
-    from flagvision.weights import WeightsMissingError
+    from flagvision.models.weights import WeightsMissingError
 
     missing = WeightsMissingError("VGG-16 ImageNet weights are not in the local cache")
     assert is_user_error(missing) and describe(missing) == str(missing)
@@ -72,8 +72,8 @@ def test_user_error_definition_and_messages():
 
 def test_worker_records_a_flagvision_errors_own_message():
     """A RuntimeError subclass (missing weights) used to be recorded as "WeightsMissingError: ..."."""
-    from flagvision.weights import WeightsMissingError
-    from flagvision.worker import _describe
+    from flagvision.jobs.worker import _describe
+    from flagvision.models.weights import WeightsMissingError
 
     assert _describe(WeightsMissingError("no weights here")) == "no weights here"
     assert _describe(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
@@ -86,7 +86,7 @@ def _page_showing_errors():
 
     sys.path.insert(0, str(REPO))
     from app_ui import show_error
-    from flagvision.weights import WeightsMissingError
+    from flagvision.models.weights import WeightsMissingError
 
     show_error(WeightsMissingError("VGG-16 ImageNet weights are not in the local cache"))
     show_error(ZeroDivisionError("division by zero"))
@@ -131,7 +131,7 @@ def test_corrupt_database(garbage_db, tiny_dataset, command):
 
 @pytest.mark.parametrize("command", [["jobs", "list"], ["train", "--epochs", "1"]])
 def test_store_written_by_a_newer_version(tmp_path, tiny_dataset, command):
-    from flagvision.store import SCHEMA_VERSION, Store
+    from flagvision.jobs.store import SCHEMA_VERSION, Store
 
     ws = tmp_path / "ws"
     Store(ws / "flagvision.db").close()
@@ -213,11 +213,11 @@ def test_bad_values_for_data_and_device_are_user_errors():
     there) are FlagVisionErrors, so the app shows them as theirs, not as a bug."""
     import torch
 
-    from flagvision.checkset import make_checkset
     from flagvision.errors import is_user_error
-    from flagvision.flags import check_flag_name
     from flagvision.runtime import resolve_device
-    from flagvision.synth import SynthConfig
+    from flagvision.synthetic.checkset import make_checkset
+    from flagvision.synthetic.flags import check_flag_name
+    from flagvision.synthetic.scenes import SynthConfig
 
     attempts = [
         lambda: SynthConfig(size=3),

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from flagvision.config import DataConfig, HyperParams, RunConfig
-from flagvision.export import ExportError, available_formats, export_checkpoint, export_filename
-from flagvision.training import run_training
+from flagvision.inference.export import ExportError, available_formats, export_checkpoint, export_filename
+from flagvision.training.pipeline import run_training
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def checkpoint(tiny_dataset, tmp_path_factory):
 
 
 def test_torchscript_export_matches_the_model(checkpoint):
-    from flagvision.checkpoints import load_checkpoint
+    from flagvision.training.checkpoints import load_checkpoint
 
     data = export_checkpoint(checkpoint, "torchscript")
     extra = {"card.json": ""}

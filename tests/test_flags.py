@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flagvision.flags import FLAG_ASPECT, FLAG_NAMES, render_flag
+from flagvision.synthetic.flags import FLAG_ASPECT, FLAG_NAMES, render_flag
 
 EXPECTED = ("Austria", "Belgium", "Bulgaria", "Croatia", "Czech Republic", "Denmark", "Estonia",
             "Finland", "France", "Germany", "Greece", "Holland", "Hungary", "Ireland", "Italy",

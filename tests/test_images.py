@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flagvision.images import ImageError, open_image
+from flagvision.data.images import ImageError, open_image
 
 
 def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from flagvision.importer import DatasetImportError, import_dataset
+from flagvision.data.importer import DatasetImportError, import_dataset
 from fv_helpers import make_pattern_dataset, zip_bytes
 
 
@@ -58,7 +58,7 @@ def test_hostile_zips_write_nothing(workspace, tmp_path, entries, symlinks, frag
 
 
 def test_too_many_entries(workspace, monkeypatch):
-    from flagvision import importer
+    from flagvision.data import importer
 
     monkeypatch.setattr(importer, "MAX_ENTRIES", 50)
     with pytest.raises(DatasetImportError, match="more than the 50 allowed"):

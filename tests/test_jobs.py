@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from flagvision import cli, jobs
+from flagvision.cli import main as cli
 from flagvision.config import DataConfig, HyperParams, RunConfig
-from flagvision.store import FINISHED_STATES
+from flagvision.jobs import queue as jobs
+from flagvision.jobs.store import FINISHED_STATES
 from flagvision.workspace import Workspace
 from fv_helpers import make_pattern_dataset, run_cli, wait_for
 
@@ -192,7 +193,7 @@ def test_log_tail_of_missing_and_long_files(tmp_path):
 
 READER = r"""
 import json, sys, time
-from flagvision.store import Store
+from flagvision.jobs.store import Store
 
 db, out, deadline = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3])
 run_ids, last_job = [int(x) for x in sys.argv[4].split(",")], int(sys.argv[5])
@@ -309,7 +310,7 @@ def test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable(ws,
     """`python -m flagvision train` (no job) killed mid-run: nothing records its end itself, so the
     app's poll (jobs.tick) must: the run turns failed naming the pid and the resume command; a run
     whose owner is alive, or a process that merely reuses nothing, is left alone."""
-    from flagvision.owners import owner_alive
+    from flagvision.jobs.owners import owner_alive
 
     store = jobs.open_store(ws)
     cfg_file = tmp_path / "cfg.json"
@@ -483,7 +484,7 @@ def keep_signal_handlers():
 
 
 def run_worker_in_process(ws: Workspace, job_id: int) -> int:
-    from flagvision import worker
+    from flagvision.jobs import worker
 
     job = jobs.open_store(ws).claim_next_queued(1)
     assert job is not None and job["id"] == job_id
@@ -515,7 +516,7 @@ def test_study_job_reports_progress_stops_on_cancel_and_returns_its_result(ws, m
             time.sleep(0.05)
         return {"best_value": 0.9, "trials": 3}
 
-    monkeypatch.setitem(sys.modules, "flagvision.study", types.SimpleNamespace(run_study_job=run_study_job))
+    monkeypatch.setitem(sys.modules, "flagvision.studies.runner", types.SimpleNamespace(run_study_job=run_study_job))
     holder = store.create_job("study", {}, state="running", heartbeat_at=time.time())  # keeps dispatch off
     job_id = jobs.submit_study(ws, {"study_name": "s1", "n_trials": 6})
     store.finish_job(holder, "succeeded")
@@ -527,11 +528,11 @@ def test_study_job_reports_progress_stops_on_cancel_and_returns_its_result(ws, m
 
 
 def test_study_job_without_the_study_module_fails_clearly(ws, monkeypatch, keep_signal_handlers):
-    monkeypatch.setitem(sys.modules, "flagvision.study", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "flagvision.studies.runner", None)  # import raises ImportError
     store = jobs.open_store(ws)
     holder = store.create_job("study", {}, state="running", heartbeat_at=time.time())
     job_id = jobs.submit_study(ws, {"study_name": "s2"})
     store.finish_job(holder, "succeeded")
     assert run_worker_in_process(ws, job_id) == 1
     job = store.get_job(job_id)
-    assert job["state"] == "failed" and "flagvision.study.run_study_job" in job["error"]
+    assert job["state"] == "failed" and "flagvision.studies.runner.run_study_job" in job["error"]

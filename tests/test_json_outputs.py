@@ -39,7 +39,7 @@ def world(tmp_path_factory):
     """A tiny trained checkpoint, a one-class folder, a failed job with NaN metrics, a study."""
     import optuna
 
-    from flagvision.store import Store
+    from flagvision.jobs.store import Store
 
     root = tmp_path_factory.mktemp("json")
     data = make_pattern_dataset(root / "data", per_class=10)
@@ -81,7 +81,7 @@ def _arguments(w) -> dict[tuple[str, ...], list[str]]:
 
 
 def test_every_json_command_prints_strict_json(world):
-    from flagvision.cli import build_parser
+    from flagvision.cli.main import build_parser
 
     commands = _arguments(world)
     found = _json_commands(build_parser())

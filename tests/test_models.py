@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from flagvision import weights
 from flagvision.config import ACTIVATIONS, ConfigError, DataConfig, HyperParams, RunConfig, VGGConfig, cnn_feature_size
-from flagvision.models import FlagModel, get_model, list_models, model_info, register_model
+from flagvision.models import weights
+from flagvision.models.networks import FlagModel, get_model, list_models, model_info, register_model
 
 NUM_CLASSES = 24
 IMAGE_SIZE = 32  # small inputs keep the VGG tests fast; 32 px still leaves a 1×1 map after 5 blocks
@@ -330,6 +330,6 @@ def test_pretrained_weights_are_loaded_into_the_backbone(tmp_path: Path, monkeyp
 
 
 def test_library_does_not_import_streamlit() -> None:
-    code = "import sys, flagvision.models, flagvision.weights; print('streamlit' in sys.modules)"
+    code = "import sys, flagvision.models.networks, flagvision.models.weights; print('streamlit' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

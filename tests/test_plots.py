@@ -145,5 +145,5 @@ def test_bar_labels_stay_horizontal(fig: go.Figure) -> None:
 
 
 def test_library_modules_do_not_import_streamlit() -> None:
-    code = "import sys, flagvision.plots, flagvision.store; assert 'streamlit' not in sys.modules"
+    code = "import sys, flagvision.plots, flagvision.jobs.store; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

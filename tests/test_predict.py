@@ -3,7 +3,7 @@
 import torch
 from PIL import Image
 
-from flagvision.predict import SEARCH_GRID, WHOLE_PHOTO_BONUS, choose_view, scene_views
+from flagvision.inference.predict import SEARCH_GRID, WHOLE_PHOTO_BONUS, choose_view, scene_views
 
 
 def test_scene_views_are_the_photo_then_overlapping_crops_inside_it():

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from benchmarks import bench
 from flagvision.config import DataConfig, RunConfig
-from flagvision.study import StudyConfig, load_study, make_pruner, run_study
+from flagvision.studies.runner import StudyConfig, load_study, make_pruner, run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

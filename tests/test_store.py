@@ -1,4 +1,4 @@
-"""Tests of flagvision.store on a real SQLite file, including several processes at once."""
+"""Tests of flagvision.jobs.store on a real SQLite file, including several processes at once."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flagvision import store as store_mod
-from flagvision.store import SCHEMA_VERSION, Store, StoreError
+from flagvision.jobs import store as store_mod
+from flagvision.jobs.store import SCHEMA_VERSION, Store, StoreError
 
 # spawn, not fork: workers are separate programs in production, and fork + SQLite is unsafe.
 SPAWN = mp.get_context("spawn")

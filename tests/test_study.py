@@ -1,6 +1,6 @@
 """Optuna studies: search space, a real pruned study, cancel/resume, several workers, dead workers.
 
-Multi-process tests start real ``python`` subprocesses that call :func:`flagvision.study.run_study`
+Multi-process tests start real ``python`` subprocesses that call :func:`flagvision.studies.runner.run_study`
 (the same code path as a background worker), on a journal file, on a PostgreSQL server this test
 starts itself (Debian's ``postgresql`` package; skipped only when its binaries are absent), and on
 the workspace SQLite file with heartbeats.
@@ -25,9 +25,9 @@ import pytest
 from optuna.trial import TrialState
 
 from flagvision.config import PARAM_SPECS, SEARCHABLE, DataConfig, RunConfig
-from flagvision.data import load_dataset
-from flagvision.store import Store
-from flagvision.study import (
+from flagvision.data.dataset import load_dataset
+from flagvision.jobs.store import Store
+from flagvision.studies.runner import (
     ParamOverride,
     StudyConfig,
     StudyError,
@@ -273,7 +273,7 @@ def test_run_study_job_reads_the_payload_and_names_the_job(tiny_dataset, workspa
 
 
 def test_cli_tune_and_show(tiny_dataset, workspace, capsys):
-    from flagvision.cli import main
+    from flagvision.cli.main import main
 
     ws = str(workspace.root)
     rc = main(
@@ -324,7 +324,7 @@ import json, sys, time
 from pathlib import Path
 import optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-from flagvision.study import StudyConfig, run_study
+from flagvision.studies.runner import StudyConfig, run_study
 from flagvision.workspace import Workspace
 
 args = json.loads(sys.argv[1])
@@ -511,8 +511,8 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path, workspa
 @pytest.mark.slow
 def test_background_study_job_runs_in_a_worker_and_cancels(tiny_dataset, workspace, capsys):
     """`tune --background` → jobs.submit_study → worker → run_study_job; cancel stops the study."""
-    from flagvision import jobs
-    from flagvision.cli import main
+    from flagvision.cli.main import main
+    from flagvision.jobs import queue as jobs
 
     assert (
         main(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flagvision.checkset import make_checkset, render_check_image
-from flagvision.flags import FLAG_NAMES
-from flagvision.synth import (
+from flagvision.synthetic.checkset import make_checkset, render_check_image
+from flagvision.synthetic.flags import FLAG_NAMES
+from flagvision.synthetic.scenes import (
     GENERATOR_VERSION,
     SynthConfig,
     contact_sheet,
@@ -108,8 +108,8 @@ def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
 
 
 def test_builtin_from_an_older_generator_is_rendered_again(workspace, monkeypatch) -> None:
-    import flagvision.synth as synth
-    from flagvision.builtin import builtin_path, builtin_ready, ensure_builtin
+    import flagvision.synthetic.scenes as synth
+    from flagvision.synthetic.builtin import builtin_path, builtin_ready, ensure_builtin
 
     small = SynthConfig(train_per_class=1, test_per_class=1, size=32, workers=1)
     monkeypatch.setattr(synth, "SynthConfig", lambda: small)  # the default config, at test size

@@ -57,7 +57,7 @@ def test_space_override_full_narrow_fixed_choices():
 
 
 def test_space_overrides_make_a_valid_study_config():
-    from flagvision.study import StudyConfig
+    from flagvision.studies.runner import StudyConfig
 
     overrides = [
         ui.space_override(PARAM_SPECS["fc1_units"], (64, 128)),
@@ -106,7 +106,7 @@ def test_job_rows_have_no_none_cells():
 
 
 def test_analyse_photo_names_a_corrupt_file():
-    from flagvision.images import ImageError
+    from flagvision.data.images import ImageError
 
     with pytest.raises(ImageError, match="holiday.jpg"):
         ui.analyse_photo("holiday.jpg", b"garbage", {})

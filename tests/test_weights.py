@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flagvision import weights
-from flagvision.weights import WeightsError, WeightsMissingError
+from flagvision.models import weights
+from flagvision.models.weights import WeightsError, WeightsMissingError
 
 
 @pytest.fixture(autouse=True)

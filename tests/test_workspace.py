@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flagvision import jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
-from flagvision.store import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, RUN_STATUSES, Store
+from flagvision.jobs import queue as jobs
+from flagvision.jobs.store import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, RUN_STATUSES, Store
 from flagvision.workspace import RunPaths, Workspace
 from fv_helpers import REPO, make_pattern_dataset
 
@@ -37,7 +37,7 @@ def _listing(folder: Path) -> set[Path]:
 
 
 def test_run_paths_name_exactly_the_files_a_training_writes(tmp_path):
-    from flagvision.runs import execute_run
+    from flagvision.training.run import execute_run
 
     ws = Workspace.open(tmp_path / "ws")
     data = make_pattern_dataset(tmp_path / "data", per_class=6)

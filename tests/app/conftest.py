@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_builtin(tmp_path_factory) -> Path:
     """A generated built-in dataset, tiny (the real one takes a minute)."""
-    from flagvision.synth import SynthConfig, synthesize
+    from flagvision.synthetic.scenes import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("tiny_builtin") / "builtin"
     synthesize(root, SynthConfig(train_per_class=4, test_per_class=2, size=32, workers=1))
@@ -34,7 +34,7 @@ def app_ws(tmp_path, monkeypatch, tiny_builtin):
 
 def _stop_workers(ws) -> None:
     """Cancel (forcefully) every job a test left queued or running, so no worker lingers."""
-    from flagvision import jobs
+    from flagvision.jobs import queue as jobs
 
     store = jobs.open_store(ws)
     for job in store.list_jobs(("queued", "running")):
@@ -46,9 +46,9 @@ def _stop_workers(ws) -> None:
 
 def _train_run(ws, cfg, name: str) -> int:
     """Train ``cfg`` in this process, recorded in the store like a background run."""
-    from flagvision import jobs
-    from flagvision.runs import StoreCallback, create_run, finish_run
-    from flagvision.training import run_training
+    from flagvision.jobs import queue as jobs
+    from flagvision.training.pipeline import run_training
+    from flagvision.training.run import StoreCallback, create_run, finish_run
 
     store = jobs.open_store(ws)
     run_id, run_dir = create_run(ws, store, cfg, name=name, status="running")
@@ -61,7 +61,7 @@ def _train_run(ws, cfg, name: str) -> int:
 def trained_root(tmp_path_factory, tiny_builtin) -> Path:
     """A workspace with a trained custom CNN, a random-init VGG-16 and a 2-trial study."""
     from flagvision.config import DataConfig, HyperParams, RunConfig, VGGConfig
-    from flagvision.study import StudyConfig, run_study
+    from flagvision.studies.runner import StudyConfig, run_study
     from flagvision.workspace import Workspace
 
     root = tmp_path_factory.mktemp("trained") / "ws"

@@ -6,7 +6,7 @@ import io
 import zipfile
 
 from app_helpers import app, no_exceptions, png_bytes
-from flagvision import jobs
+from flagvision.jobs import queue as jobs
 from flagvision.ui_logic import image_strip
 
 

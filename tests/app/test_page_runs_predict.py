@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from app_helpers import app, no_exceptions, png_bytes
-from flagvision import jobs
+from flagvision.jobs import queue as jobs
 
 
 def test_runs_table_filter_sort_and_overlay(trained_ws):
@@ -55,8 +55,8 @@ def test_runs_evaluation_export_and_delete(trained_ws):
     assert download and "flagvision-run" in download[0].proto.label
 
     # Delete a copy, so the session's runs stay for other tests.
-    from flagvision.runs import create_run
-    from flagvision.training import read_run_config
+    from flagvision.training.pipeline import read_run_config
+    from flagvision.training.run import create_run
 
     copy_id, copy_dir = create_run(
         trained_ws, store, read_run_config(trained_ws.run_dir(cnn["id"])), name="doomed", status="failed"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app_helpers import app, no_exceptions
-from flagvision import jobs
+from flagvision.jobs import queue as jobs
 
 
 def test_start_study_from_narrowed_ranges(app_ws):
@@ -71,7 +71,7 @@ def test_existing_study_results_and_final_training(trained_ws):
     assert len(runs) == before + 1 and "best trial" in runs[0]["name"]
     assert runs[0]["config"]["hparams"]["epochs"] == 1
     jobs.cancel(trained_ws, runs[0]["job_id"], force=True)
-    from flagvision.runs import delete_run
+    from flagvision.training.run import delete_run
 
     delete_run(trained_ws, store, runs[0]["id"])
 
@@ -146,7 +146,7 @@ def test_importances_are_recomputed_only_when_a_trial_completes(trained_root, tm
     import optuna
     import streamlit as st
 
-    from flagvision import study as fv_study
+    from flagvision.studies import runner as fv_study
     from flagvision.workspace import Workspace
 
     root = tmp_path / "ws"  # a copy: a trial is added below

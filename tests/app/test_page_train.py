@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app_helpers import app, no_exceptions, wait_for
-from flagvision import jobs
 from flagvision.config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, HYPERPARAMS, VGG_IMAGE_SIZE
+from flagvision.jobs import queue as jobs
 
 
 def test_every_hyperparameter_has_a_widget_with_its_range(app_ws):
@@ -94,8 +94,8 @@ def test_resume_button_for_a_cancelled_run_with_state(trained_ws):
     """A cancelled run that saved an epoch offers Resume; pressing it queues a job."""
     import shutil
 
-    from flagvision.runs import create_run
-    from flagvision.training import read_run_config
+    from flagvision.training.pipeline import read_run_config
+    from flagvision.training.run import create_run
 
     store = jobs.open_store(trained_ws)
     done = next(r for r in store.list_runs() if r["name"] == "tiny cnn")
@@ -116,6 +116,6 @@ def test_resume_button_for_a_cancelled_run_with_state(trained_ws):
     finally:
         for j in store.list_jobs(("queued", "running")):
             jobs.cancel(trained_ws, j["id"], force=True)
-        from flagvision.runs import delete_run
+        from flagvision.training.run import delete_run
 
         delete_run(trained_ws, store, run_id)

@@ -143,7 +143,7 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 def stop_workers(ws) -> None:
     """Kill every worker the app started (they run in their own process groups) and mark them."""
-    from flagvision import jobs
+    from flagvision.jobs import queue as jobs
 
     store = jobs.open_store(ws)
     for job in store.list_jobs(("queued", "running")):
@@ -238,7 +238,7 @@ class Journey:
 @pytest.fixture
 def journey(tmp_path, artifacts):
     """A workspace with data, the setup CLI runs started, and the app server; all stopped after."""
-    from flagvision.synth import SynthConfig, synthesize
+    from flagvision.synthetic.scenes import SynthConfig, synthesize
     from flagvision.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws")

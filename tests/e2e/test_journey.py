@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from flagvision import jobs
+from flagvision.jobs import queue as jobs
 from fv_helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -81,8 +81,8 @@ def _photos(folder: Path) -> list[Path]:
     """Two photos to drop on Predict: a photo-like scene of Germany (JPEG), a flat French flag (PNG)."""
     from PIL import Image
 
-    from flagvision.flags import render_flag
-    from flagvision.synth import render_scene
+    from flagvision.synthetic.flags import render_flag
+    from flagvision.synthetic.scenes import render_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     scene = folder / "germany_scene.jpg"

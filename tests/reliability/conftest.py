@@ -20,7 +20,7 @@ TRAIN_PER_FLAG = 36
 def _render_training_set(root: Path, seed: int = 0) -> Path:
     """Each flag, whole or slightly cropped, lighter or darker; a quarter of them grey, because a
     grey photo of a flag must still be recognised by its layout."""
-    from flagvision.flags import render_flag
+    from flagvision.synthetic.flags import render_flag
 
     rng = np.random.default_rng(seed)
     for name in FLAGS:
@@ -42,10 +42,10 @@ def _render_training_set(root: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def flag_root(tmp_path_factory) -> Path:
     """A workspace (under ``<tmp>/outer/ws``) with one succeeded custom-CNN run on four flags."""
-    from flagvision import jobs
     from flagvision.config import DataConfig, HyperParams, RunConfig
-    from flagvision.runs import StoreCallback, create_run, finish_run
-    from flagvision.training import run_training
+    from flagvision.jobs import queue as jobs
+    from flagvision.training.pipeline import run_training
+    from flagvision.training.run import StoreCallback, create_run, finish_run
     from flagvision.workspace import Workspace
 
     outer = tmp_path_factory.mktemp("flagmodel")
@@ -76,7 +76,7 @@ def flag_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def flag_ws(flag_root, tmp_path, monkeypatch):
     """A private copy of the trained workspace (tests may break it), with FLAGVISION_HOME set."""
-    from flagvision.store import Store
+    from flagvision.jobs.store import Store
     from flagvision.workspace import Workspace
 
     root = tmp_path / "outer" / "ws"
@@ -100,7 +100,7 @@ def checkpoint(flag_root) -> Path:
 
 @pytest.fixture(scope="session")
 def flag_images() -> dict[str, Image.Image]:
-    from flagvision.flags import render_flag
+    from flagvision.synthetic.flags import render_flag
 
     return {name: render_flag(name, 120).convert("RGB") for name in FLAGS}
 

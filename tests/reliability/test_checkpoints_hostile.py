@@ -58,7 +58,7 @@ def test_cli_refuses_hostile_checkpoints(checkpoint, tmp_path, flag_images, caps
     from safetensors.torch import save_file
 
     from flagvision.config import RunConfig
-    from flagvision.models import get_model
+    from flagvision.models.networks import get_model
 
     marker = tmp_path / "pwned"
     poisoned = _copy(checkpoint, tmp_path / "poisoned")
@@ -81,7 +81,7 @@ def test_cli_refuses_hostile_checkpoints(checkpoint, tmp_path, flag_images, caps
     }
     # The code payload through a real subprocess; the others through cli.main in this process
     # (the same code; an exception would escape into the test), to save two torch imports.
-    from flagvision import cli
+    from flagvision.cli import main as cli
     from fv_helpers import run_cli
 
     for key, folder in cases.items():
@@ -111,8 +111,8 @@ def test_predict_page_with_a_poisoned_checkpoint(flag_ws, flag_images, tmp_path)
 
 
 def test_resume_with_a_poisoned_optimizer_state(flag_ws, tmp_path):
-    from flagvision.checkpoints import CheckpointError
-    from flagvision.training import read_run_config, run_training
+    from flagvision.training.checkpoints import CheckpointError
+    from flagvision.training.pipeline import read_run_config, run_training
 
     marker = tmp_path / "pwned"
     run_dir = flag_ws.run_dir(1)
@@ -125,7 +125,7 @@ def test_resume_with_a_poisoned_optimizer_state(flag_ws, tmp_path):
 
 
 def test_weights_import_of_a_code_payload(tmp_path):
-    from flagvision.weights import WeightsError, import_weights, weights_path
+    from flagvision.models.weights import WeightsError, import_weights, weights_path
     from fv_helpers import run_cli
 
     marker = tmp_path / "pwned"
@@ -171,8 +171,8 @@ def _mutations():
 
 @pytest.mark.parametrize("key", list(_mutations()))
 def test_hostile_cards_refused(checkpoint, tmp_path, key):
-    from flagvision.checkpoints import CheckpointError
-    from flagvision.predict import Predictor
+    from flagvision.inference.predict import Predictor
+    from flagvision.training.checkpoints import CheckpointError
 
     folder = _copy(checkpoint, tmp_path / "ck")
     card = json.loads((folder / "card.json").read_text())

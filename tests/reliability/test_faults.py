@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from flagvision import jobs
 from flagvision.config import DataConfig, HyperParams, RunConfig
-from flagvision.store import FINISHED_STATES
+from flagvision.jobs import queue as jobs
+from flagvision.jobs.store import FINISHED_STATES
 from fv_helpers import make_pattern_dataset, wait_for
 from reliability_kit import REPO, app, no_exceptions
 
@@ -86,7 +86,7 @@ def _start_server(ws, port: int) -> subprocess.Popen:
 
 
 def test_killing_the_app_server_loses_no_job(ws, tmp_path):
-    from flagvision.dashboard import free_port
+    from flagvision.studies.dashboard import free_port
 
     data = make_pattern_dataset(tmp_path / "data", per_class=30)
     server = _start_server(ws, free_port())
@@ -125,7 +125,7 @@ def test_killing_the_app_server_loses_no_job(ws, tmp_path):
 
 
 def _tiny_model(classes: int = 3):
-    from flagvision.models import get_model
+    from flagvision.models.networks import get_model
 
     cfg = RunConfig(data=DataConfig(image_size=32)).with_hparams(
         num_filters_conv1=8, num_filters_conv2=16, fc1_units=64
@@ -149,8 +149,8 @@ def test_failing_writer_keeps_every_previous_file(tmp_path, monkeypatch):
     write alone is tests/test_checkpoints.py::test_failing_writer_keeps_previous_checkpoint.)"""
     import torch
 
-    from flagvision import checkpoints as ck
-    from flagvision.engine import History, make_optimizer
+    from flagvision.training import checkpoints as ck
+    from flagvision.training.engine import History, make_optimizer
 
     model, cfg = _tiny_model()
     folder = tmp_path / "ck"
@@ -189,7 +189,7 @@ def test_full_tmpfs_keeps_the_previous_checkpoint(tmp_path):
     """A real full filesystem: a tmpfs with room for one checkpoint but not for a second copy."""
     from safetensors import SafetensorError
 
-    from flagvision import checkpoints as ck
+    from flagvision.training import checkpoints as ck
 
     model, cfg = _tiny_model()
     probe = tmp_path / "probe"
@@ -225,8 +225,8 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
     """A study job and a training job side by side (K=2), the app's poll (jobs.tick plus the store
     reads of the sidebar and the Train page) every 200 ms, and optuna-dashboard answering its API,
     for three minutes: no "database is locked" anywhere, integrity_check ok."""
-    from flagvision.dashboard import start_dashboard
-    from flagvision.study import StudyConfig
+    from flagvision.studies.dashboard import start_dashboard
+    from flagvision.studies.runner import StudyConfig
 
     seconds = float(os.environ.get("FLAGVISION_STRESS_S", 180))
     data = make_pattern_dataset(tmp_path / "data", per_class=40)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from flagvision.config import CNN_IMAGE_SIZE
-from flagvision.importer import DatasetImportError, import_dataset
+from flagvision.data.importer import DatasetImportError, import_dataset
 from fv_helpers import run_cli
 from reliability_kit import (
     CLI_IMPORT,
@@ -233,7 +233,7 @@ def test_dataset_page_refuses_hostile_zips(guarded_ws, hostile_zip_files):
 def test_cli_data_import_refuses_hostile_zips(guarded_ws, hostile_zip_files, capsys):
     """One real subprocess (exit code and stderr as a shell user sees them); the other cases through
     ``cli.main`` in this process, where any exception would escape into the test."""
-    from flagvision import cli
+    from flagvision.cli import main as cli
 
     ws, check = guarded_ws
     first, *others = ["zip with a corrupt entry (bad CRC)", "zip with ../ paths", "non-zip renamed .zip"]
@@ -251,8 +251,8 @@ def test_cli_data_import_refuses_hostile_zips(guarded_ws, hostile_zip_files, cap
 
 
 def test_predict_upload_of_every_image_input(checkpoint, flag_images):
-    from flagvision.images import ImageError
-    from flagvision.predict import Predictor
+    from flagvision.data.images import ImageError
+    from flagvision.inference.predict import Predictor
     from flagvision.ui_logic import analyse_photo
 
     predictor = Predictor.from_checkpoint(checkpoint)
@@ -330,7 +330,7 @@ def test_cli_predict_of_every_image_input(checkpoint, flag_images, tmp_path, cap
         assert _msg(expect(key, CLI_PREDICT)) in results[str(tmp_path / fname)]["error"], key
     assert "not a regular file" in results[str(tmp_path / "pipe.jpg")]["error"]
     # Only unreadable files: exit 2 (checked in this process: the same main(), no second torch import).
-    from flagvision import cli
+    from flagvision.cli import main as cli
 
     assert cli.main(["predict", "--checkpoint", str(checkpoint), *bad]) == 2
     assert "ERROR" in capsys.readouterr().out
@@ -344,7 +344,7 @@ FLAG_CASES = [c for c in __import__("reliability_kit").CASES if c.entry == CLI_T
 def test_cli_refuses_out_of_range_hyperparameters(tmp_path, tiny_dataset, capsys):
     """Every flag case through ``cli.main`` in this process (an exception would escape here), and
     one through a real subprocess for the exit code and stderr a shell user sees."""
-    from flagvision import cli
+    from flagvision.cli import main as cli
 
     base = ["--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset)]
     for c in FLAG_CASES:
@@ -361,7 +361,7 @@ def test_cli_refuses_out_of_range_hyperparameters(tmp_path, tiny_dataset, capsys
 def test_train_page_refuses_tampered_session_state(flag_ws):
     """Every out-of-range widget value at once: one st.error naming each, the widgets back at their
     defaults, Start disabled for that run, nothing submitted."""
-    from flagvision import jobs
+    from flagvision.jobs import queue as jobs
 
     at = app()
     for key, c in TAMPERED_STATE:

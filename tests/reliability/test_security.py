@@ -73,7 +73,7 @@ def test_page_text_inputs_take_no_paths(guarded_ws):
     a folder) is sanitised, so even "../../x" lands inside datasets/."""
     from PIL import Image
 
-    from flagvision.importer import import_dataset
+    from flagvision.data.importer import import_dataset
     from reliability_kit import encode, zip_bytes
 
     assert _text_input_keys() == {
@@ -118,7 +118,7 @@ def test_library_never_unpickles():
 
 
 def test_dashboard_binds_localhost():
-    from flagvision import dashboard
+    from flagvision.studies import dashboard
 
     assert inspect.signature(dashboard.start_dashboard).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(dashboard.free_port).parameters["host"].default == "127.0.0.1"

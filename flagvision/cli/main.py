@@ -1,0 +1,497 @@
+"""Command line: ``python -m flagvision <command>``.
+
+User errors (any :class:`flagvision.errors.FlagVisionError`, or an OS error about a path) print
+one line to stderr and exit 2; Ctrl-C prints one line and exits 130; a closed pipe (``| head``)
+ends quietly; only a bug shows a traceback. Every ``--json`` output is strict JSON
+(:mod:`flagvision.strict_json`). Hyperparameter flags are generated from ``config.HYPERPARAMS``.
+
+The parser and the light commands (``jobs``, ``study list``, ``weights status``, ``--help``) import
+neither torch nor Optuna: each command imports what it needs inside its function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from flagvision import strict_json
+from flagvision.config import (
+    CNN_IMAGE_SIZE,
+    DEFAULT_AUGMENT,
+    HYPERPARAMS,
+    VGG_IMAGE_SIZE,
+    ConfigError,
+    DataConfig,
+    HyperParams,
+    RunConfig,
+    VGGConfig,
+    default_image_size,
+)
+from flagvision.errors import is_user_error, user_message
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_BROKEN_PIPE = 1
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as strict JSON (non-finite floats as null): what every ``--json`` writes."""
+    print(strict_json.dumps(data, indent=2, default=str))
+
+
+class _ModelChoices:
+    """The model registry's names as argparse choices, read only when argparse needs them.
+
+    Reading the registry imports torch (seconds); parsing ``jobs list`` or ``--help`` never
+    touches a ``train`` option's choices, so they do not pay for it.
+    """
+
+    def _names(self) -> list[str]:
+        from flagvision.models.networks import list_models
+
+        return list_models()
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per hyperparameter, typed and documented from its ParamSpec."""
+    group = parser.add_argument_group("hyperparameters (default: the reference study's best preset)")
+    for spec in HYPERPARAMS:
+        kwargs: dict[str, Any] = {"dest": f"hp_{spec.name}", "default": None}
+        help_text = f"{spec.help}; {spec.describe_range()}; default {spec.default}"
+        if spec.kind == "categorical":
+            kwargs["choices"] = spec.choices
+        else:
+            kwargs["type"] = int if spec.kind == "int" else float
+        group.add_argument(_flag(spec.name), help=help_text, **kwargs)
+
+
+def resolve_run_config(args: argparse.Namespace) -> RunConfig:
+    """defaults < --config file < flags (resolved once, here at the edge)."""
+    base: dict[str, Any] = RunConfig().to_dict()
+    if getattr(args, "config", None):
+        try:
+            loaded = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{args.config}: cannot read config ({exc})") from None
+        base = RunConfig.from_dict(loaded).to_dict()
+    hp = dict(base["hparams"])
+    for spec in HYPERPARAMS:
+        value = getattr(args, f"hp_{spec.name}", None)
+        if value is not None:
+            hp[spec.name] = value
+    base["hparams"] = HyperParams.from_dict(hp).to_dict()
+    data = dict(base["data"])
+    if args.data:
+        data["path"] = str(Path(args.data).resolve())
+    if not getattr(args, "config", None) and getattr(args, "model", None):
+        data["image_size"] = default_image_size(args.model)  # VGG-16 reads 64 px unless told otherwise
+    for key in ("image_size", "augment", "val_fraction"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    base["data"] = DataConfig.from_dict(data).to_dict()
+    vgg = dict(base["vgg"])
+    if args.no_pretrained:
+        vgg["pretrained"] = False
+    if args.vgg_blocks is not None:
+        vgg["blocks"] = args.vgg_blocks
+    if args.fine_tune_last:
+        vgg["fine_tune_last"] = True
+    base["vgg"] = VGGConfig.from_dict(vgg).to_dict()
+    for key in ("model", "seed", "patience", "weight_decay", "device", "threads"):
+        if getattr(args, key, None) is not None:
+            base[key] = getattr(args, key)
+    return RunConfig.from_dict(base)
+
+
+def _workspace(args):
+    from flagvision.workspace import Workspace
+
+    return Workspace.open(args.workspace)
+
+
+_progress_line_open = False  # a "\rlabel: done/total" line on stderr still waits for its newline
+
+
+def _print_progress(label: str):
+    def progress(done: int, total: int) -> None:
+        global _progress_line_open
+        _progress_line_open = done < total
+        print(f"\r{label}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return progress
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from flagvision.data.dataset import load_dataset
+    from flagvision.jobs.store import Store
+    from flagvision.synthetic.builtin import ensure_builtin
+    from flagvision.training.engine import Callback
+    from flagvision.training.run import execute_run
+
+    ws = _workspace(args)
+    cfg = resolve_run_config(args)
+    store = Store(ws.db_path)  # before the built-in data is built: an unusable database fails at once
+    if not cfg.data.path:  # neither --data nor a path in --config: the built-in flags
+        builtin = ensure_builtin(ws, progress=_print_progress("building the built-in dataset"))
+        cfg = cfg.with_changes(data=cfg.data.with_changes(path=str(builtin)))
+    if args.background:
+        from flagvision.jobs.queue import submit_training
+
+        job_id, run_id = submit_training(ws, cfg, name=args.name or "")
+        print(f"job {job_id} queued (run {run_id}); follow it with: python -m flagvision jobs show {job_id}")
+        return 0
+
+    class Printer(Callback):
+        def on_epoch_end(self, state, m, improved):
+            star = " *" if improved else ""
+            print(
+                f"epoch {m.epoch:3d}/{state.cfg.hparams.epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.3f}"
+                f"  val loss {m.val_loss:.4f} acc {m.val_acc:.3f}  {m.seconds:.1f}s{star}",
+                flush=True,
+            )
+
+    data = load_dataset(cfg.data, progress=_print_progress("decoding images"))
+    for path, why in data.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if data.skipped:
+        print(
+            f"{len(data.skipped)} unreadable file(s) skipped; training on the other {len(data.train) + len(data.val)}",
+            file=sys.stderr,
+        )
+    started: list[int] = []
+
+    def announce(run_id: int, run_dir: Path) -> None:
+        started.append(run_id)
+        print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
+
+    try:
+        result = execute_run(
+            ws, store, cfg, name=args.name or "", callbacks=[Printer()], data=data, on_start=announce
+        ).result
+    except KeyboardInterrupt:
+        if started:
+            print(f"interrupted; resume with: python -m flagvision jobs resume --run {started[0]}", file=sys.stderr)
+        return 130
+    ev = result.evaluation
+    if ev is not None:
+        print(f"best epoch {result.history.best_epoch}: {ev.accuracy:.2%} on {ev.n_images} held-out images")
+    print(f"checkpoint: {result.checkpoint_dir}")
+    return 0
+
+
+# --- evaluate / predict -----------------------------------------------------------------------
+
+
+def cmd_evaluate(args) -> int:
+    from flagvision.data.dataset import load_eval_images
+    from flagvision.training.checkpoints import load_checkpoint
+    from flagvision.training.engine import evaluate
+
+    model, card = load_checkpoint(args.checkpoint)
+    split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
+    if args.search:  # what Predict answers: each photo read again, whole and in crops
+        import torch
+
+        from flagvision.inference.predict import Predictor
+        from flagvision.training.engine import eval_from_logits
+
+        probs = torch.stack([p for p, _ in Predictor(model, card).search(split.paths)])
+        result = eval_from_logits(probs.clamp_min(1e-12).log(), split.labels, card["class_names"])
+    else:
+        result = evaluate(model, split, card["class_names"])
+    out = result.to_dict()
+    out["model"] = card.get("label", card["model"])
+    out["scene_search"] = bool(args.search)
+    out["skipped"] = split.skipped
+    if args.json:
+        print_json(out)
+    else:
+        how = " (scene search: whole photo and 13 crops)" if args.search else ""
+        print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images{how}")
+        # Worst class first; classes the folder has no images of come last, said so.
+        ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
+        for name, acc in ranked:
+            print(f"  {name:20s} {'no images' if acc is None else f'{acc:.2%}'}")
+        for path, why in split.skipped:
+            print(f"skipped {path}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from flagvision.data.images import ImageError, open_image
+    from flagvision.inference.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint)
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            pred = predictor.predict([open_image(path)], k=args.top_k, search=not args.whole_photo)[0]
+            results.append(
+                {
+                    "image": path,
+                    "top": [{"class": c, "probability": p} for c, p in pred.top],
+                    "box": list(pred.box) if pred.box else None,
+                }
+            )
+        except ImageError as exc:
+            failures += 1
+            results.append({"image": path, "error": str(exc)})
+    if args.json:
+        print_json({"model": predictor.label, "predictions": results})
+    else:
+        print(f"model: {predictor.label}")
+        for r in results:
+            if "error" in r:
+                print(f"{r['image']}: ERROR {r['error']}")
+            else:
+                tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+                print(f"{r['image']}: {tops}")
+    return EXIT_USER_ERROR if failures == len(args.images) else 0
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def cmd_weights(args) -> int:
+    from flagvision.models import weights
+
+    if args.weights_command == "import":
+        path = weights.import_weights(args.file)
+        print(f"installed VGG-16 ImageNet weights at {path}")
+    elif args.weights_command == "download":
+        path = weights.download_weights(progress=True)
+        print(f"VGG-16 ImageNet weights ready at {path}")
+    else:
+        status = weights.weights_status()
+        if args.json:
+            print_json(status)
+        else:
+            print(status["message"])
+    return 0
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "synth":
+        from flagvision.synthetic.scenes import SynthConfig, synthesize
+
+        given = {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "size": args.size}
+        cfg = SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+        t0 = time.perf_counter()
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            raise ConfigError(f"{out} is not empty; pass --force to replace it")
+        synthesize(out, cfg, progress=_print_progress("rendering"), overwrite=args.force)
+        total = (cfg.train_per_class + cfg.test_per_class) * 24
+        print(f"wrote {total} images to {args.out} in {time.perf_counter() - t0:.1f}s")
+    elif args.data_command == "builtin":
+        from flagvision.synthetic.builtin import builtin_ready, ensure_builtin
+
+        ws = _workspace(args)
+        if builtin_ready(ws):
+            print(f"built-in dataset ready at {ensure_builtin(ws)}")
+        else:
+            print("building the built-in flag dataset (first start only)…", flush=True)
+            t0 = time.perf_counter()
+            path = ensure_builtin(ws, progress=_print_progress("rendering"))
+            print(f"built-in dataset ready at {path} ({time.perf_counter() - t0:.0f}s)")
+    elif args.data_command == "checkset":
+        from flagvision.synthetic.checkset import make_checkset
+
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            raise ConfigError(f"{out} is not empty; pass --force to replace it")
+        manifest = make_checkset(
+            out,
+            per_class=args.per_class,
+            seed=args.seed,
+            size=args.size,
+            progress=_print_progress("rendering"),
+            overwrite=args.force,
+        )
+        print(
+            f"wrote {manifest['per_class'] * len(manifest['class_names'])} check images to {out}; "
+            f"evaluate a model on them with: python -m flagvision evaluate --checkpoint DIR --data {out}"
+        )
+    elif args.data_command == "sheet":
+        from flagvision.synthetic.scenes import contact_sheet
+
+        path = contact_sheet(Path(args.data), Path(args.out), per_class=args.per_class)
+        print(f"wrote {path}")
+    elif args.data_command == "import":
+        from flagvision.data.importer import import_dataset
+
+        ws = _workspace(args)
+        dest, report = import_dataset(ws, Path(args.path), name=args.name)
+        print(f"imported into {dest}: {report['images']} images in {len(report['classes'])} classes")
+        for path, why in report["skipped"]:
+            print(f"skipped {path}: {why}", file=sys.stderr)
+    elif args.data_command == "summary":
+        from flagvision.data.dataset import summarize
+
+        summary = summarize(args.data)
+        if args.json:
+            print_json(summary)
+        else:
+            print(f"{summary['path']}: {len(summary['classes'])} classes")
+            for split, counts in summary["splits"].items():
+                print(f"  {split}: {sum(counts.values())} images; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            print("  sizes: " + ", ".join(f"{k} ×{v}" for k, v in summary["sizes"].items()))
+            for path, why in summary["unreadable"]:
+                print(f"  unreadable {path}: {why}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Plain imports of the modules that register sub-command groups; each imports nothing heavy at
+    # module level (their commands import torch, Optuna... inside their functions).
+    from flagvision.cli import jobs as jobs_cli
+    from flagvision.cli import study as study_cli
+
+    parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
+    parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (foreground, or --background as a job)")
+    p.add_argument("--data", help="ImageFolder dataset (default: the built-in flags, built if missing)")
+    # metavar: argparse would otherwise list the choices (and import torch) while building the parser.
+    p.add_argument("--model", choices=_ModelChoices(), metavar="MODEL", help="%(choices)s (default flag_cnn)")
+    p.add_argument("--config", help="JSON RunConfig file; flags override it")
+    p.add_argument("--name", help="run name")
+    p.add_argument(
+        "--image-size", type=int, help=f"network input size in px (default {CNN_IMAGE_SIZE}; VGG-16: {VGG_IMAGE_SIZE})"
+    )
+    p.add_argument("--augment", type=float, help=f"augmentation strength 0–1 (default {DEFAULT_AUGMENT})")
+    p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch threads (0 = all cores)")
+    p.add_argument("--no-pretrained", action="store_true", help="VGG-16 with random init (labelled so)")
+    p.add_argument("--vgg-blocks", type=int, help="VGG-16 conv blocks kept (1–5)")
+    p.add_argument("--fine-tune-last", action="store_true", help="also train the last kept VGG block")
+    p.add_argument("--background", action="store_true", help="run as a background job and return at once")
+    add_hparam_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="ImageFolder (its test/ split if it has one)")
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="answer as Predict does: the most confident of the whole photo and 13 crops",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify images with a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument(
+        "--whole-photo",
+        action="store_true",
+        help="classify the whole photo only (default: also 13 crops, the most confident answers)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("weights", help="VGG-16 ImageNet weights: status, download, import")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    wi = wsub.add_parser("import", help="install a downloaded vgg16-397923af.pth after checking its hash")
+    wi.add_argument("file")
+    wsub.add_parser("download", help="download through torchvision (needs internet)")
+    wst = wsub.add_parser("status")
+    wst.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("data", help="built-in dataset and user datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("synth", help="render the synthetic flag dataset")
+    d.add_argument("--out", required=True)
+    d.add_argument("--train-per-class", type=int)
+    d.add_argument("--test-per-class", type=int, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--size", type=int, default=None, help="image side in px")
+    d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    dsub.add_parser("builtin", help="build the built-in dataset into the workspace if missing")
+    d = dsub.add_parser("checkset", help="render check images by a second route (not the generator) to test models on")
+    d.add_argument("--out", required=True)
+    d.add_argument("--per-class", type=int, default=10)
+    d.add_argument("--seed", type=int, default=1234)
+    d.add_argument("--size", type=int, default=128, help="image side in px")
+    d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    d = dsub.add_parser("sheet", help="contact sheet of a dataset")
+    d.add_argument("--data", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--per-class", type=int, default=2)
+    d = dsub.add_parser("import", help="copy a folder or zip of photos into the workspace")
+    d.add_argument("path")
+    d.add_argument("--name", help="dataset name (default: the folder/zip name)")
+    d = dsub.add_parser("summary", help="class counts, sizes, unreadable files")
+    d.add_argument("--data", required=True)
+    d.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data)
+
+    for register in (jobs_cli.register, study_cli.register):
+        register(sub)
+    return parser
+
+
+def _stdout_to_devnull() -> None:
+    """After a closed pipe: point stdout at /dev/null, so that the flush at exit cannot fail again
+    (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 2 user error, 130 interrupted, 1 closed pipe)."""
+    try:
+        args = build_parser().parse_args(argv)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return status
+    except KeyboardInterrupt:
+        print(("\n" if _progress_line_open else "") + "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... --json | head -c 10`: the reader has gone; end quietly as Unix tools do
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,196 @@
+"""Prediction from a checkpoint: the card's exact eval preprocessing, top-k, Grad-CAM.
+
+A dropped photo goes through :func:`flagvision.data.images.open_image` (EXIF rotation, alpha, CMYK...),
+is resized the way the card says, normalised with the card's mean/std, and classified.
+
+Scene search (``search=True``: ``predict``'s default, a toggle on the Predict page): a flag that fills a small
+part of a photo is a few pixels at the network's input size, so the photo is also classified in 13
+overlapping crops (2×2 at 75 % of its sides, 3×3 at 55 %), and the most confident view answers; the
+whole photo gets :data:`WHOLE_PHOTO_BONUS` of confidence on top, so a close-up keeps its answer, and
+a whole photo at least :data:`SEARCH_BELOW` sure answers without crops.
+Measured on the default model (docs/BUILTIN_DATA.md): check images 83.8 % → 91.2 % (small flags
+in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from flagvision.data.dataset import normalize, resize_to_square
+from flagvision.data.images import open_image
+from flagvision.training.checkpoints import load_checkpoint
+
+if TYPE_CHECKING:
+    from flagvision.models.networks import FlagModel  # models imports torchvision, heavy: only for the type
+
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the photo's pixels
+
+# Crops of a scene search: (share of the photo's sides, crops per side).
+SEARCH_GRID: tuple[tuple[float, int], ...] = ((0.75, 2), (0.55, 3))
+WHOLE_PHOTO_BONUS = 0.1  # confidence added to the whole photo's view when views compete
+SEARCH_SIDE_PER_INPUT = 8  # a searched photo is first shrunk to at most 8x the input size
+SEARCH_BELOW = 0.9  # crops are searched only when the whole photo's answer is less sure than this
+
+
+def scene_views(image: Image.Image) -> list[tuple[Box | None, Image.Image]]:
+    """The whole photo (box None), then the overlapping crops of :data:`SEARCH_GRID`."""
+    w, h = image.size
+    views: list[tuple[Box | None, Image.Image]] = [(None, image)]
+    for share, steps in SEARCH_GRID:
+        cw, ch = max(1, round(w * share)), max(1, round(h * share))
+        for i in range(steps):
+            for j in range(steps):
+                left, top = round((w - cw) * i / (steps - 1)), round((h - ch) * j / (steps - 1))
+                box = (left, top, left + cw, top + ch)
+                views.append((box, image.crop(box)))
+    return views
+
+
+def choose_view(probs: torch.Tensor) -> int:
+    """Index of the answering view: the most confident, the whole photo (row 0) given a bonus."""
+    confidence = probs.max(dim=1).values.clone()
+    confidence[0] += WHOLE_PHOTO_BONUS
+    return int(confidence.argmax())
+
+
+@dataclass
+class Prediction:
+    top: list[tuple[str, float]]  # (class name, probability), best first
+    box: Box | None = None  # the crop that answered (scene search); None = the whole photo
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1]
+
+
+class Predictor:
+    """A loaded checkpoint ready for inference (read-only; safe to cache per checkpoint)."""
+
+    def __init__(self, model: FlagModel, card: dict, source: str = ""):
+        self.model, self.card, self.source = model.eval(), card, source
+        self.class_names: list[str] = list(card["class_names"])
+        self.size = int(card["input_size"])
+        self.mean = card["normalization"]["mean"]
+        self.std = card["normalization"]["std"]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str]) -> Predictor:
+        model, card = load_checkpoint(path)
+        return cls(model, card, str(path))
+
+    @property
+    def label(self) -> str:
+        """Model name for display; random-init VGG is always marked as such."""
+        return self.card.get("label") or self.card["model"]
+
+    def preprocess(self, images: Sequence[Image.Image | bytes | str | os.PathLike[str]]) -> torch.Tensor:
+        pil = [img if isinstance(img, Image.Image) else open_image(img) for img in images]
+        batch = torch.stack([resize_to_square(img.convert("RGB"), self.size) for img in pil])
+        return normalize(batch, self.mean, self.std)
+
+    @torch.no_grad()
+    def probabilities(self, images: Sequence) -> torch.Tensor:
+        return F.softmax(self.model(self.preprocess(images)).float(), dim=1)
+
+    def predict(self, images: Sequence, k: int = 5, search: bool = False) -> list[Prediction]:
+        """Top-``k`` per image; ``search`` answers from the best of :func:`scene_views` instead."""
+        k = min(k, len(self.class_names))
+        if not search:
+            return [self._top(p, k) for p in self.probabilities(images)]
+        return [self._top(probs, k, box) for probs, box in self.search(images)]
+
+    def search(self, images: Sequence) -> list[tuple[torch.Tensor, Box | None]]:
+        """Scene search: per image, the answering view's class probabilities and its box (in the
+        image's own pixels)."""
+        out: list[tuple[torch.Tensor, Box | None]] = []
+        for img in images:
+            pil = (img if isinstance(img, Image.Image) else open_image(img)).convert("RGB")
+            # Shrink a big photo once: its smallest crop still holds over 4x the input size, and
+            # 14 antialiased resizes of a phone photo would cost more than the network.
+            limit, scale = SEARCH_SIDE_PER_INPUT * self.size, 1.0
+            if max(pil.size) > limit:
+                scale = max(pil.size) / limit
+                pil = pil.resize(
+                    (max(1, round(pil.width / scale)), max(1, round(pil.height / scale))), Image.Resampling.BOX
+                )
+            whole = self.probabilities([pil])[0]
+            if float(whole.max()) >= SEARCH_BELOW:  # a confident answer from the whole photo stands
+                out.append((whole, None))
+                continue
+            views = scene_views(pil)
+            probs = self.probabilities([view for _, view in views])
+            best = choose_view(probs)
+            box = views[best][0]
+            if box is not None and scale != 1.0:
+                left, top, right, bottom = box
+                box = (round(left * scale), round(top * scale), round(right * scale), round(bottom * scale))
+            out.append((probs[best], box))
+        return out
+
+    def _top(self, probs: torch.Tensor, k: int, box: Box | None = None) -> Prediction:
+        values, indices = probs.topk(k)
+        return Prediction(
+            [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)], box
+        )
+
+    def gradcam(self, image: Image.Image | bytes | str, class_index: int | None = None) -> np.ndarray:
+        """Grad-CAM heat map (H×W floats in 0–1, at input size) for ``class_index`` (default: top-1)."""
+        layer = self.model.gradcam_layer()
+        store: dict[str, torch.Tensor] = {}
+
+        def forward_hook(_m, _i, output):
+            store["act"] = output
+            output.register_hook(lambda grad: store.__setitem__("grad", grad))
+
+        handle = layer.register_forward_hook(forward_hook)
+        try:
+            x = self.preprocess([image]).requires_grad_(True)  # grads must flow through a frozen backbone
+            with torch.enable_grad():
+                logits = self.model(x)
+                target = int(logits.argmax(1)) if class_index is None else class_index
+                self.model.zero_grad(set_to_none=True)
+                logits[0, target].backward()
+        finally:
+            handle.remove()
+        act, grad = store["act"].detach()[0], store["grad"].detach()[0]
+        weights = grad.mean(dim=(1, 2), keepdim=True)
+        cam = F.relu((weights * act).sum(0))
+        cam = F.interpolate(cam[None, None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0, 0]
+        cam = cam - cam.min()
+        return (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
+
+
+def overlay_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """Blend a 0–1 heat map (red = important) over ``image`` at the image's own size."""
+    heat = Image.fromarray((cam * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR)
+    h = np.asarray(heat, dtype=np.float32) / 255.0
+    colour = np.stack([h, h * 0.4, 1.0 - h], axis=-1)  # blue → red
+    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    out = base * (1 - alpha) + colour * alpha
+    return Image.fromarray((out * 255).clip(0, 255).astype(np.uint8))
+
+
+def agreement(a: Prediction, b: Prediction) -> str:
+    """Badge text for two models' answers on one photo."""
+    if a.label == b.label:
+        return "agree"
+    if a.label in {n for n, _ in b.top[:3]} or b.label in {n for n, _ in a.top[:3]}:
+        return "partly agree"
+    return "disagree"
+
+
+def load_images(paths: Sequence[str | os.PathLike[str]]) -> list[Image.Image]:
+    return [open_image(Path(p)) for p in paths]

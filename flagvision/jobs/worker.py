@@ -1,0 +1,253 @@
+"""The worker process of one job: ``python -m flagvision.jobs.worker <job-id> <workspace>``.
+
+Started by :func:`flagvision.jobs.queue.dispatch` after it claimed the job (state ``running``). The
+worker
+
+* beats a heartbeat into the store every second from a thread of its own (progress 0–1 and a
+  line of text), which also brings back the cancel flag;
+* runs the job: a training run (``runs.execute_run`` with a progress reporter and a stop check
+  after every batch) or a study (``flagvision.studies.runner.run_study_job``);
+* stops cleanly on cancel: the store flag or SIGTERM set the same stop event; training ends after
+  the current batch, between writes, and the best checkpoint stays. Before training has started
+  (importing torch, decoding images) there is nothing to keep, so SIGTERM aborts at once;
+* records the end itself: succeeded, cancelled or failed (message in the job and run rows,
+  traceback in the log, which is this process's stdout and stderr);
+* starts the next queued job (``jobs.dispatch``), so the queue moves on with no app open.
+
+Only light modules are imported before the heartbeat runs: importing torch takes seconds, and the
+reaper must not take a slow start for a dead worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from flagvision.errors import describe
+from flagvision.jobs import queue as jobs
+from flagvision.jobs.store import Store, StoreError
+from flagvision.workspace import Workspace
+
+HEARTBEAT_S = 1.0  # store heartbeat period; also the cancel-flag poll, so cancel lands in ~1 s
+STOP_CHECK_S = 0.5  # how often training looks at the stop event (a cheap in-memory check)
+
+
+class _Cancelled(BaseException):
+    """Raised by the signal handler before training starts. A BaseException so that no
+    ``except Exception`` on the way (e.g. around a cache read) swallows it."""
+
+
+class _Worker:
+    def __init__(self, ws: Workspace, store: Store, job: dict[str, Any]):
+        self.ws, self.store, self.job = ws, store, job
+        self.job_id: int = job["id"]
+        self.stop = threading.Event()
+        self.progress: float = 0.0
+        self.text: str = "starting"
+        self.phase = "prepare"  # prepare → work → finish; decides what SIGTERM may interrupt
+        self._done = threading.Event()
+        self._beat_error_shown = False
+        self._run_recorded = False
+        self._raised = False
+
+    # -- heartbeat and signals --------------------------------------------------------------
+
+    def report(self, progress: float, text: str) -> None:
+        """Progress 0–1 and a short line for the UI; sent with the next heartbeat."""
+        self.progress, self.text = float(progress), str(text)
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+    def _beat_once(self) -> None:
+        try:
+            if self.store.heartbeat(self.job_id, self.progress, self.text):
+                self.stop.set()
+        except (
+            StoreError,
+            sqlite3.Error,
+            OSError,
+        ) as exc:  # a locked database must not kill the worker; beat again later
+            if not self._beat_error_shown:
+                print(f"heartbeat failed (will retry): {exc}", file=sys.stderr, flush=True)
+                self._beat_error_shown = True
+
+    def _heartbeat_loop(self) -> None:
+        while not self._done.wait(HEARTBEAT_S):
+            self._beat_once()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop.set()
+        print(f"received {signal.Signals(signum).name}: stopping", file=sys.stderr, flush=True)
+        if self.phase == "prepare" and not self._raised:
+            self._raised = True  # once: a second signal must not interrupt the clean-up
+            raise _Cancelled("cancelled before it started")
+        # During training the stop event is enough: fit ends after the current batch, never in the
+        # middle of a checkpoint or store write.
+
+    # -- the job ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        state, result = "failed", None
+        outcome: BaseException | None = None
+        try:
+            try:
+                self._beat_once()
+                beat.start()
+                if self.stop.is_set():  # cancelled between the claim and this start
+                    raise _Cancelled("cancelled before it started")
+                if self.job["kind"] == "train":
+                    state, result = self._train()
+                elif self.job["kind"] == "study":
+                    state, result = self._study()
+                else:
+                    raise ValueError(f"unknown job kind {self.job['kind']!r}")
+            except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
+                outcome = exc
+            self.phase = "finish"
+        except _Cancelled as exc:  # the handler's one raise landed just after the work ended
+            outcome = outcome or exc
+        self.phase = "finish"
+        error = None
+        if isinstance(outcome, _Cancelled):
+            state, error = "cancelled", "cancelled before it started"
+        elif outcome is not None:
+            traceback.print_exception(outcome)
+            state, error = "failed", _describe(outcome)
+        run_id = self.job["payload"].get("run_id")
+        if self.job["kind"] == "train" and run_id is not None and not self._run_recorded:
+            self._finish_run(int(run_id), state, error)
+        self._done.set()
+        if beat.ident is not None:
+            beat.join(timeout=5)
+        self._beat_once()  # the last progress line, so the UI does not show an older epoch
+        self._record_end(state, error, result)
+        print(f"job {self.job_id} {state}" + (f": {error}" if error else ""), flush=True)
+        try:
+            jobs.dispatch(self.ws)
+        except Exception:  # noqa: BLE001 - the job is done and recorded; the next poller starts the queue
+            traceback.print_exc()
+        return 0 if state != "failed" else 1
+
+    def _train(self) -> tuple[str, dict[str, Any]]:
+        from flagvision.config import RunConfig
+        from flagvision.training.engine import Callback, StopAfter
+        from flagvision.training.run import execute_run
+
+        payload = self.job["payload"]
+        run_id = int(payload["run_id"])
+        cfg = RunConfig.from_dict(payload["config"])
+        epochs = cfg.hparams.epochs
+        worker = self
+
+        class Progress(Callback):
+            def on_fit_start(self, state) -> None:
+                worker.phase = "work"
+                done = len(state.history.epochs)
+                worker.report(done / epochs, f"epoch {done + 1}/{epochs}")
+
+            def on_batch_end(self, state) -> None:
+                frac = state.batch / max(state.batches_per_epoch, 1)
+                worker.report((state.epoch - 1 + frac) / epochs, f"epoch {state.epoch}/{epochs}")
+
+            def on_epoch_end(self, state, metrics, improved) -> None:
+                worker.report(metrics.epoch / epochs, f"epoch {metrics.epoch}/{epochs} · val acc {metrics.val_acc:.1%}")
+
+        resume = bool(payload.get("resume"))
+        self.report(0.0, "resuming" if resume else "loading data")
+        print(f"job {self.job_id}: {'resuming' if resume else 'training'} run {run_id} ({cfg.label})", flush=True)
+        self._run_recorded = True  # from here on execute_run records the run's end, whatever happens
+        outcome = execute_run(
+            self.ws,
+            self.store,
+            cfg,
+            run_id=run_id,
+            resume=resume,
+            callbacks=[Progress(), StopAfter(self.should_stop, every_s=STOP_CHECK_S)],
+        )
+        self.phase = "finish"
+        result, history = outcome.result, outcome.result.history
+        summary = {
+            "run_id": run_id,
+            "epochs": len(history.epochs),
+            "best_epoch": history.best_epoch,
+            "best_val_acc": history.best_val_acc,
+            "stop_reason": history.stop_reason,
+            "test_acc": result.evaluation.accuracy if result.evaluation else None,
+            "checkpoint": str(result.checkpoint_dir),
+        }
+        return outcome.status, summary
+
+    def _finish_run(self, run_id: int, status: str, error: str | None) -> None:
+        """Record the end of a run whose training never began (a bad payload, cancelled first)."""
+        from flagvision.training.run import finish_run
+
+        self._run_recorded = True
+        try:
+            finish_run(self.store, run_id, None, status, error)
+        except Exception:  # noqa: BLE001 - the job row still gets its state below; say why the run row did not
+            traceback.print_exc()
+
+    def _study(self) -> tuple[str, dict[str, Any] | None]:
+        try:
+            from flagvision.studies.runner import run_study_job
+        except ImportError as exc:
+            raise RuntimeError(
+                f"study jobs need flagvision.studies.runner.run_study_job, which this installation lacks ({exc})"
+            ) from None
+        self.phase = "work"
+        result = run_study_job(self.ws, self.store, self.job, self.should_stop, self.report)
+        return ("cancelled" if self.stop.is_set() else "succeeded"), result
+
+    def _record_end(self, state: str, error: str | None, result: dict[str, Any] | None) -> None:
+        # Retried: if this write were lost, the reaper would call a clean exit "worker died".
+        for attempt in range(5):
+            try:
+                self.store.finish_job(self.job_id, state, error=error, result=result)
+                return
+            except (StoreError, sqlite3.Error, OSError):  # what a retry can fix; anything else is a bug to see
+                traceback.print_exc()
+                time.sleep(0.5 * (attempt + 1))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the job row: a user error's own message, else the exception type too
+    (the definition of a user error is :func:`flagvision.errors.is_user_error`, as in the CLI and app)."""
+    return describe(exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 2) or not args[0].isdigit():
+        print("usage: python -m flagvision.jobs.worker <job-id> [<workspace>]", file=sys.stderr)
+        return 2
+    job_id = int(args[0])
+    # The workspace is on the command line (jobs.worker_command), so that a reaper can tell this
+    # worker from one of a job with the same number in another workspace; else $FLAGVISION_HOME.
+    ws = Workspace.open(args[1] if len(args) == 2 else None)
+    store = jobs.open_store(ws)
+    job = store.get_job(job_id)
+    if job is None:
+        print(f"error: no job {job_id} in {ws.db_path}", file=sys.stderr)
+        return 2
+    if job["state"] != "running":
+        # Workers are started by jobs.dispatch, which claims the job first; starting one by hand on
+        # a queued job would bypass the limit on parallel jobs.
+        print(f"error: job {job_id} is {job['state']}, not running; jobs.dispatch starts workers", file=sys.stderr)
+        return 2
+    if job["pid"] != os.getpid():  # started by hand, or before dispatch recorded the pid
+        store.update_job(job_id, pid=os.getpid())
+    return _Worker(ws, store, job).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The names a study's sampler and pruner may take.
+
+Kept apart from :mod:`flagvision.studies.runner` (which imports Optuna) so that the CLI parser can offer them
+as choices without importing Optuna or torch; ``study.StudyConfig`` checks against the same tuples.
+"""
+
+from __future__ import annotations
+
+SAMPLERS = ("random", "tpe")
+PRUNERS = ("none", "median", "hyperband", "percentile")
+# What pruning trades, in one sentence for `tune --help` and the Study page.
+PRUNING_TRADE = (
+    "Pruning stops a trial after an epoch in which its validation accuracy is behind the best earlier "
+    "trials at the same epoch: the study finishes in a fraction of the time, but a trial that starts slowly "
+    "and would have ended best can be stopped, so the best model found may be a little worse."
+)
