@@ -7,10 +7,10 @@ navigation and live jobs). Training and studies run in worker processes, never h
 import streamlit as st
 
 import app_ui as ui
-from flagvision.jobs.store import ACTIVE_STATES, FINISHED_STATES
+from app_ui.logic import best_runs_per_model, job_row, markdown_table
+from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES
 from flagvision.synthetic.builtin import builtin_path, builtin_ready, ensure_builtin
 from flagvision.synthetic.scenes import read_manifest
-from flagvision.ui_logic import best_runs_per_model, job_row, markdown_table
 
 
 def _job_cells(job: dict) -> dict:

@@ -16,7 +16,7 @@ sides alike. Sections (``--sections``, default all but ``preset``):
 ``vgg``        VGG-16 transfer, frozen backbone: a head epoch on cached features against an epoch
                that runs the backbone on freshly augmented images; accuracy of both.
 ``inference``  custom CNN latency on one thread; 20 dropped photos through both models along the
-               Predict page's code path (``ui_logic.analyse_photo``), from checkpoints.
+               Predict page's code path (``photos.analyse_photo``), from checkpoints.
 ``study``      a 30-trial Optuna study with and without pruning: time and best value.
 ``memory``     peak RSS of ``python -m flagvision train`` (cached and streaming), the cache bound,
                and an epoch in streaming mode.
@@ -1126,10 +1126,10 @@ def section_inference(ctx: Context) -> None:
 
     from flagvision.config import DataConfig, RunConfig, VGGConfig
     from flagvision.data.images import open_image
+    from flagvision.inference.photos import analyse_photo
     from flagvision.inference.predict import Predictor
     from flagvision.models.networks import get_model
     from flagvision.runtime import seed_everything
-    from flagvision.ui_logic import analyse_photo
 
     s, rep = ctx.settings, ctx.report
     untrained = []
@@ -1201,7 +1201,7 @@ def section_inference(ctx: Context) -> None:
     rep.add("inference", f"{s.photos} photos × both models, without Grad-CAM", without_cam_t.fmt())
     rep.details["inference"] = (
         f"Photos: {s.photos} test images re-encoded as {s.photo_size[0]}×{s.photo_size[1]} JPEG (q 90) bytes. "
-        "End to end = load both checkpoints (`Predictor.from_checkpoint`) + `ui_logic.analyse_photo` per photo "
+        "End to end = load both checkpoints (`Predictor.from_checkpoint`) + `photos.analyse_photo` per photo "
         "(`open_image` from bytes, top-5 of each model, Grad-CAM overlay of each), no Streamlit, "
         f"{threads} threads, {MIN_REPEATS} interleaved repeats of each. Latency: 1 thread, median (min–max) of "
         f"{len(model_ms)} images."
@@ -1372,7 +1372,9 @@ def section_study(ctx: Context) -> None:
     import optuna
 
     from flagvision.config import DataConfig, RunConfig
-    from flagvision.studies.runner import PRUNERS, StudyConfig, describe_pruner, run_study
+    from flagvision.studies.config import StudyConfig
+    from flagvision.studies.options import PRUNERS
+    from flagvision.studies.runner import describe_pruner, run_study
     from flagvision.workspace import Workspace
 
     s, rep = ctx.settings, ctx.report

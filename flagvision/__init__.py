@@ -1,6 +1,6 @@
 """FlagVision: train and compare image classifiers of European flags.
 
-The library never imports Streamlit; the app (``streamlit_app.py``, ``pages/``, ``app_ui.py``) is a thin
+The library never imports Streamlit; the app (``streamlit_app.py``, ``pages/``, ``app_ui/``) is a thin
 client over it, and so is the CLI (``python -m flagvision``).
 """
 

@@ -131,7 +131,9 @@ class _JsonMixin:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        raise NotImplementedError(f"{cls.__name__} defines no from_dict")
+        """The config from its dict, refusing unknown fields (a config with nested configs overrides this)."""
+        check_fields(cls, data)
+        return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> Self:
@@ -142,11 +144,12 @@ class _JsonMixin:
         return type(self).from_dict({**self.to_dict(), **changes})
 
 
-def _check_unknown(cls: type, data: dict[str, Any]) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+def check_fields(cls: type, data: dict[str, Any], what: str = "", error: type[ConfigError] = ConfigError) -> None:
+    """Refuse a dict with fields the dataclass ``cls`` does not have, naming the valid ones."""
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        raise error(f"unknown {what or cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,6 @@ class HyperParams(_JsonMixin):
     def __post_init__(self) -> None:
         for spec in HYPERPARAMS:
             object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HyperParams:
-        _check_unknown(cls, data)
-        return cls(**data)
 
 
 DEFAULT_HPARAMS = HyperParams()
@@ -217,11 +215,6 @@ class DataConfig(_JsonMixin):
         if int(self.cache_limit_mb) < 0:
             raise ConfigError("cache_limit_mb must be ≥ 0")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
-        _check_unknown(cls, data)
-        return cls(**data)
-
 
 @dataclass(frozen=True)
 class VGGConfig(_JsonMixin):
@@ -240,11 +233,6 @@ class VGGConfig(_JsonMixin):
             raise ConfigError("head_units must be ≥ 0")
         if not 1 <= int(self.cached_views) <= 32:
             raise ConfigError(f"cached_views={self.cached_views} is outside 1–32")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VGGConfig:
-        _check_unknown(cls, data)
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -272,7 +260,7 @@ class RunConfig(_JsonMixin):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        _check_unknown(cls, data)
+        check_fields(cls, data)
         data = dict(data)
         for key, sub in (("hparams", HyperParams), ("data", DataConfig), ("vgg", VGGConfig)):
             if isinstance(data.get(key), dict):

@@ -36,6 +36,16 @@ class WorkspaceError(FlagVisionError, ValueError):
     """A path or name that does not belong to the workspace."""
 
 
+class _CheckpointFile:
+    """A file in the run's checkpoint folder, read as an attribute of :class:`RunPaths`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: RunPaths, owner: type | None = None) -> Path:
+        return paths.checkpoint / self.name
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Every file of one run folder, ``runs/<id>/``, from its root.
@@ -54,25 +64,11 @@ class RunPaths:
     def checkpoint(self) -> Path:
         return self.root / CHECKPOINT_DIR
 
-    @property
-    def weights(self) -> Path:
-        return self.checkpoint / WEIGHTS_FILE
-
-    @property
-    def card(self) -> Path:
-        return self.checkpoint / CARD_FILE
-
-    @property
-    def last_weights(self) -> Path:
-        return self.checkpoint / LAST_WEIGHTS
-
-    @property
-    def last_card(self) -> Path:
-        return self.checkpoint / LAST_CARD
-
-    @property
-    def last_optimizer(self) -> Path:
-        return self.checkpoint / LAST_OPTIMIZER
+    weights = _CheckpointFile(WEIGHTS_FILE)
+    card = _CheckpointFile(CARD_FILE)
+    last_weights = _CheckpointFile(LAST_WEIGHTS)
+    last_card = _CheckpointFile(LAST_CARD)
+    last_optimizer = _CheckpointFile(LAST_OPTIMIZER)
 
     @property
     def last_state(self) -> tuple[Path, Path, Path]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui as ui
+from app_ui.logic import dataset_choices, dataset_title, image_strip, sample_paths_per_class
 from flagvision.data.importer import import_dataset
 from flagvision.synthetic.builtin import builtin_ready, ensure_builtin
 from flagvision.synthetic.flags import FLAG_NAMES, render_flag
-from flagvision.ui_logic import dataset_choices, dataset_title, image_strip, sample_paths_per_class
 from flagvision.workspace import BUILTIN_DATASET, Workspace
 
 SAMPLES_PER_CLASS = 3

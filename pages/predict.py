@@ -5,15 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui as ui
+from app_ui.logic import agreement_badge, batch_summary_row, checkpoint_choices, checkpoint_label
 from flagvision.config import CUSTOM_CNN, VGG16_TRANSFER, model_info
 from flagvision.data.images import IMAGE_SUFFIXES, ImageError
-from flagvision.ui_logic import (
-    agreement_badge,
-    analyse_photo,
-    batch_summary_row,
-    checkpoint_choices,
-    checkpoint_label,
-)
+from flagvision.inference.photos import analyse_photo
 
 
 def _slot(model: str) -> tuple[str, str, str]:

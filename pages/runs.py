@@ -7,9 +7,9 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui as ui
-from flagvision.jobs.store import ACTIVE_STATES, RUN_STATUSES
+from app_ui.logic import SORT_KEYS, model_label, runs_table
+from flagvision.jobs.schema import ACTIVE_STATES, RUN_STATUSES
 from flagvision.models.networks import list_models
-from flagvision.ui_logic import SORT_KEYS, model_label, runs_table
 from flagvision.workspace import CARD_FILE, RunPaths
 
 GALLERY_MAX = 24

@@ -7,18 +7,7 @@ import time
 import streamlit as st
 
 import app_ui as ui
-from flagvision.config import (
-    CNN_IMAGE_SIZE,
-    CUSTOM_CNN,
-    HYPERPARAMS,
-    PARAM_SPECS,
-    SEARCHABLE,
-    ConfigError,
-    DataConfig,
-    RunConfig,
-)
-from flagvision.jobs import queue as jobs
-from flagvision.ui_logic import (
+from app_ui.logic import (
     IMAGE_SIZES,
     dataset_choices,
     dataset_title,
@@ -30,6 +19,17 @@ from flagvision.ui_logic import (
     trial_dict,
     trial_rows,
 )
+from flagvision.config import (
+    CNN_IMAGE_SIZE,
+    CUSTOM_CNN,
+    HYPERPARAMS,
+    PARAM_SPECS,
+    SEARCHABLE,
+    ConfigError,
+    DataConfig,
+    RunConfig,
+)
+from flagvision.jobs import queue as jobs
 
 VIEWS = ["History", "Importances", "Parallel coordinates", "Learning curves", "Trial curves"]
 
@@ -99,7 +99,7 @@ def _range_check(spec):
 def _reset_invalid_values(ws) -> bool:
     """Values no widget could hold (a tampered or stale session) are reset, and said so, before
     any widget is drawn: the widgets would otherwise fail, or quietly fall back to a default."""
-    from flagvision.studies.runner import PRUNERS, SAMPLERS
+    from flagvision.studies.options import PRUNERS, SAMPLERS
 
     checks = {f"study_range_{spec.name}": _range_check(spec) for spec in HYPERPARAMS if spec.name in SEARCHABLE}
     checks.update(
@@ -128,7 +128,8 @@ def _new_study(ws, blocked: bool = False, expanded: bool = True) -> None:
 
 
 def _study_form(ws, blocked: bool) -> None:
-    from flagvision.studies.runner import PRUNERS, PRUNING_TRADE, SAMPLERS, StudyConfig
+    from flagvision.studies.config import StudyConfig
+    from flagvision.studies.options import PRUNERS, PRUNING_TRADE, SAMPLERS
 
     c1, c2, c3 = st.columns(3)
     if "study_new_name" not in st.session_state:
@@ -245,17 +246,17 @@ def _study_job(store, name: str) -> dict | None:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _importance_figure(url: str, name: str, n_complete: int):
     """The parameter importance figure of a study (a StudyFigure)."""
-    from flagvision.studies import runner as fv_study
+    from flagvision.studies import figures
 
-    return fv_study.plot_importances(ui.load_study(url, name))
+    return figures.plot_importances(ui.load_study(url, name))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _what_mattered(url: str, name: str, n_complete: int) -> str:
     """The "what mattered" sentences of a study."""
-    from flagvision.studies import runner as fv_study
+    from flagvision.studies import results
 
-    return fv_study.what_mattered(ui.load_study(url, name))
+    return results.what_mattered(ui.load_study(url, name))
 
 
 def _show(fig_result, key: str) -> None:
@@ -295,7 +296,7 @@ def _trial_curves(store, trials: list[dict]) -> None:
 
 
 def _watch(ws, names: list[str], blocked: bool = False) -> None:
-    from flagvision.studies import runner as fv_study
+    from flagvision.studies import figures, storage
 
     store = ui.store(ws)
     url = ws.storage_url
@@ -328,7 +329,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
             st.info("The study is queued; its trials appear once the worker starts it.")
             return
         study = ui.load_study(url, name)
-        cfg = fv_study.stored_config(study)
+        cfg = storage.stored_config(study)
         trials = [trial_dict(t) for t in study.get_trials(deepcopy=False)]
         searched = list(cfg.search_space().searched) if cfg else sorted({k for t in trials for k in t["params"]})
         done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
@@ -344,16 +345,16 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
         history, importances, parallel, intermediate, curves = ui.lazy_tabs(VIEWS, key="study_view")
         if history.open:
             with history:
-                _show(fv_study.plot_history(study), "study_fig_history")
+                _show(figures.plot_history(study), "study_fig_history")
         if importances.open:
             with importances:
                 _show(_importance_figure(url, name, n_complete), "study_fig_importances")
         if parallel.open:
             with parallel:
-                _show(fv_study.plot_parallel(study), "study_fig_parallel")
+                _show(figures.plot_parallel(study), "study_fig_parallel")
         if intermediate.open:
             with intermediate:
-                _show(fv_study.plot_intermediate(study), "study_fig_intermediate")
+                _show(figures.plot_intermediate(study), "study_fig_intermediate")
         if curves.open:
             with curves:
                 _trial_curves(store, trials)
@@ -367,7 +368,7 @@ def _watch(ws, names: list[str], blocked: bool = False) -> None:
 
 
 def _actions(ws, name: str, blocked: bool = False) -> None:
-    from flagvision.studies import runner as fv_study
+    from flagvision.studies import results
 
     st.subheader("Next steps")
     c1, c2 = st.columns(2)
@@ -399,7 +400,7 @@ def _actions(ws, name: str, blocked: bool = False) -> None:
             help="The reference study trained its final model for 10 epochs",
         )
         if st.button("Train final model with best parameters", key="study_final", type="primary", disabled=blocked):
-            job_id, run_id = fv_study.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
+            job_id, run_id = results.submit_final_training(ws, ws.storage_url, name, epochs=int(epochs))
             st.session_state["train_watch_next"] = run_id
             st.success(f"Run #{run_id} queued as job {job_id}; watch it on the Train page.")
             ui.page_link("train", "Watch it on the Train page")

@@ -9,6 +9,18 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui as ui
+from app_ui.logic import (
+    IMAGE_SIZES,
+    build_run_config,
+    dataset_choices,
+    dataset_title,
+    epochs_eta,
+    format_duration,
+    job_eta,
+    model_label,
+    param_applies,
+    resumable,
+)
 from flagvision.config import (
     CUSTOM_CNN,
     DEFAULT_AUGMENT,
@@ -24,18 +36,6 @@ from flagvision.jobs import queue as jobs
 from flagvision.models.networks import list_models
 from flagvision.models.weights import weights_status
 from flagvision.training.pipeline import has_resumable_state
-from flagvision.ui_logic import (
-    IMAGE_SIZES,
-    build_run_config,
-    dataset_choices,
-    dataset_title,
-    epochs_eta,
-    format_duration,
-    job_eta,
-    model_label,
-    param_applies,
-    resumable,
-)
 from flagvision.workspace import BUILTIN_DATASET
 
 

@@ -40,7 +40,7 @@ def test_module_table_matches_the_code():
     rows = [line.split("|") for line in DOC.splitlines() if line.startswith("| ") and "`" in line]
     checked = 0
     for row in rows:
-        modules = re.findall(r"`(\w+)`", row[2])
+        modules = re.findall(r"`([\w.]+)`", row[2])
         api = re.findall(r"`([A-Za-z_][\w.]*)", row[4])
         objects = [importlib.import_module(f"flagvision.{m}") for m in modules]
         for name in api:

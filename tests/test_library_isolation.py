@@ -19,6 +19,6 @@ def test_no_streamlit_import_in_library_source():
 
     import flagvision
 
-    for path in Path(flagvision.__file__).parent.glob("*.py"):
+    for path in Path(flagvision.__file__).parent.rglob("*.py"):
         text = path.read_text()
         assert "import streamlit" not in text and "from streamlit" not in text, path

@@ -63,7 +63,7 @@ def _public(job: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from flagvision.jobs import queue as jobs
-    from flagvision.jobs.store import FINISHED_STATES
+    from flagvision.jobs.schema import FINISHED_STATES
     from flagvision.workspace import Workspace
 
     ws = Workspace.open(args.workspace)

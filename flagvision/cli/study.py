@@ -20,11 +20,11 @@ from flagvision.strict_json import dumps as json_dumps
 from flagvision.studies.options import PRUNERS, PRUNING_TRADE, SAMPLERS
 
 if TYPE_CHECKING:  # flagvision.studies.runner imports Optuna: only the commands that need it import it
-    from flagvision.studies.runner import ParamOverride, StudyConfig
+    from flagvision.studies.config import ParamOverride, StudyConfig
 
 
 def _parse_override(kind: str, text: str) -> ParamOverride:
-    from flagvision.studies.runner import ParamOverride, StudyError
+    from flagvision.studies.config import ParamOverride, StudyError
 
     name, sep, value = text.partition("=")
     name = name.strip().replace("-", "_")
@@ -52,7 +52,8 @@ def _parse_override(kind: str, text: str) -> ParamOverride:
 
 def config_from_args(args: argparse.Namespace, ws) -> StudyConfig:
     """defaults < --config file < stored study (--resume) < flags, resolved once, here."""
-    from flagvision.studies.runner import StudyConfig, StudyError, resume_config
+    from flagvision.studies.config import StudyConfig, StudyError
+    from flagvision.studies.storage import resume_config
 
     if args.resume:
         base = resume_config(args.storage or ws.storage_url, args.resume).to_dict()
@@ -143,7 +144,9 @@ def cmd_tune(args) -> int:
     import optuna
 
     from flagvision.cli.main import _workspace
-    from flagvision.studies.runner import StudyError, run_study, study_results
+    from flagvision.studies.config import StudyError
+    from flagvision.studies.results import study_results
+    from flagvision.studies.runner import run_study
 
     ws = _workspace(args)
     cfg = config_from_args(args, ws)
@@ -188,7 +191,8 @@ def cmd_tune(args) -> int:
 
 def cmd_study(args) -> int:
     from flagvision.cli.main import _workspace
-    from flagvision.studies.runner import list_studies, study_results, submit_final_training
+    from flagvision.studies.results import study_results, submit_final_training
+    from flagvision.studies.storage import list_studies
 
     ws = _workspace(args)
     url = args.storage or ws.storage_url

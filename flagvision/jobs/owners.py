@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -75,11 +74,10 @@ def reap_orphan_runs(store: Store, active_jobs: Collection[int] = ()) -> list[in
         current = store.get_run(run["id"])
         if not current or current["status"] != "running":  # it recorded its own end meanwhile
             continue
-        store.update_run(
+        store.end_run(
             run["id"],
-            status="failed",
-            finished_at=time.time(),
-            error=(
+            "failed",
+            (
                 f"the process training it (pid {owner}) ended without recording a result (killed?); its last "
                 f"checkpoint is kept: continue with `python -m flagvision jobs resume --run {run['id']}`"
             ),

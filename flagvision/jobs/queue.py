@@ -37,7 +37,8 @@ from typing import Any
 from flagvision.config import RunConfig
 from flagvision.errors import FlagVisionError
 from flagvision.jobs.owners import reap_orphan_runs
-from flagvision.jobs.store import ACTIVE_STATES, FINISHED_STATES, Store  # the state groups, also for the pages (jobs.*)
+from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES
+from flagvision.jobs.store import Store
 from flagvision.workspace import Workspace
 
 MAX_JOBS_ENV = "FLAGVISION_MAX_JOBS"
@@ -346,7 +347,7 @@ def _finish_run_row(store: Store, job: dict[str, Any], status: str, error: str |
     """Mirror a job's end on its run row (train jobs only)."""
     if job["kind"] != "train" or job.get("run_id") is None:
         return
-    store.update_run(job["run_id"], status=status, finished_at=time.time(), error=error)
+    store.end_run(job["run_id"], status, error)
 
 
 def _still_running(store: Store, job_id: int) -> bool:

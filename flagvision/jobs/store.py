@@ -33,127 +33,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flagvision.errors import FlagVisionError
-
-# A run's status and a job's state take the same values: waiting or under way, then one final state.
-ACTIVE_STATES = ("queued", "running")
-FINISHED_STATES = ("succeeded", "failed", "cancelled")
-RUN_STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
-JOB_STATES = (*ACTIVE_STATES, *FINISHED_STATES)
-JOB_KINDS = ("train", "study")
+from flagvision.jobs.schema import (
+    FINISHED_STATES,
+    JOB_FIELDS,
+    JOB_KINDS,
+    JOB_STATES,
+    METRIC_COLUMNS,
+    MIGRATIONS,
+    RUN_FIELDS,
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+)
 
 BUSY_TIMEOUT_MS = 30_000  # how long SQLite itself waits for a lock before giving up
 _RETRIES = 6  # extra attempts after busy_timeout expired (last resort, with backoff)
 _RETRY_BASE_S = 0.05
-
-# Core metric columns; any other name given to log_epoch goes into extra_json.
-METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-
-# Columns a caller may set (id and created_at are assigned by the store; created_at may be given).
-RUN_FIELDS = (
-    "name",
-    "model",
-    "dataset",
-    "config_json",
-    "status",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "best_epoch",
-    "best_val_acc",
-    "best_val_loss",
-    "test_acc",
-    "checkpoint_path",
-    "run_dir",
-    "job_id",
-    "study_name",
-    "trial_number",
-    "label",
-    "notes",
-    "error",
-)
-JOB_FIELDS = (
-    "payload_json",
-    "state",
-    "pid",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "heartbeat_at",
-    "progress",
-    "progress_text",
-    "cancel_requested",
-    "error",
-    "log_path",
-    "run_id",
-    "study_name",
-    "result_json",
-)
-
-# Schema migrations: index i upgrades version i to i + 1. Append, never edit a released step;
-# a new column is one more entry such as ``["ALTER TABLE fv_runs ADD COLUMN tags TEXT"]``.
-_MIGRATIONS: list[list[str]] = [
-    [
-        """CREATE TABLE fv_runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT,
-            model TEXT,
-            dataset TEXT,
-            config_json TEXT,
-            status TEXT NOT NULL DEFAULT 'queued',
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            best_epoch INTEGER,
-            best_val_acc REAL,
-            best_val_loss REAL,
-            test_acc REAL,
-            checkpoint_path TEXT,
-            run_dir TEXT,
-            job_id INTEGER,
-            study_name TEXT,
-            trial_number INTEGER,
-            label TEXT,
-            notes TEXT,
-            error TEXT
-        )""",
-        "CREATE INDEX fv_runs_status ON fv_runs (status)",
-        "CREATE INDEX fv_runs_study ON fv_runs (study_name, trial_number)",
-        """CREATE TABLE fv_metrics (
-            run_id INTEGER NOT NULL,
-            epoch INTEGER NOT NULL,
-            train_loss REAL,
-            train_acc REAL,
-            val_loss REAL,
-            val_acc REAL,
-            lr REAL,
-            seconds REAL,
-            extra_json TEXT,
-            created_at REAL NOT NULL,
-            PRIMARY KEY (run_id, epoch)
-        )""",
-        """CREATE TABLE fv_jobs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL,
-            state TEXT NOT NULL DEFAULT 'queued',
-            payload_json TEXT NOT NULL DEFAULT '{}',
-            pid INTEGER,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            heartbeat_at REAL,
-            progress REAL,
-            progress_text TEXT,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            log_path TEXT,
-            run_id INTEGER,
-            study_name TEXT,
-            result_json TEXT
-        )""",
-        "CREATE INDEX fv_jobs_state ON fv_jobs (state, created_at)",
-    ],
-]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 T = TypeVar("T")
 
@@ -180,6 +74,24 @@ def _check_fields(what: str, given: Iterable[str], valid: Sequence[str]) -> None
     unknown = sorted(set(given) - set(valid))
     if unknown:
         raise ValueError(f"unknown {what} field(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+
+
+def _newest_first(
+    table: str, column: str, wanted: str | Sequence[str] | None, valid: Sequence[str], limit: int | None
+) -> tuple[str, list[Any]]:
+    """``SELECT *`` from ``table``, newest first, only rows whose ``column`` is one of ``wanted`` (if given)."""
+    sql, params = f"SELECT * FROM {table}", list[Any]()
+    if wanted is not None:
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        for value in values:
+            _check_choice(column, value, valid)
+        sql += f" WHERE {column} IN ({', '.join('?' * len(values))})"
+        params += values
+    sql += " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return sql, params
 
 
 def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
@@ -317,7 +229,7 @@ class Store:
                     f"({SCHEMA_VERSION}); upgrade flagvision"
                 )
             for step in range(have, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step]:
+                for statement in MIGRATIONS[step]:
                     conn.execute(statement)
                 conn.execute("DELETE FROM fv_schema_version")
                 conn.execute("INSERT INTO fv_schema_version (version) VALUES (?)", (step + 1,))
@@ -366,6 +278,15 @@ class Store:
         assignments = ", ".join(f"{n} = ?" for n in fields)
         self._write(lambda c: c.execute(f"UPDATE fv_runs SET {assignments} WHERE id = ?", [*fields.values(), run_id]))
 
+    def end_run(self, run_id: int, status: str, error: str | None = None, **fields: Any) -> None:
+        """Record a run's end (the one way it is written): a finished status, the time, the error's line.
+
+        :func:`flagvision.training.run.execute_run` ends every run it trains; the job queue and the
+        reapers end only runs whose process can no longer do it (cancelled before starting, killed).
+        """
+        _check_choice("status", status, FINISHED_STATES)
+        self.update_run(run_id, status=status, finished_at=time.time(), error=error, **fields)
+
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """The run as a dict (all columns, plus ``config`` parsed), or None."""
         rows = self._read("SELECT * FROM fv_runs WHERE id = ?", (run_id,))
@@ -373,17 +294,7 @@ class Store:
 
     def list_runs(self, status: str | Sequence[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs, newest first, optionally only those with the given status(es)."""
-        sql, params = "SELECT * FROM fv_runs", list[Any]()
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            for s in wanted:
-                _check_choice("status", s, RUN_STATUSES)
-            sql += f" WHERE status IN ({', '.join('?' * len(wanted))})"
-            params += wanted
-        sql += " ORDER BY id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+        sql, params = _newest_first("fv_runs", "status", status, RUN_STATUSES, limit)
         return [self._run_row(r) for r in self._read(sql, params)]
 
     def delete_run(self, run_id: int) -> None:
@@ -488,17 +399,7 @@ class Store:
 
     def list_jobs(self, states: str | Sequence[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Jobs, newest first, optionally only in the given state(s)."""
-        sql, params = "SELECT * FROM fv_jobs", list[Any]()
-        if states is not None:
-            wanted = [states] if isinstance(states, str) else list(states)
-            for s in wanted:
-                _check_choice("state", s, JOB_STATES)
-            sql += f" WHERE state IN ({', '.join('?' * len(wanted))})"
-            params += wanted
-        sql += " ORDER BY id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+        sql, params = _newest_first("fv_jobs", "state", states, JOB_STATES, limit)
         return [self._job_row(r) for r in self._read(sql, params)]
 
     def update_job(self, job_id: int, **fields: Any) -> None:

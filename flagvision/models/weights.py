@@ -62,7 +62,7 @@ def _published_weights() -> Any:
 
 # torchvision's VGG16_Weights.IMAGENET1K_V1, spelled out so that importing this module (and hence
 # flagvision.models.networks, which the app imports for its select boxes) does not pay for importing
-# torchvision.models; tests/test_weights.py checks both against torchvision.
+# torchvision.models; tests/models/test_weights.py checks both against torchvision.
 WEIGHTS_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]  # "vgg16-397923af.pth"
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from flagvision.studies.runner import StudyError, _journal_path, open_storage, redact_url, storage_kind
+from flagvision.studies.config import StudyError, journal_path, redact_url, storage_kind
+from flagvision.studies.storage import open_storage
 
 STARTUP_TIMEOUT_S = 60.0  # first start imports optuna, sqlalchemy and plotly: a few seconds on CPU
 
@@ -118,7 +119,7 @@ def start_dashboard(storage_url: str, port: int | None = None, host: str = "127.
         raise DashboardError("optuna-dashboard is not installed; pip install optuna-dashboard")
     kind = storage_kind(storage_url)
     if kind == "journal":
-        path = _journal_path(storage_url)
+        path = journal_path(storage_url)
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)  # an empty journal is a valid, empty storage

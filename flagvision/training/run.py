@@ -84,10 +84,8 @@ class StoreCallback(Callback):
 
 
 def finish_run(store: Store, run_id: int, result: RunResult | None, status: str, error: str | None = None) -> None:
-    fields: dict = {"status": status, "finished_at": time.time(), "error": error}
-    if result is not None and result.evaluation is not None:
-        fields["test_acc"] = result.evaluation.accuracy
-    store.update_run(run_id, **fields)
+    fields = {"test_acc": result.evaluation.accuracy} if result is not None and result.evaluation else {}
+    store.end_run(run_id, status, error, **fields)
 
 
 @dataclass(frozen=True)

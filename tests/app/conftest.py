@@ -61,7 +61,8 @@ def _train_run(ws, cfg, name: str) -> int:
 def trained_root(tmp_path_factory, tiny_builtin) -> Path:
     """A workspace with a trained custom CNN, a random-init VGG-16 and a 2-trial study."""
     from flagvision.config import DataConfig, HyperParams, RunConfig, VGGConfig
-    from flagvision.studies.runner import StudyConfig, run_study
+    from flagvision.studies.config import StudyConfig
+    from flagvision.studies.runner import run_study
     from flagvision.workspace import Workspace
 
     root = tmp_path_factory.mktemp("trained") / "ws"

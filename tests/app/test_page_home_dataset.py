@@ -6,8 +6,8 @@ import io
 import zipfile
 
 from app_helpers import app, no_exceptions, png_bytes
+from app_ui.logic import image_strip
 from flagvision.jobs import queue as jobs
-from flagvision.ui_logic import image_strip
 
 
 def test_home_shows_dataset_links_and_sidebar(app_ws):

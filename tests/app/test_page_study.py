@@ -146,7 +146,7 @@ def test_importances_are_recomputed_only_when_a_trial_completes(trained_root, tm
     import optuna
     import streamlit as st
 
-    from flagvision.studies import runner as fv_study
+    from flagvision.studies import results as fv_results
     from flagvision.workspace import Workspace
 
     root = tmp_path / "ws"  # a copy: a trial is added below
@@ -154,8 +154,8 @@ def test_importances_are_recomputed_only_when_a_trial_completes(trained_root, tm
     monkeypatch.setenv("FLAGVISION_HOME", str(root))
     ws = Workspace.open(root)
     calls = []
-    real = fv_study.param_importances
-    monkeypatch.setattr(fv_study, "param_importances", lambda study: calls.append(study.study_name) or real(study))
+    real = fv_results.param_importances
+    monkeypatch.setattr(fv_results, "param_importances", lambda study: calls.append(study.study_name) or real(study))
     st.cache_data.clear()
 
     at = app("study")

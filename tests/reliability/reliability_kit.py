@@ -238,7 +238,7 @@ def expect(input: str, entry: str) -> str:
 FOLDER = "dataset folder import (`import_dataset(folder)`, `data import DIR`)"
 ZIP = "zip import (`import_dataset(bytes)`, `data import X.zip`)"
 DATASET_PAGE = "Dataset page zip uploader (AppTest)"
-PREDICT = "Predict upload (`ui_logic.analyse_photo`)"
+PREDICT = "Predict upload (`photos.analyse_photo`)"
 PREDICT_PAGE = "Predict page uploader (AppTest)"
 CLI_PREDICT = "CLI `predict` (subprocess)"
 CLI_IMPORT = "CLI `data import` (subprocess)"
@@ -411,7 +411,7 @@ case(
     "pickle with a code payload as model.safetensors",
     LOAD,
     "CheckpointError “not a readable safetensors file”; marker file never created",
-    "tests/test_checkpoints.py::test_pickle_payload_never_runs",
+    "tests/training/test_checkpoints.py::test_pickle_payload_never_runs",
 )
 case(
     "pickle with a code payload as model.safetensors",
@@ -478,7 +478,7 @@ for _flags, _msg in {
         f"exit 2 “{_msg}”; no traceback",
         f"{T_IN}::test_cli_refuses_out_of_range_hyperparameters",
     )
-for _key, _value, _msg in (
+for _key, trial_value, _msg in (
     ("train_hp_lr", 5.0, "lr=5.0 is outside its range"),
     ("train_hp_num_filters_conv1", 1000, "num_filters_conv1=1000 is outside its range"),
     ("train_hp_dropout_rate", 0.9, "dropout_rate=0.9 is outside its range"),
@@ -491,7 +491,7 @@ for _key, _value, _msg in (
     ("train_dataset", "../../etc", "dataset='../../etc' is not one of"),
 ):
     case(
-        f"session state `{_key} = {_value!r}`",
+        f"session state `{_key} = {trial_value!r}`",
         TRAIN_PAGE,
         f"st.error “{_msg}”, reset to the default; Start in the same run submits nothing; no exception",
         f"{T_IN}::test_train_page_refuses_tampered_session_state",
@@ -504,13 +504,13 @@ case(
     "SIGKILL a training worker mid-epoch",
     "jobs / worker",
     "reaped as failed (“worker died”, log tail), last checkpoint kept, resumed with no repeated epoch",
-    "tests/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs",
+    "tests/jobs/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs",
 )
 case(
     "SIGKILL a foreground `python -m flagvision train` mid-run",
     "CLI + app poll (`jobs.tick`)",
     "the next poll marks the run failed, naming the dead pid and `jobs resume --run ID`; resumed to the end",
-    "tests/test_jobs.py::test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable",
+    "tests/jobs/test_jobs.py::test_killed_foreground_training_is_failed_by_the_next_poll_and_resumable",
 )
 case(
     "SIGKILL the Streamlit server (whole process group) while a job runs",
@@ -523,7 +523,7 @@ case(
     "SIGKILL a study worker mid-trial",
     "study",
     "the trial turns FAIL by heartbeat and a WAITING copy is retried",
-    "tests/test_study.py::test_killed_worker_trial_fails_by_heartbeat_and_is_retried",
+    "tests/studies/test_study.py::test_killed_worker_trial_fails_by_heartbeat_and_is_retried",
 )
 case(
     "checkpoint write fails half-way (writer writes half, raises ENOSPC)",

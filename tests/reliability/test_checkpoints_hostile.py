@@ -2,7 +2,7 @@
 
 A code payload must never run: each test plants a pickle whose unpickling writes a marker file and
 shows the marker is never created (and ``test_payload_is_live`` shows that it would be, if
-anything unpickled it). ``tests/test_checkpoints.py`` covers ``load_checkpoint`` and
+anything unpickled it). ``tests/training/test_checkpoints.py`` covers ``load_checkpoint`` and
 ``load_last_state`` themselves; here are the CLI, the Predict page, a resumed run, ``weights
 import`` and the card fields a hostile card could abuse.
 """

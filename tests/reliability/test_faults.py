@@ -2,8 +2,8 @@
 (slow) three minutes of a study, a training run, the app's polling and optuna-dashboard at once.
 
 Covered elsewhere and not repeated here (see docs/RELIABILITY.md): a SIGKILLed training worker
-(tests/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs) and a
-SIGKILLed study worker (tests/test_study.py::test_killed_worker_trial_fails_by_heartbeat_and_is_retried).
+(tests/jobs/test_jobs.py::test_killed_worker_is_reaped_then_resumed_without_duplicate_epochs) and a
+SIGKILLed study worker (tests/studies/test_study.py::test_killed_worker_trial_fails_by_heartbeat_and_is_retried).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.jobs import queue as jobs
-from flagvision.jobs.store import FINISHED_STATES
+from flagvision.jobs.schema import FINISHED_STATES
 from fv_helpers import make_pattern_dataset, wait_for
 from reliability_kit import REPO, app, no_exceptions
 
@@ -146,7 +146,7 @@ def _half_then_enospc(path):
 def test_failing_writer_keeps_every_previous_file(tmp_path, monkeypatch):
     """Weights, card, resume weights, optimizer state and resume card each fail in turn: every
     previous file stays byte for byte, loads, and no temporary file is left. (A failing weights
-    write alone is tests/test_checkpoints.py::test_failing_writer_keeps_previous_checkpoint.)"""
+    write alone is tests/training/test_checkpoints.py::test_failing_writer_keeps_previous_checkpoint.)"""
     import torch
 
     from flagvision.training import checkpoints as ck
@@ -225,8 +225,8 @@ def test_three_minutes_of_everything_at_once(ws, tmp_path):
     """A study job and a training job side by side (K=2), the app's poll (jobs.tick plus the store
     reads of the sidebar and the Train page) every 200 ms, and optuna-dashboard answering its API,
     for three minutes: no "database is locked" anywhere, integrity_check ok."""
+    from flagvision.studies.config import StudyConfig
     from flagvision.studies.dashboard import start_dashboard
-    from flagvision.studies.runner import StudyConfig
 
     seconds = float(os.environ.get("FLAGVISION_STRESS_S", 180))
     data = make_pattern_dataset(tmp_path / "data", per_class=40)

@@ -252,8 +252,8 @@ def test_cli_data_import_refuses_hostile_zips(guarded_ws, hostile_zip_files, cap
 
 def test_predict_upload_of_every_image_input(checkpoint, flag_images):
     from flagvision.data.images import ImageError
+    from flagvision.inference.photos import analyse_photo
     from flagvision.inference.predict import Predictor
-    from flagvision.ui_logic import analyse_photo
 
     predictor = Predictor.from_checkpoint(checkpoint)
     wrong = []

@@ -56,7 +56,9 @@ def test_confine_refuses_paths_out_of_the_workspace(workspace, tmp_path):
 def _text_input_keys() -> dict[str, str]:
     """key → page of every st.text_input / st.text_area / st.chat_input in the app."""
     keys = {}
-    for path in [REPO / "streamlit_app.py", *sorted((REPO / "pages").glob("*.py")), REPO / "app_ui.py"]:
+    app_files = [REPO / "streamlit_app.py", *sorted((REPO / "pages").glob("*.py"))]
+    app_files += sorted((REPO / "app_ui").glob("*.py"))
+    for path in app_files:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)
@@ -122,7 +124,7 @@ def test_dashboard_binds_localhost():
 
     assert inspect.signature(dashboard.start_dashboard).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(dashboard.free_port).parameters["host"].default == "127.0.0.1"
-    source = (LIBRARY / "study_cli.py").read_text()
+    source = (LIBRARY / "cli" / "study.py").read_text()
     assert "0.0.0.0" not in source and "0.0.0.0" not in inspect.getsource(dashboard)
     # The URL it hands out is the address it was started with (the slow test in test_faults.py
     # starts a real one and checks http://127.0.0.1:PORT/).

@@ -26,19 +26,12 @@ from typing import Any
 
 import streamlit as st
 
+from app_ui.logic import WidgetSpec, format_duration, format_value, job_eta, job_title, nearest, widget_for
 from flagvision.config import ConfigError, ParamSpec
 from flagvision.errors import is_user_error, user_message
 from flagvision.jobs import queue as jobs
-from flagvision.jobs.store import ACTIVE_STATES, FINISHED_STATES, Store
-from flagvision.ui_logic import (
-    WidgetSpec,
-    format_duration,
-    format_value,
-    job_eta,
-    job_title,
-    nearest,
-    widget_for,
-)
+from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES
+from flagvision.jobs.store import Store
 from flagvision.workspace import CARD_FILE, WEIGHTS_FILE, Workspace
 
 # name → (script, title, icon), in the order of the sidebar; the name is the page's URL path.
@@ -113,7 +106,7 @@ def warm_up(delay_s: float = 1.0) -> threading.Thread:
         try:  # SQLAlchemy sets up Optuna's tables and queries on first use (over a second)
             import optuna
 
-            from flagvision.studies.runner import open_storage
+            from flagvision.studies.storage import open_storage
 
             scratch = open_storage("sqlite:///:memory:")
             optuna.get_all_study_names(scratch)
@@ -176,7 +169,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def param_widget(spec: ParamSpec, key: str, value: Any = None, disabled: bool = False) -> Any:
-    """Draw the widget :func:`flagvision.ui_logic.widget_for` chooses for ``spec``; return its value."""
+    """Draw the widget :func:`app_ui.logic.widget_for` chooses for ``spec``; return its value."""
     w: WidgetSpec = widget_for(spec)
     value = w.default if value is None else value
     if w.widget == "selectbox":
@@ -194,6 +187,8 @@ def param_widget(spec: ParamSpec, key: str, value: Any = None, disabled: bool = 
             format_func=lambda v: format_value(spec.name, v),
             disabled=disabled,
         )
+    if w.low is None or w.high is None or w.step is None:
+        raise ValueError(f"{spec.name}: a slider needs a range and a step")
     if spec.kind == "int":
         return st.slider(
             w.label, int(w.low), int(w.high), int(value), int(w.step), key=key, help=w.help, disabled=disabled
@@ -350,7 +345,7 @@ def study_storage(url: str):
     """One read-side Optuna storage per storage URL for the whole app. Opening one checks the
     database schema (a tenth of a second or more), too slow for every rerun and every 2 s poll;
     an open one still reads what the workers commit."""
-    from flagvision.studies.runner import open_storage
+    from flagvision.studies.storage import open_storage
 
     return open_storage(url)
 
@@ -369,7 +364,7 @@ def load_study(url: str, name: str):
     try:
         return optuna.load_study(study_name=name, storage=study_storage(url))
     except KeyError:
-        from flagvision.studies.runner import load_study as load_reporting_names
+        from flagvision.studies.storage import load_study as load_reporting_names
 
         return load_reporting_names(url, name)
 

@@ -90,10 +90,10 @@ _REGISTRY_MODULES = {"flagvision/config.py"}  # where the model names are writte
 
 def test_model_names_are_written_only_in_the_registry() -> None:
     """Everything else names a model through config.CUSTOM_CNN / VGG16_TRANSFER or model_info()."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     names = set(list_models())
-    files = [*sorted((root / "flagvision").glob("*.py")), *sorted((root / "pages").glob("*.py"))]
-    files += [root / "app_ui.py", root / "streamlit_app.py"]
+    files = [*sorted((root / "flagvision").rglob("*.py")), *sorted((root / "pages").glob("*.py"))]
+    files += [*sorted((root / "app_ui").glob("*.py")), root / "streamlit_app.py"]
     found = []
     for path in files:
         rel = path.relative_to(root).as_posix()

@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 from flagvision.config import DataConfig, RunConfig
+from flagvision.studies.config import StudyConfig, StudyError
 from flagvision.studies.dashboard import DashboardError, start_dashboard
-from flagvision.studies.runner import StudyConfig, StudyError
 from fv_helpers import wait_for
 
 WRITER = r"""
@@ -101,7 +101,7 @@ def test_dashboard_lists_a_study_while_another_process_writes_it(tmp_path, works
 
 def test_dashboard_on_a_journal_file(tmp_path):
     url = f"journal://{tmp_path / 'studies.log'}"
-    from flagvision.studies.runner import open_storage
+    from flagvision.studies.storage import open_storage
 
     study = optuna.create_study(study_name="journaled", storage=open_storage(url), direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from flagvision.jobs import store as store_mod
-from flagvision.jobs.store import SCHEMA_VERSION, Store, StoreError
+from flagvision.jobs.schema import SCHEMA_VERSION
+from flagvision.jobs.store import Store, StoreError
 
 # spawn, not fork: workers are separate programs in production, and fork + SQLite is unsafe.
 SPAWN = mp.get_context("spawn")
@@ -47,8 +48,8 @@ def test_migration_adds_a_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     s = Store(path)
     run_id = s.create_run(name="old")
     s.close()
-    migrations = [*store_mod._MIGRATIONS, ["ALTER TABLE fv_runs ADD COLUMN tags TEXT"]]
-    monkeypatch.setattr(store_mod, "_MIGRATIONS", migrations)
+    migrations = [*store_mod.MIGRATIONS, ["ALTER TABLE fv_runs ADD COLUMN tags TEXT"]]
+    monkeypatch.setattr(store_mod, "MIGRATIONS", migrations)
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(migrations))
     monkeypatch.setattr(store_mod, "RUN_FIELDS", (*store_mod.RUN_FIELDS, "tags"))
     s = Store(path)

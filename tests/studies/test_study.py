@@ -27,25 +27,11 @@ from optuna.trial import TrialState
 from flagvision.config import PARAM_SPECS, SEARCHABLE, DataConfig, RunConfig
 from flagvision.data.dataset import load_dataset
 from flagvision.jobs.store import Store
-from flagvision.studies.runner import (
-    ParamOverride,
-    StudyConfig,
-    StudyError,
-    final_training_config,
-    load_study,
-    param_importances,
-    plot_history,
-    plot_importances,
-    plot_intermediate,
-    plot_parallel,
-    plot_slice,
-    resolve_space,
-    run_study,
-    run_study_job,
-    study_results,
-    suggest,
-    what_mattered,
-)
+from flagvision.studies.config import ParamOverride, StudyConfig, StudyError, resolve_space, suggest
+from flagvision.studies.figures import plot_history, plot_importances, plot_intermediate, plot_parallel, plot_slice
+from flagvision.studies.results import final_training_config, param_importances, study_results, what_mattered
+from flagvision.studies.runner import run_study, run_study_job
+from flagvision.studies.storage import load_study
 from fv_helpers import wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -22,7 +22,7 @@ import pytest
 from flagvision.cli import main as cli
 from flagvision.config import DataConfig, HyperParams, RunConfig
 from flagvision.jobs import queue as jobs
-from flagvision.jobs.store import FINISHED_STATES
+from flagvision.jobs.schema import FINISHED_STATES
 from flagvision.workspace import Workspace
 from fv_helpers import make_pattern_dataset, run_cli, wait_for
 

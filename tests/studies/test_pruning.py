@@ -16,7 +16,9 @@ from optuna.trial import TrialState
 
 from benchmarks import bench
 from flagvision.config import DataConfig, RunConfig
-from flagvision.studies.runner import StudyConfig, load_study, make_pruner, run_study
+from flagvision.studies.config import StudyConfig
+from flagvision.studies.runner import make_pruner, run_study
+from flagvision.studies.storage import load_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flagvision import ui_logic as ui
+from app_ui import logic as ui
 from flagvision.config import HYPERPARAMS, PARAM_SPECS, ConfigError
 
 
@@ -57,7 +57,7 @@ def test_space_override_full_narrow_fixed_choices():
 
 
 def test_space_overrides_make_a_valid_study_config():
-    from flagvision.studies.runner import StudyConfig
+    from flagvision.studies.config import StudyConfig
 
     overrides = [
         ui.space_override(PARAM_SPECS["fc1_units"], (64, 128)),
@@ -103,13 +103,6 @@ def test_job_rows_have_no_none_cells():
     assert train["progress"] == 50
     for row in (train, study):
         assert None not in row.values(), row
-
-
-def test_analyse_photo_names_a_corrupt_file():
-    from flagvision.data.images import ImageError
-
-    with pytest.raises(ImageError, match="holiday.jpg"):
-        ui.analyse_photo("holiday.jpg", b"garbage", {})
 
 
 def test_dataset_choices_builtin_first(workspace):
