@@ -10,9 +10,18 @@ render_flag`:
   each one mapped with a PIL perspective transform and shaded flat by its facet normal (synth uses
   a per-pixel displacement field, normal shading and a homography instead);
 - **backgrounds**: PIL's own gradients and blurred white noise colourised with ``ImageOps.colorize``,
-  blurred bokeh discs, split horizons and stripes (synth draws skies, buildings, trees);
-- **framing**: three fixed framings (tight crop inside the flag, whole flag, flag at ~40% of the
-  width) and a PIL-only camera (``ImageEnhance``, unsharp mask, JPEG);
+  blurred bokeh discs, split horizons and stripes; for the scene framings, photo-like skies
+  (colourised gradients, clouds from PIL-enlarged noise grids thresholded by a lookup table, sun
+  glare from a radial gradient, haze), facades drawn flat as an elevation (courses, windows,
+  shutters) and warped by one PIL perspective transform, trees from blurred ellipse clumps cut by
+  noise (synth and :mod:`flagvision.synthetic.backgrounds` compute theirs per pixel with NumPy instead);
+- **framings** (:data:`FRAMINGS`): ``closeup`` (the flag fills the frame), ``scene_small`` (a whole
+  scene, the flag 10-35 % of the width on a pole against a sky), ``building`` (a flag in front of
+  a facade or among trees), ``vertical`` (hoisted vertically as flag protocol does: the pattern
+  turned so the hoist runs along the top and the upper edge is on the left, taller than wide,
+  hung from a crossbar), ``two_flags`` (two different flags on two poles); each image's flag
+  boxes go into the manifest. The older framings (:data:`LEGACY_FRAMINGS`) remain. A PIL-only
+  camera (``ImageEnhance``, unsharp mask, JPEG);
 - randomness from Python's ``random.Random`` (seeded with a string per image) rather than
   NumPy's per-image generators.
 
@@ -30,20 +39,23 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from flagvision.config import ConfigError
-from flagvision.synthetic.flags import FLAG_NAMES, render_flag
+from flagvision.synthetic.flags import FLAG_ASPECT, FLAG_NAMES, check_flag_name, render_flag
 
-CHECKSET_VERSION = "checkset-1"
-FRAMINGS = ("close", "whole", "small")
+CHECKSET_VERSION = "checkset-2"
+FRAMINGS = ("closeup", "scene_small", "building", "vertical", "two_flags")
+LEGACY_FRAMINGS = ("close", "whole", "small")  # checkset-1: tight crop, whole flag, flag at ~40 % of the width
 
 RGB = tuple[int, int, int]
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusive
 
 
 def _flag_palette() -> list[RGB]:
@@ -112,22 +124,40 @@ def _perspective_coeffs(dst: list[tuple[float, float]], src: list[tuple[float, f
     return np.linalg.solve(np.asarray(rows, float), np.asarray(rhs, float)).tolist()
 
 
-def _mesh_flag(r: random.Random, name: str, size: int, framing: str) -> tuple[Image.Image, Image.Image]:
-    """The flag as a shaded strip mesh: (RGB layer, L coverage mask), both ``size`` x ``size``."""
-    tex = render_flag(name, 320)
+@dataclass
+class _Mesh:
+    """A flag drawn as a strip mesh: RGB layer, cloth coverage (L) and where its hoist is."""
+
+    layer: Image.Image
+    mask: Image.Image
+    hoist: tuple[tuple[float, float], tuple[float, float]]  # the hoist edge's two ends on screen
+
+
+def _mesh_flag(
+    r: random.Random, tex: Image.Image, size: int, width: float, centre: tuple[float, float], *,
+    hanging: bool = False, yaw_deg: float = 40.0,
+) -> _Mesh:  # fmt: skip
+    """``tex`` as a shaded strip mesh spanning ``width`` pixels across, centred on ``centre``.
+
+    ``hanging``: a banner hung by its top edge (folds of even depth, the hoist along the top);
+    otherwise a flag flying from its left edge (folds deepen towards the fly).
+    """
     tw, th = tex.size
     aspect = th / tw
     strips = 28
     amp, freq, phase = r.uniform(0.0, 0.09), r.uniform(0.8, 2.5), r.uniform(0, 2 * math.pi)
     twist = r.uniform(-0.08, 0.08)
     yaw, pitch, roll = (
-        math.radians(r.uniform(-40, 40)),
+        math.radians(r.uniform(-yaw_deg, yaw_deg)),
         math.radians(r.uniform(-15, 15)),
         math.radians(r.uniform(-10, 10)),
     )
+    if hanging:
+        amp, twist, roll = amp * 0.5, twist * 0.3, roll * 0.3
 
     def point(u: float, v: float) -> tuple[float, float, float]:
-        z = amp * u * math.sin(2 * math.pi * freq * u + phase) + twist * (v - 0.5) * u
+        depth_profile = 0.5 if hanging else u
+        z = amp * depth_profile * math.sin(2 * math.pi * freq * u + phase) + twist * (v - 0.5) * u
         x, y = u - 0.5, (v - 0.5) * aspect
         # yaw about y, pitch about x, roll about the view axis; camera 2.5 flag lengths away
         x, z = x * math.cos(yaw) + z * math.sin(yaw), -x * math.sin(yaw) + z * math.cos(yaw)
@@ -141,13 +171,9 @@ def _mesh_flag(r: random.Random, name: str, size: int, framing: str) -> tuple[Im
     bottom = [point(u, 1.0) for u in us]
     xs = [p[0] for p in top + bottom]
     ys = [p[1] for p in top + bottom]
-    span = max(max(xs) - min(xs), 1e-6)
-    target = {"close": r.uniform(1.15, 1.5), "whole": r.uniform(0.6, 0.85), "small": r.uniform(0.38, 0.5)}[framing]
-    scale = target * size / span
+    scale = width / max(max(xs) - min(xs), 1e-6)
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-    # a close framing keeps the hoist half (where the emblems are) in view
-    ox = size / 2 + (r.uniform(0.05, 0.2) * size * target if framing == "close" else r.uniform(-0.1, 0.1) * size)
-    oy = size / 2 + r.uniform(-0.1, 0.1) * size
+    ox, oy = centre
 
     def screen(p: tuple[float, float, float]) -> tuple[float, float]:
         return ((p[0] - cx) * scale + ox, (p[1] - cy) * scale + oy)
@@ -176,38 +202,293 @@ def _mesh_flag(r: random.Random, name: str, size: int, framing: str) -> tuple[Im
         ImageDraw.Draw(smask).polygon(quad, fill=255)
         layer.paste(strip, (0, 0), smask)
         mask.paste(255, (0, 0), smask)
-    if r.random() < 0.5:  # a pole at the hoist
-        (px0, py0), (px1, py1) = screen(top[0]), screen(bottom[0])
-        draw_l, draw_m = ImageDraw.Draw(layer), ImageDraw.Draw(mask)
-        w = max(2, int(size * r.uniform(0.012, 0.025)))
-        line = [(px0, py0 - size * 0.1), (px1 + (px1 - px0) * 3, py1 + (py1 - py0) * 3)]
-        shade = r.randrange(90, 230)
-        draw_l.line(line, fill=(shade, shade, shade), width=w)
-        draw_m.line(line, fill=255, width=w)
-    return layer, mask
+    hoist = (screen(top[0]), screen(top[-1])) if hanging else (screen(top[0]), screen(bottom[0]))
+    return _Mesh(layer, mask, hoist)
+
+
+def _pole(
+    draw: ImageDraw.ImageDraw, r: random.Random, a: tuple[float, float], b: tuple[float, float], width: int
+) -> None:
+    """A metal or wooden pole from ``a`` to ``b`` with a lit side and a finial at ``a``."""
+    tone = r.choice([(200, 200, 205), (235, 235, 235), (120, 120, 125), (140, 100, 60)])
+    dark = tuple(int(c * 0.6) for c in tone)
+    draw.line([a, b], fill=dark, width=width)
+    if width >= 3:
+        draw.line([(a[0] - width / 4, a[1]), (b[0] - width / 4, b[1])], fill=tone, width=max(1, width // 3))
+    rad = width * 0.9
+    draw.ellipse([a[0] - rad, a[1] - rad, a[0] + rad, a[1] + rad], fill=r.choice([(210, 180, 60), tone]))
+
+
+def _noise_layer(r: random.Random, size: int, cells: tuple[int, ...], blur: float) -> Image.Image:
+    """Cloud-like greyscale noise: random grids enlarged by PIL and blended coarse to fine, blurred."""
+    noise = np.random.default_rng(r.getrandbits(64))
+    acc: Image.Image | None = None
+    for k, c in enumerate(cells):
+        grid = Image.fromarray((noise.random((c, c)) * 255).astype(np.uint8), "L")
+        layer = grid.resize((size, size), Image.Resampling.BICUBIC)
+        acc = layer if acc is None else Image.blend(acc, layer, 0.5 / (k + 1))
+    assert acc is not None
+    return ImageOps.autocontrast(acc.filter(ImageFilter.GaussianBlur(blur)))
+
+
+def _photo_sky(r: random.Random, size: int) -> Image.Image:
+    """A sky drawn by PIL: colourised gradient, blurred-noise clouds, sun glare, haze."""
+    kind = r.choice(["blue", "blue", "blue", "overcast", "dusk", "haze"])
+    zenith, horizon = {
+        "blue": ((r.randrange(20, 70), r.randrange(70, 130), r.randrange(160, 220)), (185, 210, 238)),
+        "overcast": ((150, 152, 160), (205, 206, 210)),
+        "dusk": ((r.randrange(40, 100), 50, r.randrange(90, 140)), (250, r.randrange(120, 190), 90)),
+        "haze": ((160, 185, 215), (228, 228, 226)),
+    }[kind]
+    g = Image.linear_gradient("L").resize((size, size)).point(lambda v: int(255 * (v / 255) ** 0.8))
+    sky = ImageOps.colorize(g, zenith, horizon).convert("RGB")
+    if kind != "haze" and r.random() < 0.8:
+        clouds = _noise_layer(r, size, (3, 6, 12, 24), size / 90)
+        cover = r.randrange(90, 200) if kind != "overcast" else r.randrange(20, 90)
+        soft = r.randrange(15, 60)
+        mask = clouds.point(lambda v: max(0, min(255, (v - cover) * 255 // soft)))
+        lit = (255, 225, 200) if kind == "dusk" else (250, 250, 252)
+        shadow = (120, 90, 120) if kind == "dusk" else (170, 175, 188)
+        shading = ImageOps.colorize(ImageChops.offset(clouds, 0, size // 40), lit, shadow).convert("RGB")
+        sky.paste(shading, (0, 0), mask)
+    if kind in ("blue", "dusk") and r.random() < 0.4:  # the sun's glare
+        rad = int(size * r.uniform(0.3, 0.9))
+        glare = ImageOps.invert(Image.radial_gradient("L").resize((rad * 2, rad * 2)))
+        glare = glare.point(lambda v: int(255 * (v / 255) ** 3))
+        layer = Image.new("L", (size, size), 0)
+        layer.paste(glare, (int(r.uniform(-0.2, 1.0) * size) - rad, int(r.uniform(-0.2, 0.6) * size) - rad))
+        sky = ImageChops.screen(sky, ImageOps.colorize(layer, (0, 0, 0), (255, 245, 220)).convert("RGB"))
+    if r.random() < 0.5:  # haze towards the horizon
+        strength = r.uniform(0.3, 0.7)
+        haze = Image.linear_gradient("L").resize((size, size)).point(lambda v: int(v * strength))
+        sky.paste((230, 230, 230), (0, 0), haze)
+    return sky
+
+
+def _horizon(r: random.Random, img: Image.Image, palette: list[RGB]) -> None:
+    """A low treeline or roofline along the bottom of a sky (drawn polygons, softly blurred)."""
+    size = img.width
+    layer = img.copy()
+    draw = ImageDraw.Draw(layer)
+    base = size * r.uniform(0.8, 0.97)
+    pts = [(0.0, float(size))]
+    x = 0.0
+    roofs = r.random() < 0.5
+    while x < size:
+        h = base - size * r.uniform(0.0, 0.12)
+        step = size * r.uniform(0.05, 0.15)
+        if roofs:  # pitched roofs
+            pts += [(x, h), (x + step / 2, h - step * 0.4), (x + step, h)]
+        else:
+            pts += [(x, h), (x + step / 2, h - size * r.uniform(0.0, 0.05))]
+        x += step
+    pts.append((float(size), float(size)))
+    color = r.choice([(160, 57, 43), (90, 90, 95), (47, 79, 111)]) if roofs else r.choice([(40, 70, 40), (60, 95, 50)])
+    if r.random() < 0.3:
+        color = _any_color(r, palette)
+    draw.polygon(pts, fill=color)
+    img.paste(layer.filter(ImageFilter.GaussianBlur(size / 200)))
+
+
+def _building(r: random.Random, size: int, palette: list[RGB]) -> Image.Image:
+    """A facade drawn flat (wall, courses, windows, shutters) and warped into perspective over a sky."""
+    W, H = size * 2, size * 2
+    wall = r.choice([(232, 220, 192), (232, 197, 71), (217, 164, 65), (181, 82, 59), (236, 236, 230), (200, 90, 80)])
+    if r.random() < 0.3:
+        wall = _any_color(r, palette)
+    elevation = Image.new("RGB", (W, H), wall)
+    grime = _noise_layer(r, W, (4, 16, 64), 1.0).point(lambda v: 150 + v * 105 // 255)
+    elevation = ImageChops.multiply(elevation, Image.merge("RGB", (grime, grime, grime)))
+    draw = ImageDraw.Draw(elevation)
+    if r.random() < 0.4:  # brick courses
+        course = r.randrange(5, 10)
+        mortar = (205, 200, 190)
+        for k, y in enumerate(range(0, H, course)):
+            draw.line([(0, y), (W, y)], fill=mortar)
+            for x in range((k % 2) * course, W, course * 3):
+                draw.line([(x, y), (x, y + course)], fill=mortar)
+    bay, storey = r.randrange(W // 8, W // 4), r.randrange(H // 6, H // 3)
+    ww, wh = int(bay * r.uniform(0.35, 0.6)), int(storey * r.uniform(0.4, 0.65))
+    frame = (240, 240, 235) if r.random() < 0.7 else (70, 55, 45)
+    shutter = (
+        r.choice([(40, 90, 50), (120, 40, 35), (40, 60, 110), _any_color(r, palette)]) if r.random() < 0.5 else None
+    )
+    glass = ImageOps.colorize(Image.linear_gradient("L").resize((ww, wh)), (40, 55, 75), (150, 170, 195)).convert("RGB")
+    for y in range(storey // 4, H - wh, storey):
+        draw.line([(0, y + wh + 4), (W, y + wh + 4)], fill=tuple(int(c * 0.75) for c in wall), width=3)
+        for x in range(bay // 4, W - ww, bay):
+            if shutter:
+                draw.rectangle([x - ww // 2, y, x - 2, y + wh], fill=shutter)
+                draw.rectangle([x + ww + 2, y, x + ww + ww // 2, y + wh], fill=shutter)
+            elevation.paste(glass, (x, y))
+            draw.rectangle([x, y, x + ww, y + wh], outline=frame, width=3)
+            draw.line([(x + ww // 2, y), (x + ww // 2, y + wh)], fill=frame, width=2)
+    # the facade's outline on screen: a quad with converging top and bottom edges
+    top_l, top_r = size * r.uniform(-0.1, 0.45), size * r.uniform(-0.1, 0.45)
+    if r.random() < 0.3:
+        top_l = top_r = -size * 0.2  # the wall fills the frame upwards
+    left, right = -size * r.uniform(0.0, 0.3), size * (1 + r.uniform(0.0, 0.3))
+    bot_l, bot_r = size * r.uniform(1.0, 1.3), size * r.uniform(1.0, 1.3)
+    quad = [(left, top_l), (right, top_r), (right, bot_r), (left, bot_l)]
+    coeffs = _perspective_coeffs(quad, [(0.0, 0.0), (float(W), 0.0), (float(W), float(H)), (0.0, float(H))])
+    warped = elevation.transform((size, size), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+    cover = Image.new("L", (W, H), 255).transform((size, size), Image.Transform.PERSPECTIVE, coeffs)
+    # the light falls across the wall
+    shade = Image.linear_gradient("L").rotate(90).resize((size, size)).point(lambda v: 150 + v * 105 // 255)
+    if r.random() < 0.5:
+        shade = ImageOps.mirror(shade)
+    warped = ImageChops.multiply(warped, Image.merge("RGB", (shade, shade, shade)))
+    img = _photo_sky(r, size)
+    img.paste(warped, (0, 0), cover)
+    roof = [(left, top_l), (right, top_r), (right, top_r + size * 0.04), (left, top_l + size * 0.04)]
+    ImageDraw.Draw(img).polygon(roof, fill=r.choice([(160, 57, 43), (85, 85, 85), (122, 46, 34)]))
+    return img
+
+
+def _trees(r: random.Random, size: int) -> Image.Image:
+    """Trees drawn by PIL: clumps of blurred ellipses cut by noise, colourised leaves, trunks."""
+    img = _photo_sky(r, size)
+    draw = ImageDraw.Draw(img)
+    for _ in range(r.randrange(0, 4)):
+        x = r.uniform(0, size)
+        draw.line([(x, size), (x + r.uniform(-0.1, 0.1) * size, size * r.uniform(0.2, 0.6))],
+                  fill=(70, 55, 40), width=max(2, int(size * r.uniform(0.02, 0.05))))  # fmt: skip
+    blobs = Image.new("L", (size, size), 0)
+    bd = ImageDraw.Draw(blobs)
+    line = size * r.uniform(0.1, 0.6)  # the canopy's upper edge, roughly
+    for _ in range(r.randrange(25, 70)):
+        x, y = r.uniform(-0.1, 1.1) * size, r.uniform(line, size * 1.1)
+        rad = size * r.uniform(0.05, 0.2)
+        bd.ellipse([x - rad, y - rad * 0.8, x + rad, y + rad * 0.8], fill=255)
+    texture = _noise_layer(r, size, (8, 24, 48), 0.6)
+    canopy = ImageChops.multiply(blobs.filter(ImageFilter.GaussianBlur(size / 30)), texture.point(lambda v: 90 + v))
+    canopy = canopy.point(lambda v: max(0, min(255, (v - 110) * 6)))
+    dark, light = r.choice(
+        [((20, 50, 20), (110, 160, 70)), ((30, 60, 30), (150, 170, 60)), ((60, 30, 10), (220, 150, 40))]
+    )
+    leaves = ImageOps.colorize(_noise_layer(r, size, (16, 48), 0.4), dark, light).convert("RGB")
+    img.paste(leaves, (0, 0), canopy)
+    return img
+
+
+def _scene_backdrop(r: random.Random, size: int, palette: list[RGB], kinds: tuple[str, ...]) -> Image.Image:
+    kind = r.choice(kinds)
+    if kind == "building":
+        return _building(r, size, palette)
+    if kind == "trees":
+        return _trees(r, size)
+    sky = _photo_sky(r, size)
+    if r.random() < 0.5:
+        _horizon(r, sky, palette)
+    return sky
+
+
+def _flag_on_pole(
+    r: random.Random, img: Image.Image, name: str, width: float, centre: tuple[float, float], *,
+    vertical: bool = False, pole: bool = True, yaw_deg: float = 30.0,
+) -> Box:  # fmt: skip
+    """Draw flag ``name`` (and its pole) onto ``img``; return the cloth's box."""
+    size = img.width
+    tex = render_flag(name, 320)
+    if vertical:  # flag protocol: hoist along the top, the upper edge on the left
+        tex = tex.transpose(Image.Transpose.TRANSPOSE)
+    mesh = _mesh_flag(r, tex, size, width, centre, hanging=vertical, yaw_deg=yaw_deg)
+    draw = ImageDraw.Draw(img)
+    thick = max(2, int(size * r.uniform(0.01, 0.02)))
+    (ax, ay), (bx, by) = mesh.hoist
+    if vertical:
+        draw.line([(ax - thick, ay), (bx + thick, by)], fill=(90, 90, 95), width=thick)  # the crossbar
+        if pole:
+            _pole(draw, r, (ax - thick, ay - size * 0.05), (ax - thick, float(size)), thick)
+    elif pole:
+        _pole(draw, r, (ax, ay - size * 0.04), (ax + (bx - ax) * 6, float(size)), thick)
+    img.paste(mesh.layer, (0, 0), mesh.mask.filter(ImageFilter.GaussianBlur(0.6)))
+    box = mesh.mask.point(lambda v: 255 if v > 127 else 0).getbbox()
+    if box is None:  # a flag seen exactly edge-on: no cloth visible (not drawn by these ranges)
+        raise RuntimeError(f"check image of {name}: the flag is not visible")
+    return box
+
+
+def _camera(r: random.Random, img: Image.Image, size: int) -> Image.Image:
+    img = ImageEnhance.Brightness(img).enhance(r.uniform(0.7, 1.25))
+    img = ImageEnhance.Contrast(img).enhance(r.uniform(0.75, 1.25))
+    img = ImageEnhance.Color(img).enhance(r.uniform(0.7, 1.3))
+    if r.random() < 0.5:
+        return img.filter(ImageFilter.GaussianBlur(r.uniform(0.3, 1.2) * size / 128))
+    return img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=r.randrange(50, 150)))
+
+
+@dataclass
+class CheckScene:
+    """One check image and what it shows: each flag's name and box (x0, y0, x1, y1) in pixels."""
+
+    image: Image.Image
+    framing: str
+    flags: list[str]
+    boxes: list[Box]
+
+
+def render_check_scene(name: str, r: random.Random, size: int = 128, framing: str | None = None) -> CheckScene:
+    """One check image of flag ``name`` in ``framing`` (one of :data:`FRAMINGS`, or the older
+    :data:`LEGACY_FRAMINGS`), with the flags' boxes; drawn entirely from ``r``."""
+    check_flag_name(name)
+    framing = framing or r.choice(FRAMINGS)
+    if framing not in FRAMINGS + LEGACY_FRAMINGS:
+        raise ConfigError(f"framing must be one of {', '.join(FRAMINGS + LEGACY_FRAMINGS)}, got {framing!r}")
+    palette = _palette_cached()
+    flags, boxes = [name], []
+    if framing in LEGACY_FRAMINGS or framing == "closeup":
+        background = _backdrop(r, size, palette) if r.random() < 0.5 or framing != "closeup" else _photo_sky(r, size)
+        target = {"close": (1.15, 1.5), "closeup": (1.1, 1.45), "whole": (0.6, 0.85), "small": (0.38, 0.5)}[framing]
+        width = r.uniform(*target) * size
+        if framing == "closeup":  # a long flag is enlarged until its height fills the frame too
+            width *= max(1.0, 0.75 / FLAG_ASPECT[name])
+        # a close framing keeps the hoist half (where the emblems are) in view
+        if framing in ("close", "closeup"):
+            ox = size / 2 + r.uniform(0.05, 0.2) * width
+        else:
+            ox = size / 2 + r.uniform(-0.1, 0.1) * size
+        centre = (ox, size / 2 + r.uniform(-0.1, 0.1) * size)
+        boxes.append(_flag_on_pole(r, background, name, width, centre, pole=r.random() < 0.5, yaw_deg=40))
+    elif framing == "scene_small":
+        background = _scene_backdrop(r, size, palette, ("sky",))
+        width = r.uniform(0.1, 0.35) * size
+        centre = (r.uniform(0.2, 0.8) * size, r.uniform(0.15, 0.55) * size)
+        boxes.append(_flag_on_pole(r, background, name, width, centre))
+    elif framing == "building":
+        background = _scene_backdrop(r, size, palette, ("building", "building", "trees"))
+        width = r.uniform(0.2, 0.45) * size
+        centre = (r.uniform(0.3, 0.7) * size, r.uniform(0.25, 0.6) * size)
+        boxes.append(_flag_on_pole(r, background, name, width, centre, pole=r.random() < 0.7))
+    elif framing == "vertical":
+        background = _scene_backdrop(r, size, palette, ("sky", "building", "trees"))
+        tall = 1 / FLAG_ASPECT[name]  # the hoisted flag's height / width
+        width = min(r.uniform(0.15, 0.35) * size, 0.8 * size / tall)
+        centre = (r.uniform(0.3, 0.7) * size, size / 2 + r.uniform(-0.1, 0.1) * size)
+        boxes.append(_flag_on_pole(r, background, name, width, centre, vertical=True, yaw_deg=20))
+    else:  # two_flags: two different flags on two poles
+        other = r.choice([n for n in FLAG_NAMES if n != name])
+        flags.append(other)
+        background = _scene_backdrop(r, size, palette, ("sky", "sky", "building"))
+        first_left = r.random() < 0.5
+        for flag, left in ((name, first_left), (other, not first_left)):
+            width = r.uniform(0.25, 0.38) * size
+            cx = (r.uniform(0.22, 0.3) if left else r.uniform(0.7, 0.78)) * size
+            boxes.append(_flag_on_pole(r, background, flag, width, (cx, r.uniform(0.3, 0.55) * size), yaw_deg=20))
+    img = background
+    if r.random() < 0.2:  # seen from the other side: the back of the flag, the pole on the right
+        img = ImageOps.mirror(img)
+        boxes = [(size - x1, y0, size - x0, y1) for x0, y0, x1, y1 in boxes]
+    img = _camera(r, img, size)
+    boxes = [(max(0, x0), max(0, y0), min(size, x1), min(size, y1)) for x0, y0, x1, y1 in boxes]
+    return CheckScene(img, framing, flags, boxes)
 
 
 def render_check_image(name: str, r: random.Random, size: int = 128, framing: str | None = None) -> Image.Image:
     """One check image of flag ``name`` (RGB, ``size`` square), drawn entirely from ``r``."""
     if name not in FLAG_NAMES:
         raise ConfigError(f"unknown flag {name!r}; valid names: {', '.join(FLAG_NAMES)}")
-    framing = framing or r.choice(FRAMINGS)
-    if framing not in FRAMINGS:
-        raise ConfigError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
-    palette = _palette_cached()
-    background = _backdrop(r, size, palette)
-    layer, mask = _mesh_flag(r, name, size, framing)
-    if r.random() < 0.2:  # the back of the flag
-        layer, mask = ImageOps.mirror(layer), ImageOps.mirror(mask)
-    background.paste(layer, (0, 0), mask.filter(ImageFilter.GaussianBlur(0.6)))
-    img = ImageEnhance.Brightness(background).enhance(r.uniform(0.7, 1.25))
-    img = ImageEnhance.Contrast(img).enhance(r.uniform(0.75, 1.25))
-    img = ImageEnhance.Color(img).enhance(r.uniform(0.7, 1.3))
-    if r.random() < 0.5:
-        img = img.filter(ImageFilter.GaussianBlur(r.uniform(0.3, 1.2) * size / 128))
-    else:
-        img = img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=r.randrange(50, 150)))
-    return img
+    return render_check_scene(name, r, size, framing).image
 
 
 _PALETTE: list[RGB] = []
@@ -219,17 +500,32 @@ def _palette_cached() -> list[RGB]:
     return _PALETTE
 
 
+def read_checkset_manifest(checkset_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest ``checkset.json`` of a check set folder (images, framings and boxes since checkset-2)."""
+    path = Path(checkset_dir) / "checkset.json"
+    if not path.is_file():
+        raise ConfigError(f"{checkset_dir} has no checkset.json: write one with: python -m flagvision data checkset")
+    return cast("dict[str, Any]", json.loads(path.read_text(encoding="utf-8")))
+
+
 def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: int = 1234, size: int = 128,
                   progress: Callable[[int, int], None] | None = None, *,
-                  overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+                  overwrite: bool = False, framings: Sequence[str] = FRAMINGS) -> dict[str, Any]:  # fmt: skip
     """Write an ImageFolder ``out_dir/<Class Name>/<nnn>.jpg`` of check images and return its manifest.
 
-    The framings cycle close / whole / small so each class gets all three. Written into a
-    temporary sibling folder and renamed at the end; an existing non-empty ``out_dir`` raises
-    FileExistsError unless ``overwrite``.
+    The images of each class cycle through ``framings`` (default: all of :data:`FRAMINGS`), so
+    each class gets every framing once ``per_class`` reaches their number. The manifest
+    (``checkset.json`` beside the class folders) lists every image with its framing, its flags
+    and their boxes (x0, y0, x1, y1 in pixels); a two-flag image sits in its first flag's folder.
+    Written into a temporary sibling folder and renamed at the end; an existing non-empty
+    ``out_dir`` raises FileExistsError unless ``overwrite``.
     """
     if not 1 <= per_class <= 10_000 or not 32 <= size <= 1024:
         raise ConfigError(f"per_class must be 1..10000 and size 32..1024, got {per_class} and {size}")
+    framings = tuple(framings)
+    unknown = [f for f in framings if f not in FRAMINGS + LEGACY_FRAMINGS]
+    if not framings or unknown:
+        raise ConfigError(f"framings must be among {', '.join(FRAMINGS + LEGACY_FRAMINGS)}, got {list(framings)}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
@@ -237,19 +533,23 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     total, done = per_class * len(FLAG_NAMES), 0
+    images: list[dict[str, Any]] = []
     try:
         for name in FLAG_NAMES:
             folder = tmp / name
             folder.mkdir(parents=True)
             for i in range(per_class):
                 r = random.Random(f"{seed}/{name}/{i}")  # str seeds are hashed: stable across runs
-                img = render_check_image(name, r, size, FRAMINGS[i % len(FRAMINGS)])
-                img.save(folder / f"{i:03d}.jpg", format="JPEG", quality=r.randrange(60, 96))
+                scene = render_check_scene(name, r, size, framings[i % len(framings)])
+                scene.image.save(folder / f"{i:03d}.jpg", format="JPEG", quality=r.randrange(60, 96))
+                images.append({"file": f"{name}/{i:03d}.jpg", "class": name, "framing": scene.framing,
+                               "flags": scene.flags, "boxes": [list(b) for b in scene.boxes]})  # fmt: skip
                 done += 1
                 if progress:
                     progress(done, total)
         manifest = {"generator": "flagvision.synthetic.checkset", "version": CHECKSET_VERSION, "seed": seed,
-                    "per_class": per_class, "size": size, "class_names": list(FLAG_NAMES)}  # fmt: skip
+                    "per_class": per_class, "size": size, "class_names": list(FLAG_NAMES),
+                    "framings": list(framings), "images": images}  # fmt: skip
         (tmp / "checkset.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

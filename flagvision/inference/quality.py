@@ -1,0 +1,211 @@
+"""How well a classifier reads the check set, framing by framing: the figures of docs/QUALITY.md.
+
+:func:`evaluate_framings` classifies every image of a check set (:func:`flagvision.synthetic.checkset.make_checkset`,
+version checkset-2, whose manifest gives each image's framing, flags and boxes) twice when a flag
+finder is given: the whole photo, and the crop around the finder's best box. An image counts as
+right when the answer is one of the flags it shows (a two-flag image: either). It returns plain
+data (accuracy per framing and overall, the finder's box IoU against the truth, the commonest
+confusions); :func:`write_quality_md` renders it as Markdown.
+
+The finder is anything with ``find_flags(image) -> list[Detection]`` where a detection has
+``.box`` (x0, y0, x1, y1 in the image's pixels) and ``.score``; the classifier anything with
+``predict(images, k) -> list`` of answers with ``.label`` (:class:`flagvision.inference.predict.Predictor`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from flagvision.config import ConfigError
+from flagvision.synthetic.checkset import read_checkset_manifest
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels
+IOU_HIT = 0.5  # a found box this close to the truth counts as found
+
+
+class Detection(Protocol):
+    @property
+    def box(self) -> Sequence[float]: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+class FlagFinder(Protocol):
+    def find_flags(self, image: Image.Image) -> Sequence[Detection]: ...
+
+
+class Answer(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+class Classifier(Protocol):
+    def predict(self, images: Sequence[Any], k: int = 5) -> Sequence[Answer]: ...
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def square_crop(image: Image.Image, box: Sequence[float], margin: float = 0.15) -> Image.Image:
+    """The square around ``box`` (its longer side plus ``margin`` on each side), kept inside the
+    photo where it fits: the flag keeps its aspect ratio when the classifier resizes to a square."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side = min(side, max(image.size))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = min(max(cx - side / 2, 0.0), max(image.width - side, 0.0))
+    top = min(max(cy - side / 2, 0.0), max(image.height - side, 0.0))
+    return image.crop((round(left), round(top), round(left + side), round(top + side)))
+
+
+def _predict_labels(predictor: Classifier, images: list[Image.Image], batch: int) -> list[str]:
+    labels: list[str] = []
+    for i in range(0, len(images), batch):
+        labels += [answer.label for answer in predictor.predict(images[i : i + batch], k=1)]
+    return labels
+
+
+def _share(hits: Sequence[bool]) -> float | None:
+    return sum(hits) / len(hits) if hits else None
+
+
+def evaluate_framings(
+    predictor: Classifier,
+    checkset_dir: str | os.PathLike[str],
+    finder: FlagFinder | None = None,
+    crop: Callable[[Image.Image, Sequence[float]], Image.Image] = square_crop,
+    *,
+    batch: int = 64,
+    top_confusions: int = 10,
+) -> dict[str, Any]:
+    """Accuracy per framing of ``predictor`` on a check set, whole photo and (with ``finder``) on
+    ``crop`` of the finder's best box; the finder's IoU; the commonest confusions.
+
+    No box found: the whole photo answers (counted in ``not_found``). Returns plain, JSON-ready data.
+    """
+    manifest = read_checkset_manifest(checkset_dir)
+    entries = manifest.get("images")
+    if not entries:
+        raise ConfigError(
+            f"{checkset_dir} is an older check set without framings and boxes; "
+            "write a new one with: python -m flagvision data checkset --force"
+        )
+    root = Path(checkset_dir)
+    photos = []
+    for entry in entries:
+        with Image.open(root / entry["file"]) as im:
+            photos.append(im.convert("RGB"))
+    whole = _predict_labels(predictor, photos, batch)
+    found: list[list[float] | None] = [None] * len(photos)
+    crops = []
+    if finder is not None:
+        for i, photo in enumerate(photos):
+            detections = sorted(finder.find_flags(photo), key=lambda d: d.score, reverse=True)
+            if detections:
+                found[i] = [float(c) for c in detections[0].box]
+            box = found[i]
+            crops.append(crop(photo, box) if box is not None else photo)
+    cropped = _predict_labels(predictor, crops, batch) if finder is not None else []
+
+    per_framing: dict[str, dict[str, list]] = {}
+    confusions: Counter[tuple[str, str, str]] = Counter()
+    for i, entry in enumerate(entries):
+        row = per_framing.setdefault(entry["framing"], {"whole": [], "finder": [], "iou": [], "not_found": []})
+        flags = entry["flags"]
+        row["whole"].append(whole[i] in flags)
+        if whole[i] not in flags:
+            confusions[("whole photo", entry["class"], whole[i])] += 1
+        if finder is not None:
+            row["finder"].append(cropped[i] in flags)
+            if cropped[i] not in flags:
+                confusions[("finder", entry["class"], cropped[i])] += 1
+            box = found[i]
+            row["not_found"].append(box is None)
+            row["iou"].append(0.0 if box is None else max(iou(box, truth) for truth in entry["boxes"]))
+
+    def summary(rows: list[dict[str, list]]) -> dict[str, Any]:
+        pick = [v for r in rows for v in r["whole"]]
+        out: dict[str, Any] = {"n": len(pick), "whole_photo": _share(pick)}
+        if finder is not None:
+            ious = [v for r in rows for v in r["iou"]]
+            out["finder"] = _share([v for r in rows for v in r["finder"]])
+            out["iou_mean"] = sum(ious) / len(ious) if ious else None
+            out["iou_hit"] = _share([v >= IOU_HIT for v in ious])
+            out["not_found"] = sum(v for r in rows for v in r["not_found"])
+        return out
+
+    order = [f for f in manifest.get("framings", []) if f in per_framing] + sorted(
+        f for f in per_framing if f not in manifest.get("framings", [])
+    )
+    return {
+        "checkset": str(checkset_dir),
+        "checkset_version": manifest.get("version"),
+        "seed": manifest.get("seed"),
+        "size": manifest.get("size"),
+        "model": str(getattr(predictor, "label", type(predictor).__name__)),
+        "finder": None if finder is None else type(finder).__name__,
+        "iou_hit": IOU_HIT,
+        "framings": {f: summary([per_framing[f]]) for f in order},
+        "overall": summary(list(per_framing.values())),
+        "confusions": [
+            {"route": route, "true": true, "predicted": pred, "count": n}
+            for (route, true, pred), n in confusions.most_common(top_confusions)
+        ],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def write_quality_md(results: dict[str, Any], path: str | os.PathLike[str], title: str = "Quality") -> Path:
+    """Write :func:`evaluate_framings`' results as a Markdown report (no dates: the same results
+    give the same file, so a test can check the report is current)."""
+    with_finder = results.get("finder") is not None
+    lines = [
+        f"# {title}",
+        "",
+        f"Model `{results['model']}` on the check set `{results['checkset']}` "
+        f"({results['checkset_version']}, random seed {results['seed']}, {results['size']} px): "
+        "images drawn by a second route (`flagvision.synthetic.checkset`), not by the training data's generator. "
+        "An image counts as right when the answer is one of the flags it shows.",
+        "",
+    ]
+    head = "| framing | images | whole photo |"
+    rule = "|---|---:|---:|"
+    if with_finder:
+        head += f" finder's crop | finder IoU (mean) | IoU ≥ {results['iou_hit']} | no flag found |"
+        rule += "---:|---:|---:|---:|"
+        lines.append(f"Finder: `{results['finder']}`; the classifier reads the square around its best box.")
+        lines.append("")
+    lines += [head, rule]
+    rows = [*results["framings"].items(), ("**all**", results["overall"])]
+    for framing, s in rows:
+        line = f"| {framing} | {s['n']} | {_pct(s['whole_photo'])} |"
+        if with_finder:
+            iou_mean = "–" if s["iou_mean"] is None else f"{s['iou_mean']:.2f}"
+            line += f" {_pct(s['finder'])} | {iou_mean} | {_pct(s['iou_hit'])} | {s['not_found']} |"
+        lines.append(line)
+    lines += ["", "Commonest confusions:", ""]
+    if results["confusions"]:
+        lines += ["| route | true flag | answered | images |", "|---|---|---|---:|"]
+        lines += [f"| {c['route']} | {c['true']} | {c['predicted']} | {c['count']} |" for c in results["confusions"]]
+    else:
+        lines.append("none.")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
