@@ -61,7 +61,8 @@ def model_label(name: str, pretrained: bool = True) -> str:
 
 def help_text(spec: ParamSpec) -> str:
     default = format_value(spec.name, spec.default)
-    return f"{spec.help}. Range: {spec.describe_range()}; the reference study's value {default}."
+    effect = f" {spec.effect}" if spec.effect else ""
+    return f"{spec.help}.{effect} Range: {spec.describe_range()}; the reference study's value {default}."
 
 
 def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[float]:

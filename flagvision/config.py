@@ -44,6 +44,7 @@ class ParamSpec:
     step: float | None = None
     log: bool = False
     choices: tuple[str, ...] = ()
+    effect: str = ""  # what raising or lowering it does, in a sentence a student can act on
 
     def check(self, value: Any) -> Any:
         """Return ``value`` coerced to the spec's type, or raise ConfigError naming the range."""
@@ -115,6 +116,29 @@ HYPERPARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("batch_size", "int", 16, "Images per optimisation step", 16, 128, 16),
     ParamSpec("epochs", "int", 10, "Passes over the training set (constant within a study)", 1, 100, 1),
 )
+
+# What raising or lowering each one does (the app's help, beside its range and the reference study's value).
+_EFFECTS = {
+    "num_filters_conv1": "More filters tell more colours and edges apart but train slower and overfit "
+    "sooner; fewer train faster.",
+    "num_filters_conv2": "More filters combine stripes, crosses and emblems into more patterns, at the "
+    "cost of time and overfitting.",
+    "kernel_size_conv1": "Larger kernels see wider edges and blobs at once; smaller ones keep fine detail "
+    "and run faster.",
+    "kernel_size_conv2": "Larger kernels relate parts of the flag further apart; smaller ones run faster.",
+    "fc1_units": "More units give the classifier more capacity (and more to overfit with); fewer make it smaller "
+    "and faster.",
+    "dropout_rate": "Raising it fights overfitting on a small dataset but slows learning; 0 turns it off.",
+    "activation": "ReLU is the usual choice; LeakyReLU and ELU keep a small gradient for negative inputs; Tanh and "
+    "Sigmoid saturate and learn slower.",
+    "lr": "The size of each step: too high and the loss jumps or diverges, too low and training crawls.",
+    "optimizer": "Adam, NAdam and RMSprop adapt the step per weight and need little tuning; SGD needs "
+    "a well-chosen learning rate.",
+    "batch_size": "Larger batches give smoother, faster epochs with fewer steps; smaller ones add noise that can "
+    "help the model generalise.",
+    "epochs": "More epochs keep improving until the model starts to overfit; early stopping can end a run sooner.",
+}
+HYPERPARAMS = tuple(replace(spec, effect=_EFFECTS[spec.name]) for spec in HYPERPARAMS)
 PARAM_SPECS: dict[str, ParamSpec] = {p.name: p for p in HYPERPARAMS}
 # The ten parameters an Optuna study searches (epochs is fixed per study).
 SEARCHABLE = tuple(p.name for p in HYPERPARAMS if p.name != "epochs")

@@ -108,3 +108,12 @@ def test_job_rows_have_no_none_cells():
 def test_dataset_choices_builtin_first(workspace):
     (workspace.datasets_dir / "aaa").mkdir()
     assert ui.dataset_choices(workspace) == ["builtin", "aaa"]
+
+
+def test_every_hyperparameter_help_says_what_changing_it_does_its_range_and_the_reference_value():
+    from flagvision.config import HYPERPARAMS
+
+    for spec in HYPERPARAMS:
+        text = ui.help_text(spec)
+        assert spec.effect and spec.effect in text, spec.name
+        assert f"Range: {spec.describe_range()}" in text and "the reference study's value" in text, text
