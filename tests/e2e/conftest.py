@@ -160,6 +160,9 @@ class Server:
     def page_url(self, path: str = "") -> str:
         return f"{self.url}/{path}"
 
+    def stop(self) -> None:
+        stop_group(self.proc)
+
 
 def start_server(ws_root: Path, log: Path) -> Server:
     port = free_port()
@@ -199,6 +202,20 @@ def start_server(ws_root: Path, log: Path) -> Server:
         stop_group(proc)
         raise
     return server
+
+
+@pytest.fixture
+def fresh_server():
+    """``start(ws_root, log)`` starts another ``streamlit run``; whatever is still running is stopped after."""
+    started: list[Server] = []
+
+    def start(ws_root: Path, log: Path) -> Server:
+        started.append(start_server(ws_root, log))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 # -- setup -----------------------------------------------------------------------------------------

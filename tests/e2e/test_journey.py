@@ -7,7 +7,8 @@ every page (screenshot and first paint of each); classify two photos with both m
 
 First paint (navigation start → the page's title and main content visible, no skeletons) is
 printed and written to ``first_paint.json`` beside the screenshots; it is recorded, not asserted
-(the acceptance target is < 3 s per page; a shared CI machine is too noisy to gate on).
+(the target is 2.5 s per page on a quiet machine; a shared CI machine is too noisy to gate on).
+Every page is also opened by deep link as the first request of a freshly started server.
 """
 
 from __future__ import annotations
@@ -171,10 +172,10 @@ def _scroll_to(page, locator) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_journey(journey, page, artifacts, tmp_path):
+def test_journey(journey, page, artifacts, tmp_path, fresh_server):
     print(f"\nartifacts: {artifacts.root}")
     try:
-        _journey(journey, page, artifacts, tmp_path)
+        _journey(journey, page, artifacts, tmp_path, fresh_server)
     except BaseException:
         # What the browser showed when it went wrong, beside the server log.
         try:
@@ -185,7 +186,7 @@ def test_journey(journey, page, artifacts, tmp_path):
         raise
 
 
-def _journey(journey, page, artifacts, tmp_path) -> None:
+def _journey(journey, page, artifacts, tmp_path, fresh_server) -> None:
     server, ws = journey.server, journey.ws
     t_start = time.monotonic()
     first_paint: dict[str, dict[str, float]] = {}
@@ -332,12 +333,22 @@ def _journey(journey, page, artifacts, tmp_path) -> None:
     page.wait_for_timeout(300)
     artifacts.screenshot(page, "predict")
 
+    # -- every page by deep link, each the first request of a freshly started server ----------------
+    # The page itself, its main content and the app's navigation must show; the time from navigation
+    # start to the painted page (the server's first script run included) is recorded, not asserted.
+    for name in PAGES:
+        cold = fresh_server(ws.root, artifacts.root / f"streamlit_cold_{name}.log")
+        first_paint[name]["cold_s"] = round(_goto(page, cold, name), 3)
+        assert _has_app_navigation(page), f"/{PAGES[name][0]} on a fresh server: no app navigation"
+        cold.stop()
+
     # -- figures ---------------------------------------------------------------------------------------
     report = {
         "first_paint": first_paint,
-        "target_s": 3.0,
+        "target_s": 2.5,
         "note": "load_s: fresh page load (navigation start → title + main content visible); "
-        "nav_s: sidebar click → the same, in a warm session. Recorded, not asserted.",
+        "nav_s: sidebar click → the same, in a warm session; cold_s: a deep link as the first request "
+        "of a freshly started server. Recorded, not asserted.",
         "live_chart_points_seen": seen,
         "deep_link_shows_app_navigation": deep_link_ok,
         "journey_s": round(time.monotonic() - t_start, 1),
