@@ -366,6 +366,21 @@ def cmd_data(args) -> int:
     return 0
 
 
+# --- export -----------------------------------------------------------------------------------
+
+
+def cmd_export(args) -> int:
+    from flagvision.inference.export import export_checkpoint, export_filename
+
+    data = export_checkpoint(args.checkpoint, args.format)
+    out = Path(args.out) if args.out else Path(export_filename(args.checkpoint, args.format))
+    if out.is_dir():
+        out = out / export_filename(args.checkpoint, args.format)
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data) / 2**20:.1f} MB); input size, mean/std and class names inside as card.json")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -374,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     # module level (their commands import torch, Optuna... inside their functions).
     from flagvision.cli import jobs as jobs_cli
     from flagvision.cli import study as study_cli
+    from flagvision.inference.export import FORMATS as EXPORT_FORMATS
 
     parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
     parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
@@ -461,6 +477,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", required=True)
     d.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export, to run outside FlagVision")
+    p.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
+    p.add_argument(
+        "--format",
+        choices=tuple(EXPORT_FORMATS),
+        default="onnx",
+        help="onnx: any ONNX runtime (default); torch_export: a torch.export program (.pt2)",
+    )
+    p.add_argument("--out", help="file or folder to write (default: flagvision-<run>.<suffix> here)")
+    p.set_defaults(func=cmd_export)
 
     for register in (jobs_cli.register, study_cli.register):
         register(sub)
