@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flagvision import strict_json
+from flagvision.cli import progress
 from flagvision.config import (
     CNN_IMAGE_SIZE,
     DEFAULT_AUGMENT,
@@ -128,16 +129,9 @@ def _workspace(args):
     return Workspace.open(args.workspace)
 
 
-_progress_line_open = False  # a "\rlabel: done/total" line on stderr still waits for its newline
-
-
 def _print_progress(label: str):
-    def progress(done: int, total: int) -> None:
-        global _progress_line_open
-        _progress_line_open = done < total
-        print(f"\r{label}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-
-    return progress
+    """A tqdm bar on a terminal, nothing when stderr is not one (see :mod:`flagvision.cli.progress`)."""
+    return progress.counter(label)
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -187,10 +181,13 @@ def cmd_train(args) -> int:
         print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
 
     try:
+        # The bar first: it is cleared before Printer writes the epoch's line.
+        callbacks = [progress.EpochBars(), Printer()]
         result = execute_run(
-            ws, store, cfg, name=args.name or "", callbacks=[Printer()], data=data, on_start=announce
+            ws, store, cfg, name=args.name or "", callbacks=callbacks, data=data, on_start=announce
         ).result
     except KeyboardInterrupt:
+        progress.close_all()
         if started:
             print(f"interrupted; resume with: python -m flagvision jobs resume --run {started[0]}", file=sys.stderr)
         return 130
@@ -512,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return status
     except KeyboardInterrupt:
-        print(("\n" if _progress_line_open else "") + "interrupted", file=sys.stderr)
+        progress.close_all()
+        print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `... --json | head -c 10`: the reader has gone; end quietly as Unix tools do
         _stdout_to_devnull()
@@ -520,5 +518,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not is_user_error(exc):
             raise
+        progress.close_all()
         print(f"error: {user_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
