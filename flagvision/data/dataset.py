@@ -196,6 +196,8 @@ def _decode_all(samples: Sequence[Sample], size: int, progress: Callable[[int, i
         except ImageError as exc:
             skipped.append((str(samples[i].path), str(exc)))
 
+    if progress:
+        progress(0, len(samples))  # the start: a progress bar's rate and ETA count from here
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         for done, _ in enumerate(pool.map(work, range(len(samples))), 1):
             if progress and (done % 256 == 0 or done == len(samples)):
