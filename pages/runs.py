@@ -124,10 +124,10 @@ def _export(run: dict) -> None:
         "Export format",
         available_formats(),
         key=f"runs_export_fmt_{run['id']}",
-        help="TorchScript always; ONNX when the onnx package is installed",
+        help="ONNX runs in onnxruntime (and most other runtimes); torch_export is a torch.export program for PyTorch",
     )
     if c2.button("Prepare export", key=f"runs_export_{run['id']}", icon=":material/build:"):
-        with st.spinner("Tracing the model…"):
+        with st.spinner("Exporting the model…"):
             st.session_state["runs_export"] = {
                 "run": run["id"],
                 "fmt": fmt,
