@@ -34,12 +34,11 @@ from flagvision.config import (
 )
 from flagvision.jobs import queue as jobs
 from flagvision.models.networks import list_models
-from flagvision.models.weights import weights_status
 from flagvision.training.pipeline import has_resumable_state
 from flagvision.workspace import BUILTIN_DATASET
 
 
-def _model_section() -> tuple[str, dict]:
+def _model_section(ws) -> tuple[str, dict]:
     model = st.selectbox(
         "Model",
         list_models(),
@@ -83,21 +82,19 @@ def _model_section() -> tuple[str, dict]:
             key="train_vgg_ft",
             help="Also train the last kept block (slower: no feature cache)",
         )
-        status = weights_status()
-        if status["available"]:
-            st.success("ImageNet weights available.", icon=":material/check_circle:")
-            random_init = st.checkbox(
-                "Random initialisation instead of ImageNet weights", False, key="train_vgg_random"
+        available = ui.weights_panel(ws, "train")
+        # Never ticked by default: random initialisation is a choice the user makes, not a fallback.
+        random_init = st.checkbox(
+            "Random initialisation instead of ImageNet weights (labelled “random init, not pretrained”)",
+            False,
+            key="train_vgg_random",
+            help="A VGG-16 that starts from random weights learns far less from a small dataset; "
+            "every table, chart and prediction of it says “random init, not pretrained”.",
+        )
+        if not random_init and not available:
+            raise ConfigError(
+                "VGG-16 needs its ImageNet weights: download or import them above, or tick random initialisation"
             )
-        else:
-            st.warning(status["message"], icon=":material/warning:")
-            random_init = st.checkbox(
-                "Random initialisation (no ImageNet weights): results will be labelled “random init”",
-                True,
-                key="train_vgg_random",
-            )
-            if not random_init:
-                raise ConfigError("VGG-16 ImageNet weights are missing: tick random initialisation or get the weights")
         vgg["pretrained"] = not random_init
     return model, vgg
 
@@ -121,7 +118,7 @@ def _config_form(ws):
     with left:
         st.subheader("Model and data")
         try:
-            model, vgg = _model_section()
+            model, vgg = _model_section(ws)
         except ConfigError as exc:
             st.error(str(exc))
             model, vgg = None, {}
