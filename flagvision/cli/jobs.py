@@ -79,12 +79,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if not rows:
             print("no jobs yet; start one with: python -m flagvision train --background")
             return 0
-        print(f"{'id':>4}  {'kind':7}  {'state':9}  {'progress':>8}  {'run':>4}  {'created':>12}  status")
+        print(f"{'id':>4}  {'kind':5}  {'state':9}  {'progress':>8}  {'run':>4}  {'created':>12}  status")
         for j in rows:
             note = j["error"].splitlines()[0] if j["state"] == "failed" and j["error"] else (j["progress_text"] or "")
             run_text = "-" if j["run_id"] is None else str(j["run_id"])
             print(
-                f"{j['id']:>4}  {j['kind']:7}  {j['state']:9}  {_progress(j):>8}  "
+                f"{j['id']:>4}  {j['kind']:5}  {j['state']:9}  {_progress(j):>8}  "
                 f"{run_text:>4}  {_age(j['created_at']):>12}  {note}"
             )
         return 0
