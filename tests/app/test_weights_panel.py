@@ -132,3 +132,22 @@ def test_random_init_is_an_explicit_choice_and_labelled(app_ws, no_weights):
     (run,) = jobs.open_store(app_ws).list_runs()
     assert run["config"]["vgg"]["pretrained"] is False
     assert run["label"] == "VGG-16 transfer (random init, not pretrained)"
+
+
+def test_panel_texts_and_the_weights_job_title():
+    from app_ui.logic import job_row, job_title, weights_headline, weights_job_state
+
+    assert weights_headline({"available": True, "size_mb": 528}) == "VGG-16 ImageNet weights: found (528 MB)"
+    assert weights_headline({"available": False, "size_mb": 528}) == "VGG-16 ImageNet weights: missing (528 MB)"
+    states = {s: weights_job_state({"state": s}) for s in ("queued", "running", "failed", "succeeded", "cancelled")}
+    assert states == {
+        "queued": "active",
+        "running": "active",
+        "failed": "failed",
+        "succeeded": "done",
+        "cancelled": "done",
+    }
+    assert weights_job_state(None) == "none"
+    job = {"id": 3, "kind": "weights", "state": "running", "run_id": None, "progress": 0.5, "progress_text": "x"}
+    assert job_title(job) == "Download of the VGG-16 weights"
+    assert job_row(job)["run"] == ""
