@@ -205,6 +205,22 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {m:02d}m"
 
 
+def weights_headline(status: dict[str, Any]) -> str:
+    """The weights panel's title: whether VGG-16's ImageNet weights are on this machine."""
+    state = "found" if status["available"] else "missing"
+    return f"VGG-16 ImageNet weights: {state} ({status['size_mb']} MB)"
+
+
+def weights_job_state(job: dict[str, Any] | None) -> str:
+    """What the weights panel shows of the newest download job: "none", "active", "failed", "done"
+    ("done" also for a cancelled one: nothing to say but the Download button again)."""
+    if job is None:
+        return "none"
+    if job["state"] in ("queued", "running"):
+        return "active"
+    return "failed" if job["state"] == "failed" else "done"
+
+
 def job_eta(job: dict[str, Any], now: float | None = None) -> float | None:
     """Seconds left for a running job from its progress (0–1) and time since it started."""
     now = time.time() if now is None else now
@@ -226,6 +242,8 @@ def epochs_eta(metrics: Sequence[dict[str, Any]], total_epochs: int) -> float | 
 def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None = None) -> str:
     if job["kind"] == "study":
         return f"Study {job.get('study_name') or job['id']}"
+    if job["kind"] == "weights":
+        return "Download of the VGG-16 weights"
     run_id = job.get("run_id")
     run = (runs_by_id or {}).get(run_id) if run_id is not None else None
     name = run["name"] if run else f"run {run_id}"

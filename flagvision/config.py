@@ -362,8 +362,11 @@ class ModelInfo:
     check: Callable[[RunConfig], None]  # raises ConfigError when the input shrinks to nothing
 
     def display_label(self, pretrained: bool = True) -> str:
-        """The label, marked "(random init)" for a model that should have had ImageNet weights."""
-        return self.label if pretrained or not self.needs_weights else f"{self.label} (random init)"
+        """The label, marked "(random init, not pretrained)" for a model that should have had ImageNet weights."""
+        return self.label if pretrained or not self.needs_weights else f"{self.label} ({RANDOM_INIT_MARK})"
+
+
+RANDOM_INIT_MARK = "random init, not pretrained"  # beside every label of a model without its ImageNet weights
 
 
 _CUSTOM_CNN_INFO = ModelInfo(

@@ -278,7 +278,7 @@ def cmd_weights(args) -> int:
         path = weights.import_weights(args.file)
         print(f"installed VGG-16 ImageNet weights at {path}")
     elif args.weights_command == "download":
-        path = weights.download_weights(progress=True)
+        path = _download_weights_with_bar(weights)
         print(f"VGG-16 ImageNet weights ready at {path}")
     else:
         status = weights.weights_status()
@@ -287,6 +287,24 @@ def cmd_weights(args) -> int:
         else:
             print(status["message"])
     return 0
+
+
+def _download_weights_with_bar(weights) -> Path:
+    """``weights.download_weights`` with a tqdm bar on stderr (bytes, rate, ETA; none when not a terminal)."""
+    import importlib
+
+    # tqdm ships no type information; imported this way it is Any whether or not stubs are installed.
+    tqdm = importlib.import_module("tqdm").tqdm
+    with tqdm(
+        desc="VGG-16 weights", unit="B", unit_scale=True, unit_divisor=1024, disable=not sys.stderr.isatty()
+    ) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        return weights.download_weights(progress)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -408,7 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch threads (0 = all cores)")
-    p.add_argument("--no-pretrained", action="store_true", help="VGG-16 with random init (labelled so)")
+    p.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help='VGG-16 from random initialisation (labelled "random init, not pretrained")',
+    )
     p.add_argument("--vgg-blocks", type=int, help="VGG-16 conv blocks kept (1–5)")
     p.add_argument("--fine-tune-last", action="store_true", help="also train the last kept VGG block")
     p.add_argument("--background", action="store_true", help="run as a background job and return at once")
@@ -442,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = p.add_subparsers(dest="weights_command", required=True)
     wi = wsub.add_parser("import", help="install a downloaded vgg16-397923af.pth after checking its hash")
     wi.add_argument("file")
-    wsub.add_parser("download", help="download through torchvision (needs internet)")
+    wsub.add_parser(
+        "download", help="download from torchvision's server, or $FLAGVISION_WEIGHTS_URL (needs internet, 528 MB)"
+    )
     wst = wsub.add_parser("status")
     wst.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_weights)
