@@ -30,6 +30,7 @@ from flagvision.config import (
     default_image_size,
     model_info,
 )
+from flagvision.jobs.schema import ACTIVE_STATES
 from flagvision.workspace import BUILTIN_DATASET, CARD_FILE, RunPaths, Workspace
 
 LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
@@ -148,7 +149,7 @@ def dataset_title(name: str) -> str:
 
 def sample_paths_per_class(path: str | Path, per_class: int = 4, split: str | None = None) -> dict[str, list[Path]]:
     """The first ``per_class`` image files of each class (train split when there is one)."""
-    from flagvision.data.dataset import scan_dataset
+    from flagvision.data.folders import scan_dataset
 
     index = scan_dataset(path)
     samples = index.eval if split == "test" and index.eval else index.train
@@ -216,7 +217,7 @@ def weights_job_state(job: dict[str, Any] | None) -> str:
     ("done" also for a cancelled one: nothing to say but the Download button again)."""
     if job is None:
         return "none"
-    if job["state"] in ("queued", "running"):
+    if job["state"] in ACTIVE_STATES:
         return "active"
     return "failed" if job["state"] == "failed" else "done"
 

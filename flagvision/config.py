@@ -378,6 +378,11 @@ _VGG16_INFO = ModelInfo(
 MODEL_INFOS: Mapping[str, ModelInfo] = MappingProxyType({i.name: i for i in (_CUSTOM_CNN_INFO, _VGG16_INFO)})
 
 
+def model_names() -> list[str]:
+    """The registry's model names, sorted, without importing torch (select boxes, CLI choices)."""
+    return sorted(MODEL_INFOS)
+
+
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registry name; ConfigError listing the valid names otherwise."""
     try:

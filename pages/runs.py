@@ -8,8 +8,8 @@ import streamlit as st
 
 import app_ui as ui
 from app_ui.logic import SORT_KEYS, model_label, runs_table
+from flagvision.config import model_names
 from flagvision.jobs.schema import ACTIVE_STATES, RUN_STATUSES
-from flagvision.models.networks import list_models
 from flagvision.workspace import CARD_FILE, RunPaths
 
 GALLERY_MAX = 24
@@ -19,7 +19,7 @@ VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and 
 def _table(runs: list[dict]) -> list[dict]:
     c1, c2, c3 = st.columns(3)
     models = c1.multiselect(
-        "Model", list_models(), format_func=model_label, key="runs_filter_model", placeholder="all models"
+        "Model", model_names(), format_func=model_label, key="runs_filter_model", placeholder="all models"
     )
     statuses = c2.multiselect("Status", list(RUN_STATUSES), key="runs_filter_status", placeholder="all statuses")
     sort = c3.selectbox("Sort by", list(SORT_KEYS), key="runs_sort")

@@ -31,10 +31,9 @@ from flagvision.config import (
     VGGConfig,
     default_image_size,
     model_info,
+    model_names,
 )
 from flagvision.jobs import queue as jobs
-from flagvision.models.networks import list_models
-from flagvision.training.pipeline import has_resumable_state
 from flagvision.workspace import BUILTIN_DATASET
 
 
@@ -43,7 +42,7 @@ def _model_section(ws) -> tuple[str, dict, bool]:
     without random initialisation chosen: said on the page, the Start button stays disabled)."""
     model = st.selectbox(
         "Model",
-        list_models(),
+        model_names(),
         format_func=model_label,
         key="train_model",
         help="The custom CNN of the reference study, or a section of VGG-16 as a frozen feature extractor + new head",
@@ -105,7 +104,7 @@ def _model_section(ws) -> tuple[str, dict, bool]:
 
 
 def _default_sizes() -> str:
-    return ", ".join(f"{model_info(m).label} {model_info(m).image_size}" for m in list_models())
+    return ", ".join(f"{model_info(m).label} {model_info(m).image_size}" for m in model_names())
 
 
 def _follow_model_size(model: str | None) -> None:
@@ -266,7 +265,7 @@ def _live(ws) -> None:
                 state = jobs.cancel(ws, job["id"])
                 st.toast(f"Job {job['id']}: {state}")
                 st.rerun()
-        if resumable(run, has_resumable_state(ws.run_dir(run_id))):
+        if resumable(run, ws.run_paths(run_id).has_resumable_state):
             if c2.button("Resume", key=f"train_resume_{run_id}", icon=":material/replay:"):
                 jobs.resume_run(ws, run_id)
                 st.rerun()
@@ -284,7 +283,7 @@ def _reset_invalid_values(ws) -> bool:
     checks = {f"train_hp_{spec.name}": ui.value_check(spec) for spec in HYPERPARAMS}
     checks.update(
         {
-            "train_model": ui.one_of("model", list_models()),
+            "train_model": ui.one_of("model", model_names()),
             "train_dataset": ui.one_of("dataset", dataset_choices(ws)),
             "train_image_size": ui.one_of("image size", IMAGE_SIZES),
             "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),

@@ -366,7 +366,7 @@ def cmd_data(args) -> int:
         for path, why in report["skipped"]:
             print(f"skipped {path}: {why}", file=sys.stderr)
     elif args.data_command == "summary":
-        from flagvision.data.dataset import summarize
+        from flagvision.data.folders import summarize
 
         summary = summarize(args.data)
         if args.json:

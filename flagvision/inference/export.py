@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flagvision.errors import FlagVisionError
+from flagvision.workspace import CARD_FILE
 
 if TYPE_CHECKING:  # annotations only: the module imports torch inside its functions
     import torch
 
 FORMATS = {"onnx": ".onnx", "torch_export": ".pt2"}  # format name → file suffix
-CARD_KEY = "card.json"  # the contract's name inside an exported file (ONNX metadata, .pt2 extra file)
+CARD_KEY = CARD_FILE  # the contract's name inside an exported file (ONNX metadata, .pt2 extra file)
 ONNX_OPSET = 18  # what onnxruntime ≥ 1.14 runs; torch's exporter writes its own default otherwise
 _ONNX_NEEDS = ("onnx", "onnxscript")  # torch.onnx.export(dynamo=True) imports both
 _CARD_KEYS = ("model", "label", "pretrained", "class_names", "input_size", "normalization", "resize")

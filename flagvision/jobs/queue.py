@@ -41,7 +41,7 @@ from flagvision.errors import FlagVisionError
 from flagvision.jobs.owners import reap_orphan_runs
 from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES, UNCOUNTED_KINDS
 from flagvision.jobs.store import Store
-from flagvision.workspace import Workspace
+from flagvision.workspace import RunPaths, Workspace
 
 MAX_JOBS_ENV = "FLAGVISION_MAX_JOBS"
 DEFAULT_MAX_JOBS = 1  # one training at a time: on two cores, parallel runs only share the CPUs
@@ -142,7 +142,6 @@ def latest_weights_job(ws: Workspace) -> dict[str, Any] | None:
 
 def resume_run(ws: Workspace, run_id: int) -> int:
     """Queue a job that continues a failed or cancelled run from its last saved epoch."""
-    from flagvision.training.pipeline import has_resumable_state
 
     store = open_store(ws)
     run = store.get_run(int(run_id))
@@ -155,7 +154,7 @@ def resume_run(ws: Workspace, run_id: int) -> int:
         hint = " (it may be training in the foreground)" if run["status"] == "running" else ""
         raise JobError(f"run {run_id} is {run['status']}{hint}; only a failed or cancelled run can be resumed")
     run_dir = Path(run["run_dir"] or ws.run_dir(run["id"]))
-    if not has_resumable_state(run_dir):
+    if not RunPaths(Path(run_dir)).has_resumable_state:
         raise JobError(f"run {run_id} saved no completed epoch to resume from; start a new run instead")
     job_id = store.create_job("train", {"run_id": run["id"], "config": run["config"], "resume": True}, run_id=run["id"])
     store.update_run(run["id"], job_id=job_id, status="queued", error=None, finished_at=None)
