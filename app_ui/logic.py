@@ -30,6 +30,7 @@ from flagvision.config import (
     default_image_size,
     model_info,
 )
+from flagvision.jobs.schema import ACTIVE_STATES
 from flagvision.workspace import BUILTIN_DATASET, CARD_FILE, RunPaths, Workspace
 
 LOG_GRID_PER_DECADE = 12  # values per factor of ten on a log-scale select slider
@@ -148,7 +149,7 @@ def dataset_title(name: str) -> str:
 
 def sample_paths_per_class(path: str | Path, per_class: int = 4, split: str | None = None) -> dict[str, list[Path]]:
     """The first ``per_class`` image files of each class (train split when there is one)."""
-    from flagvision.data.dataset import scan_dataset
+    from flagvision.data.folders import scan_dataset
 
     index = scan_dataset(path)
     samples = index.eval if split == "test" and index.eval else index.train
@@ -205,6 +206,22 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {m:02d}m"
 
 
+def weights_headline(status: dict[str, Any]) -> str:
+    """The weights panel's title: whether VGG-16's ImageNet weights are on this machine."""
+    state = "found" if status["available"] else "missing"
+    return f"VGG-16 ImageNet weights: {state} ({status['size_mb']} MB)"
+
+
+def weights_job_state(job: dict[str, Any] | None) -> str:
+    """What the weights panel shows of the newest download job: "none", "active", "failed", "done"
+    ("done" also for a cancelled one: nothing to say but the Download button again)."""
+    if job is None:
+        return "none"
+    if job["state"] in ACTIVE_STATES:
+        return "active"
+    return "failed" if job["state"] == "failed" else "done"
+
+
 def job_eta(job: dict[str, Any], now: float | None = None) -> float | None:
     """Seconds left for a running job from its progress (0–1) and time since it started."""
     now = time.time() if now is None else now
@@ -226,6 +243,8 @@ def epochs_eta(metrics: Sequence[dict[str, Any]], total_epochs: int) -> float | 
 def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None = None) -> str:
     if job["kind"] == "study":
         return f"Study {job.get('study_name') or job['id']}"
+    if job["kind"] == "weights":
+        return "Download of the VGG-16 weights"
     run_id = job.get("run_id")
     run = (runs_by_id or {}).get(run_id) if run_id is not None else None
     name = run["name"] if run else f"run {run_id}"

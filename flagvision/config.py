@@ -362,8 +362,11 @@ class ModelInfo:
     check: Callable[[RunConfig], None]  # raises ConfigError when the input shrinks to nothing
 
     def display_label(self, pretrained: bool = True) -> str:
-        """The label, marked "(random init)" for a model that should have had ImageNet weights."""
-        return self.label if pretrained or not self.needs_weights else f"{self.label} (random init)"
+        """The label, marked "(random init, not pretrained)" for a model that should have had ImageNet weights."""
+        return self.label if pretrained or not self.needs_weights else f"{self.label} ({RANDOM_INIT_MARK})"
+
+
+RANDOM_INIT_MARK = "random init, not pretrained"  # beside every label of a model without its ImageNet weights
 
 
 _CUSTOM_CNN_INFO = ModelInfo(
@@ -373,6 +376,11 @@ _VGG16_INFO = ModelInfo(
     VGG16_TRANSFER, "VGG-16 transfer", VGG_IMAGE_SIZE, needs_weights=True, searchable=False, check=check_vgg_geometry
 )
 MODEL_INFOS: Mapping[str, ModelInfo] = MappingProxyType({i.name: i for i in (_CUSTOM_CNN_INFO, _VGG16_INFO)})
+
+
+def model_names() -> list[str]:
+    """The registry's model names, sorted, without importing torch (select boxes, CLI choices)."""
+    return sorted(MODEL_INFOS)
 
 
 def model_info(name: str) -> ModelInfo:

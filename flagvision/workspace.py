@@ -71,6 +71,11 @@ class RunPaths:
     last_optimizer = _CheckpointFile(LAST_OPTIMIZER)
 
     @property
+    def has_resumable_state(self) -> bool:
+        """Whether a resume can continue this run (its last epoch's state was written)."""
+        return self.last_card.is_file()
+
+    @property
     def last_state(self) -> tuple[Path, Path, Path]:
         """The three files a resume reads (written together after every epoch)."""
         return (self.last_weights, self.last_card, self.last_optimizer)

@@ -28,7 +28,7 @@ def handle_zip_upload(ws: Workspace, data: bytes, filename: str, name: str = "")
 
 @st.cache_data(show_spinner="Counting images…", max_entries=16)
 def _summary(path: str, stamp: float) -> dict:
-    from flagvision.data.dataset import summarize
+    from flagvision.data.folders import summarize
 
     return summarize(path)
 

@@ -95,6 +95,7 @@ def main() -> None:
         "model also reads 13 crops and the surest view answers. Grad-CAM shows where the model looked."
     )
     checkpoints = _choose_models(store)
+    ui.weights_panel(ws, "predict")
     photos = _photos()
     if not checkpoints:
         st.warning("No trained model yet: train one on the Train page first.")

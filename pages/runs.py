@@ -8,8 +8,8 @@ import streamlit as st
 
 import app_ui as ui
 from app_ui.logic import SORT_KEYS, model_label, runs_table
+from flagvision.config import model_names
 from flagvision.jobs.schema import ACTIVE_STATES, RUN_STATUSES
-from flagvision.models.networks import list_models
 from flagvision.workspace import CARD_FILE, RunPaths
 
 GALLERY_MAX = 24
@@ -19,7 +19,7 @@ VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and 
 def _table(runs: list[dict]) -> list[dict]:
     c1, c2, c3 = st.columns(3)
     models = c1.multiselect(
-        "Model", list_models(), format_func=model_label, key="runs_filter_model", placeholder="all models"
+        "Model", model_names(), format_func=model_label, key="runs_filter_model", placeholder="all models"
     )
     statuses = c2.multiselect("Status", list(RUN_STATUSES), key="runs_filter_status", placeholder="all statuses")
     sort = c3.selectbox("Sort by", list(SORT_KEYS), key="runs_sort")
@@ -124,10 +124,10 @@ def _export(run: dict) -> None:
         "Export format",
         available_formats(),
         key=f"runs_export_fmt_{run['id']}",
-        help="TorchScript always; ONNX when the onnx package is installed",
+        help="ONNX runs in onnxruntime (and most other runtimes); torch_export is a torch.export program for PyTorch",
     )
     if c2.button("Prepare export", key=f"runs_export_{run['id']}", icon=":material/build:"):
-        with st.spinner("Tracing the model…"):
+        with st.spinner("Exporting the model…"):
             st.session_state["runs_export"] = {
                 "run": run["id"],
                 "fmt": fmt,

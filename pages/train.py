@@ -31,23 +31,24 @@ from flagvision.config import (
     VGGConfig,
     default_image_size,
     model_info,
+    model_names,
 )
 from flagvision.jobs import queue as jobs
-from flagvision.models.networks import list_models
-from flagvision.models.weights import weights_status
-from flagvision.training.pipeline import has_resumable_state
 from flagvision.workspace import BUILTIN_DATASET
 
 
-def _model_section() -> tuple[str, dict]:
+def _model_section(ws) -> tuple[str, dict, bool]:
+    """The model, its VGG options, and whether it cannot start yet (VGG-16 without its weights and
+    without random initialisation chosen: said on the page, the Start button stays disabled)."""
     model = st.selectbox(
         "Model",
-        list_models(),
+        model_names(),
         format_func=model_label,
         key="train_model",
         help="The custom CNN of the reference study, or a section of VGG-16 as a frozen feature extractor + new head",
     )
     vgg: dict = {}
+    waiting_for_weights = False
     if model == VGG16_TRANSFER:  # the options of VGGConfig
         defaults = VGGConfig()
         c1, c2 = st.columns(2)
@@ -83,27 +84,27 @@ def _model_section() -> tuple[str, dict]:
             key="train_vgg_ft",
             help="Also train the last kept block (slower: no feature cache)",
         )
-        status = weights_status()
-        if status["available"]:
-            st.success("ImageNet weights available.", icon=":material/check_circle:")
-            random_init = st.checkbox(
-                "Random initialisation instead of ImageNet weights", False, key="train_vgg_random"
+        available = ui.weights_panel(ws, "train")
+        # Never ticked by default: random initialisation is a choice the user makes, not a fallback.
+        random_init = st.checkbox(
+            "Random initialisation instead of ImageNet weights (labelled “random init, not pretrained”)",
+            False,
+            key="train_vgg_random",
+            help="A VGG-16 that starts from random weights learns far less from a small dataset; "
+            "every table, chart and prediction of it says “random init, not pretrained”.",
+        )
+        waiting_for_weights = not random_init and not available
+        if waiting_for_weights:
+            st.error(
+                "VGG-16 needs its ImageNet weights: download or import them above, or tick random initialisation.",
+                icon=":material/error:",
             )
-        else:
-            st.warning(status["message"], icon=":material/warning:")
-            random_init = st.checkbox(
-                "Random initialisation (no ImageNet weights): results will be labelled “random init”",
-                True,
-                key="train_vgg_random",
-            )
-            if not random_init:
-                raise ConfigError("VGG-16 ImageNet weights are missing: tick random initialisation or get the weights")
         vgg["pretrained"] = not random_init
-    return model, vgg
+    return model, vgg, waiting_for_weights
 
 
 def _default_sizes() -> str:
-    return ", ".join(f"{model_info(m).label} {model_info(m).image_size}" for m in list_models())
+    return ", ".join(f"{model_info(m).label} {model_info(m).image_size}" for m in model_names())
 
 
 def _follow_model_size(model: str | None) -> None:
@@ -121,10 +122,10 @@ def _config_form(ws):
     with left:
         st.subheader("Model and data")
         try:
-            model, vgg = _model_section()
+            model, vgg, waiting_for_weights = _model_section(ws)
         except ConfigError as exc:
             st.error(str(exc))
-            model, vgg = None, {}
+            model, vgg, waiting_for_weights = None, {}, False
         choices = dataset_choices(ws)
         dataset = st.selectbox("Dataset", choices, format_func=dataset_title, key="train_dataset")
         c1, c2 = st.columns(2)
@@ -158,17 +159,17 @@ def _config_form(ws):
             hparams[spec.name] = ui.param_widget(spec, key=f"train_hp_{spec.name}", disabled=not applies)
         if model is not None and not model_info(model).searchable:
             st.caption(f"Greyed out: shapes of the custom CNN, not used by {model_info(model).label}.")
-    return model, vgg, dataset, image_size, augment, hparams, name, start_slot
+    return model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting_for_weights
 
 
 def _start(ws, blocked: bool = False) -> None:
-    model, vgg, dataset, image_size, augment, hparams, name, start_slot = _config_form(ws)
+    model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting = _config_form(ws)
     with start_slot:
-        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked)
+        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked or waiting)
 
 
 def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked: bool = False) -> None:
-    if model is None or blocked:  # blocked: values were just reset; a click in this run must not train them
+    if model is None or blocked:  # blocked: values were just reset, or VGG-16 waits for its weights
         st.button("Start training", key="train_start", type="primary", disabled=True)
         return
     path = ws.dataset_dir(dataset)
@@ -264,7 +265,7 @@ def _live(ws) -> None:
                 state = jobs.cancel(ws, job["id"])
                 st.toast(f"Job {job['id']}: {state}")
                 st.rerun()
-        if resumable(run, has_resumable_state(ws.run_dir(run_id))):
+        if resumable(run, ws.run_paths(run_id).has_resumable_state):
             if c2.button("Resume", key=f"train_resume_{run_id}", icon=":material/replay:"):
                 jobs.resume_run(ws, run_id)
                 st.rerun()
@@ -282,7 +283,7 @@ def _reset_invalid_values(ws) -> bool:
     checks = {f"train_hp_{spec.name}": ui.value_check(spec) for spec in HYPERPARAMS}
     checks.update(
         {
-            "train_model": ui.one_of("model", list_models()),
+            "train_model": ui.one_of("model", model_names()),
             "train_dataset": ui.one_of("dataset", dataset_choices(ws)),
             "train_image_size": ui.one_of("image size", IMAGE_SIZES),
             "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),

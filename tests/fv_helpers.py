@@ -112,3 +112,99 @@ def app(page: str | None = None, timeout: float = 60):
 
 def no_exceptions(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
+
+
+# -- VGG-16 weights: a stand-in file and a real HTTP server that serves it ---------------------------
+
+
+def standin_vgg_weights(path: Path, seed: int = 0) -> str:
+    """Write a stand-in for VGG-16's ImageNet file at ``path``; return its sha256 (hex).
+
+    Every ``features.*`` tensor with its real shape, as the weights check requires, in about 1 MB
+    instead of 59: four of them hold random numbers (so the download streams several chunks and
+    each seed gives another hash), the rest are zeros broadcast from one element (stride 0), which
+    ``torch.save`` stores as that one element and ``torch.load`` restores at the full shape.
+    """
+    import hashlib
+
+    import torch
+
+    from flagvision.models import weights
+
+    gen = torch.Generator().manual_seed(seed)
+    real = {"features.0.weight", "features.2.weight", "features.5.weight", "features.7.weight"}
+    state = {
+        key: torch.randn(shape, generator=gen) if key in real else torch.zeros(1).expand(shape)
+        for key, shape in weights._reference_shapes().items()
+        if key.startswith("features.")
+    }
+    torch.save(state, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class WeightsServer:
+    """A real HTTP server on 127.0.0.1 (its own thread) serving ``body`` at ``/vgg16-397923af.pth``.
+
+    ``cut_after``: announce the whole length but send only that many bytes, then close the
+    connection (a broken download). ``stall_after``: send that many bytes, then wait without a
+    word until the server is closed (a stalled one). ``status``: answer with that HTTP error.
+    """
+
+    def __init__(self, body: bytes, cut_after: int | None = None, stall_after: int | None = None, status: int = 200):
+        import http.server
+        import threading
+
+        self.body, self.cut_after, self.stall_after, self.status = body, cut_after, stall_after, status
+        self.requests = 0
+        self._closing = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # the name http.server calls
+                server.requests += 1
+                if server.status != 200:
+                    self.send_error(server.status)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                limit = next((n for n in (server.cut_after, server.stall_after) if n is not None), len(server.body))
+                self.wfile.write(server.body[:limit])
+                self.wfile.flush()
+                if server.stall_after is not None:
+                    server._closing.wait(60)
+                self.close_connection = True
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet test output
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="weights-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/vgg16-397923af.pth"
+
+    def close(self) -> None:
+        self._closing.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> WeightsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 whose port nobody listens on (bound, then closed): a refused connection."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/vgg16-397923af.pth"

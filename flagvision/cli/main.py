@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flagvision import strict_json
+from flagvision.cli import progress
 from flagvision.config import (
     CNN_IMAGE_SIZE,
     DEFAULT_AUGMENT,
@@ -128,16 +129,9 @@ def _workspace(args):
     return Workspace.open(args.workspace)
 
 
-_progress_line_open = False  # a "\rlabel: done/total" line on stderr still waits for its newline
-
-
 def _print_progress(label: str):
-    def progress(done: int, total: int) -> None:
-        global _progress_line_open
-        _progress_line_open = done < total
-        print(f"\r{label}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-
-    return progress
+    """A tqdm bar on a terminal, nothing when stderr is not one (see :mod:`flagvision.cli.progress`)."""
+    return progress.counter(label)
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -187,10 +181,13 @@ def cmd_train(args) -> int:
         print(f"run {run_id}: {cfg.label} on {cfg.data.path} → {run_dir}", flush=True)
 
     try:
+        # The bar first: it is cleared before Printer writes the epoch's line.
+        callbacks = [progress.EpochBars(), Printer()]
         result = execute_run(
-            ws, store, cfg, name=args.name or "", callbacks=[Printer()], data=data, on_start=announce
+            ws, store, cfg, name=args.name or "", callbacks=callbacks, data=data, on_start=announce
         ).result
     except KeyboardInterrupt:
+        progress.close_all()
         if started:
             print(f"interrupted; resume with: python -m flagvision jobs resume --run {started[0]}", file=sys.stderr)
         return 130
@@ -281,7 +278,7 @@ def cmd_weights(args) -> int:
         path = weights.import_weights(args.file)
         print(f"installed VGG-16 ImageNet weights at {path}")
     elif args.weights_command == "download":
-        path = weights.download_weights(progress=True)
+        path = _download_weights_with_bar(weights)
         print(f"VGG-16 ImageNet weights ready at {path}")
     else:
         status = weights.weights_status()
@@ -290,6 +287,24 @@ def cmd_weights(args) -> int:
         else:
             print(status["message"])
     return 0
+
+
+def _download_weights_with_bar(weights) -> Path:
+    """``weights.download_weights`` with a tqdm bar on stderr (bytes, rate, ETA; none when not a terminal)."""
+    import importlib
+
+    # tqdm ships no type information; imported this way it is Any whether or not stubs are installed.
+    tqdm = importlib.import_module("tqdm").tqdm
+    with tqdm(
+        desc="VGG-16 weights", unit="B", unit_scale=True, unit_divisor=1024, disable=not sys.stderr.isatty()
+    ) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        return weights.download_weights(progress)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -351,7 +366,7 @@ def cmd_data(args) -> int:
         for path, why in report["skipped"]:
             print(f"skipped {path}: {why}", file=sys.stderr)
     elif args.data_command == "summary":
-        from flagvision.data.dataset import summarize
+        from flagvision.data.folders import summarize
 
         summary = summarize(args.data)
         if args.json:
@@ -366,6 +381,21 @@ def cmd_data(args) -> int:
     return 0
 
 
+# --- export -----------------------------------------------------------------------------------
+
+
+def cmd_export(args) -> int:
+    from flagvision.inference.export import export_checkpoint, export_filename
+
+    data = export_checkpoint(args.checkpoint, args.format)
+    out = Path(args.out) if args.out else Path(export_filename(args.checkpoint, args.format))
+    if out.is_dir():
+        out = out / export_filename(args.checkpoint, args.format)
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data) / 2**20:.1f} MB); input size, mean/std and class names inside as card.json")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -374,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     # module level (their commands import torch, Optuna... inside their functions).
     from flagvision.cli import jobs as jobs_cli
     from flagvision.cli import study as study_cli
+    from flagvision.inference.export import FORMATS as EXPORT_FORMATS
 
     parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
     parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
@@ -395,7 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch threads (0 = all cores)")
-    p.add_argument("--no-pretrained", action="store_true", help="VGG-16 with random init (labelled so)")
+    p.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help='VGG-16 from random initialisation (labelled "random init, not pretrained")',
+    )
     p.add_argument("--vgg-blocks", type=int, help="VGG-16 conv blocks kept (1–5)")
     p.add_argument("--fine-tune-last", action="store_true", help="also train the last kept VGG block")
     p.add_argument("--background", action="store_true", help="run as a background job and return at once")
@@ -429,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = p.add_subparsers(dest="weights_command", required=True)
     wi = wsub.add_parser("import", help="install a downloaded vgg16-397923af.pth after checking its hash")
     wi.add_argument("file")
-    wsub.add_parser("download", help="download through torchvision (needs internet)")
+    wsub.add_parser(
+        "download", help="download from torchvision's server, or $FLAGVISION_WEIGHTS_URL (needs internet, 528 MB)"
+    )
     wst = wsub.add_parser("status")
     wst.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_weights)
@@ -462,6 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data)
 
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export, to run outside FlagVision")
+    p.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
+    p.add_argument(
+        "--format",
+        choices=tuple(EXPORT_FORMATS),
+        default="onnx",
+        help="onnx: any ONNX runtime (default); torch_export: a torch.export program (.pt2)",
+    )
+    p.add_argument("--out", help="file or folder to write (default: flagvision-<run>.<suffix> here)")
+    p.set_defaults(func=cmd_export)
+
     for register in (jobs_cli.register, study_cli.register):
         register(sub)
     return parser
@@ -485,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return status
     except KeyboardInterrupt:
-        print(("\n" if _progress_line_open else "") + "interrupted", file=sys.stderr)
+        progress.close_all()
+        print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `... --json | head -c 10`: the reader has gone; end quietly as Unix tools do
         _stdout_to_devnull()
@@ -493,5 +542,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not is_user_error(exc):
             raise
+        progress.close_all()
         print(f"error: {user_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR

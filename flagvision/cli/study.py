@@ -112,10 +112,9 @@ def config_from_args(args: argparse.Namespace, ws) -> StudyConfig:
 
 
 def _progress_printer(label: str):
-    def progress(done: int, total: int) -> None:
-        print(f"\r{label}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+    from flagvision.cli.progress import counter
 
-    return progress
+    return counter(label)
 
 
 def print_results(results: dict[str, Any]) -> None:
@@ -173,9 +172,14 @@ def cmd_tune(args) -> int:
             last[0] = now
             print(f"[{fraction:6.1%}] {text}", flush=True)
 
+    from flagvision.cli.progress import StudyBar, close_all
+
+    study_bar = StudyBar(cfg.name, cfg.n_trials, fallback=report)  # a bar on a terminal, else the lines
     try:
-        summary = run_study(cfg, ws, report=report)
+        summary = run_study(cfg, ws, report=study_bar)
+        study_bar.close()
     except KeyboardInterrupt:
+        close_all()
         print(
             f"interrupted; resume with: python -m flagvision tune --resume {cfg.name!r}"
             + (f" --storage {cfg.storage!r}" if cfg.storage else ""),

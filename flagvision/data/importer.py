@@ -19,7 +19,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from flagvision.data.dataset import DatasetError, scan_dataset
+from flagvision.data.folders import DatasetError, scan_dataset
 from flagvision.data.images import ImageError, is_image_name, open_image
 from flagvision.errors import FlagVisionError
 from flagvision.workspace import Workspace

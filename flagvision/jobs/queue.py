@@ -1,4 +1,5 @@
-"""Background jobs: queue a training run or a study, start worker processes, cancel, reap.
+"""Background jobs: queue a training run, a study or a weights download, start worker processes,
+cancel, reap.
 
 A job is a row in the store (``fv_jobs``) plus, once it runs, one OS process::
 
@@ -7,7 +8,8 @@ A job is a row in the store (``fv_jobs``) plus, once it runs, one OS process::
 started detached (own session and process group, stdin closed, stdout and stderr appended to the
 run's ``log.txt`` or to ``<workspace>/jobs/<id>.log``), so it outlives page reruns, closed tabs and
 a restarted Streamlit server. At most ``K`` jobs run at once (``FLAGVISION_MAX_JOBS``, default 1:
-two trainings on two cores are each slower than one after the other).
+two trainings on two cores are each slower than one after the other); a weights download
+(``UNCOUNTED_KINDS``) waits on the network, takes no slot and starts at once.
 
 Nobody owns the queue. Whoever looks at it moves it on: the app calls :func:`tick` (reap, then
 dispatch) every couple of seconds, ``jobs list`` does it once, and every worker calls
@@ -37,9 +39,9 @@ from typing import Any
 from flagvision.config import RunConfig
 from flagvision.errors import FlagVisionError
 from flagvision.jobs.owners import reap_orphan_runs
-from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES
+from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES, UNCOUNTED_KINDS
 from flagvision.jobs.store import Store
-from flagvision.workspace import Workspace
+from flagvision.workspace import RunPaths, Workspace
 
 MAX_JOBS_ENV = "FLAGVISION_MAX_JOBS"
 DEFAULT_MAX_JOBS = 1  # one training at a time: on two cores, parallel runs only share the CPUs
@@ -120,9 +122,26 @@ def submit_study(ws: Workspace, payload: dict[str, Any], study_name: str | None 
     return job_id
 
 
+def submit_weights_download(ws: Workspace, url: str | None = None) -> int:
+    """Queue the download of VGG-16's ImageNet weights (``flagvision.models.weights.download_weights``
+    in a worker); return its job id. A download already queued or running is returned instead of a
+    second one. ``url`` defaults to the worker's ``weights_url()`` (``$FLAGVISION_WEIGHTS_URL``)."""
+    store = open_store(ws)
+    latest = store.latest_job("weights")
+    if latest is not None and latest["state"] in ACTIVE_STATES:
+        return int(latest["id"])
+    job_id = store.create_job("weights", {"url": url})
+    dispatch(ws)
+    return job_id
+
+
+def latest_weights_job(ws: Workspace) -> dict[str, Any] | None:
+    """The newest weights download job (any state), or None: what the app's weights panel shows."""
+    return open_store(ws).latest_job("weights")
+
+
 def resume_run(ws: Workspace, run_id: int) -> int:
     """Queue a job that continues a failed or cancelled run from its last saved epoch."""
-    from flagvision.training.pipeline import has_resumable_state
 
     store = open_store(ws)
     run = store.get_run(int(run_id))
@@ -135,7 +154,7 @@ def resume_run(ws: Workspace, run_id: int) -> int:
         hint = " (it may be training in the foreground)" if run["status"] == "running" else ""
         raise JobError(f"run {run_id} is {run['status']}{hint}; only a failed or cancelled run can be resumed")
     run_dir = Path(run["run_dir"] or ws.run_dir(run["id"]))
-    if not has_resumable_state(run_dir):
+    if not RunPaths(Path(run_dir)).has_resumable_state:
         raise JobError(f"run {run_id} saved no completed epoch to resume from; start a new run instead")
     job_id = store.create_job("train", {"run_id": run["id"], "config": run["config"], "resume": True}, run_id=run["id"])
     store.update_run(run["id"], job_id=job_id, status="queued", error=None, finished_at=None)
@@ -196,7 +215,11 @@ def dispatch(ws: Workspace, max_running: int | None = None) -> list[int]:
     while True:
         # Two cheap reads first: the app calls this every couple of seconds, and the claim below
         # takes the write lock.
-        if not store.list_jobs("queued", limit=1) or len(store.list_jobs("running")) >= k:
+        queued = store.list_jobs("queued")
+        if not queued:
+            break
+        slots_full = sum(j["kind"] not in UNCOUNTED_KINDS for j in store.list_jobs("running")) >= k
+        if slots_full and not any(j["kind"] in UNCOUNTED_KINDS for j in queued):
             break
         job = store.claim_next_queued(k)
         if job is None:

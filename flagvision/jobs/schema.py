@@ -9,7 +9,10 @@ ACTIVE_STATES = ("queued", "running")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
 RUN_STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
 JOB_STATES = (*ACTIVE_STATES, *FINISHED_STATES)
-JOB_KINDS = ("train", "study")
+JOB_KINDS = ("train", "study", "weights")
+# Kinds that take no slot of FLAGVISION_MAX_JOBS: a weights download waits on the network, not the
+# CPU, and must not queue behind a training of many minutes.
+UNCOUNTED_KINDS = ("weights",)
 
 # Core metric columns; any other name given to log_epoch goes into extra_json.
 METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")

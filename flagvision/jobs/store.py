@@ -43,6 +43,7 @@ from flagvision.jobs.schema import (
     RUN_FIELDS,
     RUN_STATUSES,
     SCHEMA_VERSION,
+    UNCOUNTED_KINDS,
 )
 
 BUSY_TIMEOUT_MS = 30_000  # how long SQLite itself waits for a lock before giving up
@@ -402,6 +403,12 @@ class Store:
         sql, params = _newest_first("fv_jobs", "state", states, JOB_STATES, limit)
         return [self._job_row(r) for r in self._read(sql, params)]
 
+    def latest_job(self, kind: str) -> dict[str, Any] | None:
+        """The newest job of ``kind`` (any state), or None."""
+        _check_choice("kind", kind, JOB_KINDS)
+        rows = self._read("SELECT * FROM fv_jobs WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,))
+        return self._job_row(rows[0]) if rows else None
+
     def update_job(self, job_id: int, **fields: Any) -> None:
         fields = self._job_fields(fields)
         if not fields:
@@ -454,16 +461,20 @@ class Store:
     def claim_next_queued(self, max_running: int, pid: int | None = None) -> dict[str, Any] | None:
         """Atomically start the oldest queued job if fewer than ``max_running`` are running.
 
-        Count, pick and update happen in one BEGIN IMMEDIATE transaction, so two processes
-        calling this at once can never both pass the limit or claim the same job.
+        Jobs of :data:`~flagvision.jobs.schema.UNCOUNTED_KINDS` (a download) neither count nor wait
+        for a free slot. Count, pick and update happen in one BEGIN IMMEDIATE transaction, so two
+        processes calling this at once can never both pass the limit or claim the same job.
         """
+        uncounted = ", ".join(f"'{kind}'" for kind in UNCOUNTED_KINDS)  # constants, not user input
 
         def claim(conn: sqlite3.Connection) -> int | None:
-            running = conn.execute("SELECT COUNT(*) FROM fv_jobs WHERE state = 'running'").fetchone()[0]
-            if running >= max_running:
-                return None
+            running = conn.execute(
+                f"SELECT COUNT(*) FROM fv_jobs WHERE state = 'running' AND kind NOT IN ({uncounted})"
+            ).fetchone()[0]
             row = conn.execute(
-                "SELECT id FROM fv_jobs WHERE state = 'queued' AND cancel_requested = 0 ORDER BY created_at, id LIMIT 1"
+                "SELECT id FROM fv_jobs WHERE state = 'queued' AND cancel_requested = 0 "
+                f"AND (kind IN ({uncounted}) OR ?) ORDER BY created_at, id LIMIT 1",
+                (running < max_running,),
             ).fetchone()
             if row is None:
                 return None

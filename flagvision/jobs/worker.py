@@ -6,7 +6,8 @@ worker
 * beats a heartbeat into the store every second from a thread of its own (progress 0–1 and a
   line of text), which also brings back the cancel flag;
 * runs the job: a training run (``runs.execute_run`` with a progress reporter and a stop check
-  after every batch) or a study (``flagvision.studies.runner.run_study_job``);
+  after every batch), a study (``flagvision.studies.runner.run_study_job``) or the download of
+  VGG-16's weights (``flagvision.models.weights.download_weights``, progress in MB);
 * stops cleanly on cancel: the store flag or SIGTERM set the same stop event; training ends after
   the current batch, between writes, and the best checkpoint stays. Before training has started
   (importing torch, decoding images) there is nothing to keep, so SIGTERM aborts at once;
@@ -109,6 +110,8 @@ class _Worker:
                     state, result = self._train()
                 elif self.job["kind"] == "study":
                     state, result = self._study()
+                elif self.job["kind"] == "weights":
+                    state, result = self._weights()
                 else:
                     raise ValueError(f"unknown job kind {self.job['kind']!r}")
             except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
@@ -207,6 +210,26 @@ class _Worker:
         self.phase = "work"
         result = run_study_job(self.ws, self.store, self.job, self.should_stop, self.report)
         return ("cancelled" if self.stop.is_set() else "succeeded"), result
+
+    def _weights(self) -> tuple[str, dict[str, Any]]:
+        from flagvision.models.weights import MB, DownloadCancelled, download_weights
+
+        # The phase stays "prepare": SIGTERM aborts the download at once (a read may wait up to
+        # its timeout), and download_weights removes its partial file on the way out.
+        url = self.job["payload"].get("url")
+
+        def progress(done: int, total: int | None) -> None:
+            of = f" of {total / MB:.0f} MB" if total else " MB"
+            self.report(done / total if total else 0.0, f"downloading {done / MB:.0f}{of}")
+            if total and done >= total:
+                self.report(1.0, "checking the file")
+
+        self.report(0.0, "connecting")
+        try:
+            path = download_weights(progress, url=url, should_stop=self.should_stop)
+        except DownloadCancelled:
+            return "cancelled", {}
+        return "succeeded", {"path": str(path)}
 
     def _record_end(self, state: str, error: str | None, result: dict[str, Any] | None) -> None:
         # Retried: if this write were lost, the reaper would call a clean exit "worker died".

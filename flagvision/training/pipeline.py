@@ -121,7 +121,3 @@ def run_training(
 def load_evaluation(run_dir: str | os.PathLike[str]) -> dict | None:
     path = RunPaths(Path(run_dir)).evaluation
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def has_resumable_state(run_dir: str | os.PathLike[str]) -> bool:
-    return RunPaths(Path(run_dir)).last_card.is_file()

@@ -38,7 +38,7 @@ def test_build_run_config_validates():
     with pytest.raises(ConfigError, match="fc1"):
         ui.build_run_config("flag_cnn", {"num_filters_conv2": 128, "fc1_units": 512, "kernel_size_conv1": 3}, "/d", 224)
     vgg = ui.build_run_config("vgg16_transfer", {}, "/d", vgg={"pretrained": False, "blocks": 2})
-    assert vgg.label == "VGG-16 transfer (random init)"
+    assert vgg.label == "VGG-16 transfer (random init, not pretrained)"
 
 
 def test_space_override_full_narrow_fixed_choices():

@@ -3,7 +3,12 @@ every page drawing the shared frame, and the sidebar listing app_ui.PAGES."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
+
+import pytest
 
 from app_helpers import REPO, app, no_exceptions
 
@@ -36,3 +41,27 @@ def test_every_page_has_the_shared_sidebar(app_ws):
         assert any("FlagVision" in m.value for m in at.sidebar.markdown)
         labels = [link.label for link in at.sidebar.get("page_link")]
         assert labels == [t for _, t, _ in app_ui.PAGES.values()], labels
+
+
+_PAINT_WITHOUT_TORCH = """
+import sys
+sys.path[:0] = [{tests!r}]
+from fv_helpers import app, no_exceptions
+at = app({page!r})
+no_exceptions(at)
+heavy = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
+print(f"HEAVY={{heavy}}")
+"""
+
+
+@pytest.mark.parametrize("page", [None, "dataset", "train", "study", "runs", "predict"])
+def test_a_page_paints_without_importing_torch(page, tmp_path):
+    """A page's first paint must not wait for torch (seconds on a cold server): what a page needs
+    before it can show itself (lists, tables, specs) is read without it; torch is imported only by
+    the work a user starts (training, predicting). Each page runs in a fresh interpreter, as on a
+    freshly started server, on an empty workspace."""
+    code = _PAINT_WITHOUT_TORCH.format(tests=str(REPO / "tests"), page=page)
+    env = {**os.environ, "FLAGVISION_HOME": str(tmp_path / "ws")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HEAVY=[]" in out.stdout, out.stdout[-500:]

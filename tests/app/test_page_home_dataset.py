@@ -48,7 +48,7 @@ def test_home_best_models_per_model(trained_ws):
     at = app()
     no_exceptions(at)
     labels = {m.label for m in at.metric}
-    assert {"Custom CNN", "VGG-16 transfer (random init)"} <= labels
+    assert {"Custom CNN", "VGG-16 transfer (random init, not pretrained)"} <= labels
 
 
 def test_home_offers_to_build_missing_builtin(tmp_path, monkeypatch):

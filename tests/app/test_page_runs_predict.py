@@ -15,7 +15,7 @@ def test_runs_table_filter_sort_and_overlay(trained_ws):
     assert {"tiny cnn", "tiny vgg"} <= set(table["name"])
     at.multiselect(key="runs_filter_model").set_value(["vgg16_transfer"]).run()
     table = at.dataframe[0].value
-    assert set(table["model"]) == {"VGG-16 transfer (random init)"}
+    assert set(table["model"]) == {"VGG-16 transfer (random init, not pretrained)"}
     at.multiselect(key="runs_filter_model").set_value([]).run()
     at.selectbox(key="runs_sort").set_value("best test accuracy").run()
     no_exceptions(at)

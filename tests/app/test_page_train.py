@@ -51,12 +51,14 @@ def test_vgg_shows_weights_status_and_random_init(app_ws, monkeypatch, tmp_path)
     at = app("train")
     at.selectbox(key="train_model").set_value("vgg16_transfer").run()
     no_exceptions(at)
-    assert any("not in the local cache" in w.value for w in at.warning)
-    assert at.checkbox(key="train_vgg_random").value is True
+    assert any("not on this machine yet" in w.value for w in at.warning)
+    assert at.checkbox(key="train_vgg_random").value is False  # random init only when chosen
     assert at.slider(key="train_hp_num_filters_conv1").disabled
-    at.checkbox(key="train_vgg_random").uncheck().run()
-    assert any("weights are missing" in e.value for e in at.error)
+    assert any("needs its ImageNet weights" in e.value for e in at.error)
     assert at.button(key="train_start").disabled
+    at.checkbox(key="train_vgg_random").check().run()
+    assert not any("needs its ImageNet weights" in e.value for e in at.error)
+    assert not at.button(key="train_start").disabled
 
 
 def test_start_creates_a_job_and_cancel_stops_it(app_ws):

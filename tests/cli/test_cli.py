@@ -184,12 +184,12 @@ def test_vgg_random_init_is_labelled(tmp_path, tiny_dataset):
         env={"TORCH_HOME": str(tmp_path / "torch")},
     )
     assert out.returncode == 0, out.stderr
-    assert "random init" in out.stdout
+    assert "random init, not pretrained" in out.stdout
     ckpt = tmp_path / "ws" / "runs" / "1" / "checkpoint"
     card = json.loads((ckpt / "card.json").read_text())
-    assert card["pretrained"] is False and "random init" in card["label"]
+    assert card["pretrained"] is False and "random init, not pretrained" in card["label"]
     out = run_cli("predict", "--checkpoint", str(ckpt), str(tiny_dataset / "vertical" / "000.png"), "--json")
-    assert "random init" in json.loads(out.stdout)["model"]
+    assert "random init, not pretrained" in json.loads(out.stdout)["model"]
 
 
 def test_predict_unreadable_image_exit_code(trained, tmp_path):

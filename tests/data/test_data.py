@@ -4,15 +4,8 @@ import pytest
 import torch
 
 from flagvision.config import DataConfig
-from flagvision.data.dataset import (
-    CACHE_DIR,
-    DatasetError,
-    LazyImages,
-    augment_batch,
-    load_dataset,
-    load_eval_images,
-    summarize,
-)
+from flagvision.data.dataset import CACHE_DIR, LazyImages, augment_batch, load_dataset, load_eval_images
+from flagvision.data.folders import DatasetError, summarize
 from fv_helpers import make_pattern_dataset
 
 

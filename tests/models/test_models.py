@@ -61,7 +61,7 @@ def test_model_info_describes_the_built_model(name: str) -> None:
     assert model.label == info.display_label(pretrained=False) == _cfg(name).label
     assert RunConfig(model=name).label == info.display_label() == info.label
     assert info.needs_weights == (model.normalization[0] != (0.5, 0.5, 0.5))  # ImageNet statistics
-    assert info.display_label(pretrained=False).endswith(" (random init)") == info.needs_weights
+    assert info.display_label(pretrained=False).endswith(" (random init, not pretrained)") == info.needs_weights
 
 
 def test_model_info_of_an_unknown_name_lists_the_valid_ones() -> None:
@@ -289,7 +289,7 @@ def test_vgg_refuses_an_image_too_small_for_its_blocks() -> None:
 def test_random_init_vgg_is_labelled_so() -> None:
     model = _model("vgg16_transfer")
     assert model.pretrained is False
-    assert model.label == "VGG-16 transfer (random init)" == _cfg("vgg16_transfer").label
+    assert model.label == "VGG-16 transfer (random init, not pretrained)" == _cfg("vgg16_transfer").label
 
 
 def test_pretrained_without_cached_weights_says_how_to_get_them() -> None:
