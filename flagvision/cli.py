@@ -204,6 +204,18 @@ def cmd_train(args) -> int:
 # --- evaluate / predict -----------------------------------------------------------------------
 
 
+def _finder_for(args):
+    """The workspace's flag finder for ``predict`` and ``evaluate``: None with ``--whole-photo``,
+    ``--search`` or when none is built (a damaged one is a user error: one line saying to rebuild it)."""
+    if getattr(args, "whole_photo", False) or getattr(args, "search", False):
+        return None
+    from .finder import CARD_FILE, Finder, finder_dir
+    from .workspace import Workspace, default_root
+
+    ws = Workspace(Path(args.workspace).resolve() if args.workspace else default_root())  # opened, not created
+    return Finder.from_workspace(ws) if (finder_dir(ws) / CARD_FILE).is_file() else None
+
+
 def cmd_evaluate(args) -> int:
     from .checkpoints import load_checkpoint
     from .data import load_eval_images
@@ -211,24 +223,38 @@ def cmd_evaluate(args) -> int:
 
     model, card = load_checkpoint(args.checkpoint)
     split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
-    if args.search:  # what Predict answers: each photo read again, whole and in crops
+    finder = _finder_for(args)
+    if args.search or finder is not None:  # what Predict answers: each photo read again
         import torch
 
         from .engine import eval_from_logits
         from .predict import Predictor
 
-        probs = torch.stack([p for p, _ in Predictor(model, card).search(split.paths)])
+        predictor = Predictor(model, card)
+        if finder is not None:  # an image is scored by its highest-scoring flag (the whole photo if none)
+            names = predictor.class_names
+            rows = []
+            for path in split.paths:
+                row = torch.zeros(len(names))
+                for name, prob in predictor.predict_photo(path, finder, k=len(names))[0].top:
+                    row[names.index(name)] = prob
+                rows.append(row)
+            probs = torch.stack(rows)
+        else:
+            probs = torch.stack([p for p, _ in predictor.search(split.paths)])
         result = eval_from_logits(probs.clamp_min(1e-12).log(), split.labels, card["class_names"])
     else:
         result = evaluate(model, split, card["class_names"])
     out = result.to_dict()
     out["model"] = card.get("label", card["model"])
     out["scene_search"] = bool(args.search)
+    out["finder"] = finder is not None
     out["skipped"] = split.skipped
     if args.json:
         print_json(out)
     else:
         how = " (scene search: whole photo and 13 crops)" if args.search else ""
+        how = " (the flag finder's crop of each photo's best flag)" if finder is not None else how
         print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images{how}")
         # Worst class first; classes the folder has no images of come last, said so.
         ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
@@ -239,20 +265,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _top(pred) -> list[dict[str, Any]]:
+    return [{"class": c, "probability": p} for c, p in pred.top]
+
+
 def cmd_predict(args) -> int:
+    from .finder import NO_FLAG_FOUND
     from .images import ImageError, open_image
     from .predict import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint)
+    finder = _finder_for(args)
     results, failures = [], 0
     for path in args.images:
         try:
-            pred = predictor.predict([open_image(path)], k=args.top_k, search=not args.whole_photo)[0]
+            image = open_image(path)
+            if finder is not None:
+                preds = predictor.predict_photo(image, finder, k=args.top_k)
+                found = [p for p in preds if p.box is not None]
+                how = f"{len(found)} flag{'s' if len(found) != 1 else ''} found" if found else NO_FLAG_FOUND
+            else:
+                preds = predictor.predict([image], k=args.top_k, search=not args.whole_photo)
+                found = []
+                how = "off (--whole-photo)" if args.whole_photo else "not built (scene search answered)"
+            pred = preds[0]
             results.append(
                 {
                     "image": path,
-                    "top": [{"class": c, "probability": p} for c, p in pred.top],
+                    "top": _top(pred),
                     "box": list(pred.box) if pred.box else None,
+                    "score": pred.score,
+                    "finder": how,
+                    "flags": [{"box": list(p.box), "score": p.score, "top": _top(p)} for p in found if p.box],
                 }
             )
         except ImageError as exc:
@@ -265,9 +309,16 @@ def cmd_predict(args) -> int:
         for r in results:
             if "error" in r:
                 print(f"{r['image']}: ERROR {r['error']}")
+            elif len(r["flags"]) > 1:
+                print(f"{r['image']}: {r['finder']}")
+                for flag in r["flags"]:
+                    tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in flag["top"])
+                    print(f"  box {tuple(flag['box'])} (finder score {flag['score']:.2f}): {tops}")
             else:
                 tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
-                print(f"{r['image']}: {tops}")
+                where = f" [box {tuple(r['box'])}]" if r["box"] and finder is not None else ""
+                note = f" ({NO_FLAG_FOUND})" if finder is not None and not r["flags"] else ""
+                print(f"{r['image']}: {tops}{where}{note}")
     return EXIT_USER_ERROR if failures == len(args.images) else 0
 
 
@@ -372,7 +423,7 @@ def cmd_data(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Plain imports of the modules that register sub-command groups; each imports nothing heavy at
     # module level (their commands import torch, Optuna... inside their functions).
-    from . import jobs_cli, study_cli
+    from . import finder_cli, jobs_cli, study_cli
 
     parser = argparse.ArgumentParser(prog="python -m flagvision", description="Train and compare flag classifiers.")
     parser.add_argument("--workspace", help="workspace folder (default $FLAGVISION_HOME or ./workspace)")
@@ -407,7 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--search",
         action="store_true",
-        help="answer as Predict does: the most confident of the whole photo and 13 crops",
+        help="the old scene search: the most confident of the whole photo and 13 crops (no flag finder)",
+    )
+    p.add_argument(
+        "--whole-photo",
+        action="store_true",
+        help="classify each whole photo (default: the flag finder's crop)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -419,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--whole-photo",
         action="store_true",
-        help="classify the whole photo only (default: also 13 crops, the most confident answers)",
+        help="classify the whole photo only (default: each flag the flag finder finds; without a finder, 13 crops)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -461,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data)
 
-    for register in (jobs_cli.register, study_cli.register):
+    for register in (jobs_cli.register, study_cli.register, finder_cli.register):
         register(sub)
     return parser
 

@@ -212,7 +212,8 @@ def render_finder_scenes(
 
 
 def _to_batch(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    images = images if images.flags.writeable and images.flags.c_contiguous else images.copy()
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
