@@ -270,18 +270,19 @@ def train_finder(
     finally:
         torch.set_num_threads(previous_threads)
     trained = time.perf_counter()
-    card = {
+    metrics: dict[str, float] = {"render_seconds": rendered - started, "train_seconds": trained - rendered}
+    card: dict[str, Any] = {
         "format": FINDER_FORMAT,
         "config": cfg.to_dict(),
         "input_size": cfg.input_size,
         "mask_size": cfg.mask_size,
         "generator": GENERATOR_VERSION,
         "created_at": time.time(),
-        "metrics": {"render_seconds": rendered - started, "train_seconds": trained - rendered},
+        "metrics": metrics,
     }
     finder = Finder(net, card)
     if cfg.val_scenes:
-        card["metrics"].update(measure_finder(finder, val_images, val_masks))
+        metrics.update(measure_finder(finder, val_images, val_masks))
     return finder
 
 

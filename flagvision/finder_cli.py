@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fsub = p.add_subparsers(dest="finder_command", required=True)
     f = fsub.add_parser("train", help="render annotated scenes and train the finder into <workspace>/finder")
     f.add_argument("--scenes", type=int, help="training scenes (default 2000)")
+    f.add_argument("--val-scenes", type=int, help="held-out scenes the boxes are measured on (default 200)")
     f.add_argument("--epochs", type=int, help="passes over them (default 12)")
     f.add_argument("--seed", type=int, help="random seed (default 0)")
     f.add_argument("--threads", type=int, help="torch threads (default: all cores)")
@@ -53,7 +54,8 @@ def cmd_finder(args) -> int:
         else:
             print(f"flag finder: not built ({status['message']})")
         return 0
-    overrides = {k: getattr(args, k) for k in ("scenes", "epochs", "seed", "threads") if getattr(args, k) is not None}
+    names = ("scenes", "val_scenes", "epochs", "seed", "threads")
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     cfg = FinderConfig.from_dict({**FinderConfig().to_dict(), **overrides})
     started = time.perf_counter()
     finder = build_finder(ws, cfg, progress=_line)
