@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
         keep, predict_module.TALL_BELOW = predict_module.TALL_BELOW, float("inf")  # a tall box read as it is
         try:
-            answers["finder_letterbox_not_upright"] = predictor.predict_photo(image, finder, 1, "letterbox")[0].label
+            answers["finder_context_not_upright"] = predictor.predict_photo(image, finder, 1, "context")[0].label
         finally:
             predict_module.TALL_BELOW = keep
         for how, answer in answers.items():
