@@ -44,8 +44,8 @@ WHOLE_PHOTO_BONUS = 0.1  # confidence added to the whole photo's view when views
 SEARCH_SIDE_PER_INPUT = 8  # a searched photo is first shrunk to at most 8x the input size
 SEARCH_BELOW = 0.9  # crops are searched only when the whole photo's answer is less sure than this
 CROP_MARGIN = 0.15  # around a found flag, a share of its width and height on each side
-CROP_MODE: CropMode = "context"  # widen the shorter side with the photo: measured best of the three (predict_photo)
-TALL_BELOW = 1.25  # a found box this many times taller than wide is read upright as well (flags: h/w <= 0.87)
+CROP_MODE: CropMode = "context"  # widen the shorter side with the photo: measured best of three (predict_photo)
+TALL_BELOW = 1.0  # a found box taller than wide is read upright as well (every flag is wider than tall)
 
 
 def scene_views(image: Image.Image) -> list[tuple[Box | None, Image.Image]]:
