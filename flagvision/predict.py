@@ -10,6 +10,10 @@ whole photo gets :data:`WHOLE_PHOTO_BONUS` of confidence on top, so a close-up k
 a whole photo at least :data:`SEARCH_BELOW` sure answers without crops.
 Measured on the default model (docs/BUILTIN_DATA.md): check images 83.8 % → 91.2 % (small flags
 in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
+
+With a flag finder (:mod:`flagvision.finder`; ``predict`` and ``evaluate`` use the workspace's by
+default), :meth:`Predictor.predict_photo` classifies the crop of each flag it finds instead, one
+answer per flag, best score first; no flag found: the whole photo, said so.
 """
 
 from __future__ import annotations
