@@ -201,6 +201,18 @@ def cmd_train(args) -> int:
 # --- evaluate / predict -----------------------------------------------------------------------
 
 
+def _finder_for(args):
+    """The workspace's flag finder for ``predict`` and ``evaluate``: None with ``--whole-photo``,
+    ``--search`` or when none is built (a damaged one is a user error: one line saying to rebuild it)."""
+    if getattr(args, "whole_photo", False) or getattr(args, "search", False):
+        return None
+    from flagvision.models.finder import CARD_FILE, Finder, finder_dir
+    from flagvision.workspace import Workspace, default_root
+
+    ws = Workspace(Path(args.workspace).resolve() if args.workspace else default_root())  # opened, not created
+    return Finder.from_workspace(ws) if (finder_dir(ws) / CARD_FILE).is_file() else None
+
+
 def cmd_evaluate(args) -> int:
     from flagvision.data.dataset import load_eval_images
     from flagvision.training.checkpoints import load_checkpoint
@@ -208,24 +220,38 @@ def cmd_evaluate(args) -> int:
 
     model, card = load_checkpoint(args.checkpoint)
     split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
-    if args.search:  # what Predict answers: each photo read again, whole and in crops
+    finder = _finder_for(args)
+    if args.search or finder is not None:  # what Predict answers: each photo read again
         import torch
 
         from flagvision.inference.predict import Predictor
         from flagvision.training.engine import eval_from_logits
 
-        probs = torch.stack([p for p, _ in Predictor(model, card).search(split.paths)])
+        predictor = Predictor(model, card)
+        if finder is not None:  # an image is scored by its highest-scoring flag (the whole photo if none)
+            names = predictor.class_names
+            rows = []
+            for path in split.paths:
+                row = torch.zeros(len(names))
+                for name, prob in predictor.predict_photo(path, finder, k=len(names))[0].top:
+                    row[names.index(name)] = prob
+                rows.append(row)
+            probs = torch.stack(rows)
+        else:
+            probs = torch.stack([p for p, _ in predictor.search(split.paths)])
         result = eval_from_logits(probs.clamp_min(1e-12).log(), split.labels, card["class_names"])
     else:
         result = evaluate(model, split, card["class_names"])
     out = result.to_dict()
     out["model"] = card.get("label", card["model"])
     out["scene_search"] = bool(args.search)
+    out["finder"] = finder is not None
     out["skipped"] = split.skipped
     if args.json:
         print_json(out)
     else:
         how = " (scene search: whole photo and 13 crops)" if args.search else ""
+        how = " (the flag finder's crop of each photo's best flag)" if finder is not None else how
         print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images{how}")
         # Worst class first; classes the folder has no images of come last, said so.
         ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
@@ -236,20 +262,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _top(pred) -> list[dict[str, Any]]:
+    return [{"class": c, "probability": p} for c, p in pred.top]
+
+
 def cmd_predict(args) -> int:
     from flagvision.data.images import ImageError, open_image
     from flagvision.inference.predict import Predictor
+    from flagvision.models.finder import NO_FLAG_FOUND
 
     predictor = Predictor.from_checkpoint(args.checkpoint)
+    finder = _finder_for(args)
     results, failures = [], 0
     for path in args.images:
         try:
-            pred = predictor.predict([open_image(path)], k=args.top_k, search=not args.whole_photo)[0]
+            image = open_image(path)
+            if finder is not None:
+                preds = predictor.predict_photo(image, finder, k=args.top_k)
+                found = [p for p in preds if p.box is not None]
+                how = f"{len(found)} flag{'s' if len(found) != 1 else ''} found" if found else NO_FLAG_FOUND
+            else:
+                preds = predictor.predict([image], k=args.top_k, search=not args.whole_photo)
+                found = []
+                how = "off (--whole-photo)" if args.whole_photo else "not built (scene search answered)"
+            pred = preds[0]
             results.append(
                 {
                     "image": path,
-                    "top": [{"class": c, "probability": p} for c, p in pred.top],
+                    "top": _top(pred),
                     "box": list(pred.box) if pred.box else None,
+                    "score": pred.score,
+                    "finder": how,
+                    "flags": [{"box": list(p.box), "score": p.score, "top": _top(p)} for p in found if p.box],
                 }
             )
         except ImageError as exc:
@@ -262,9 +306,16 @@ def cmd_predict(args) -> int:
         for r in results:
             if "error" in r:
                 print(f"{r['image']}: ERROR {r['error']}")
+            elif len(r["flags"]) > 1:
+                print(f"{r['image']}: {r['finder']}")
+                for flag in r["flags"]:
+                    tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in flag["top"])
+                    print(f"  box {tuple(flag['box'])} (finder score {flag['score']:.2f}): {tops}")
             else:
                 tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
-                print(f"{r['image']}: {tops}")
+                where = f" [box {tuple(r['box'])}]" if r["box"] and finder is not None else ""
+                note = f" ({NO_FLAG_FOUND})" if finder is not None and not r["flags"] else ""
+                print(f"{r['image']}: {tops}{where}{note}")
     return EXIT_USER_ERROR if failures == len(args.images) else 0
 
 
@@ -402,6 +453,7 @@ def cmd_export(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Plain imports of the modules that register sub-command groups; each imports nothing heavy at
     # module level (their commands import torch, Optuna... inside their functions).
+    from flagvision.cli import finder as finder_cli
     from flagvision.cli import jobs as jobs_cli
     from flagvision.cli import study as study_cli
     from flagvision.inference.export import FORMATS as EXPORT_FORMATS
@@ -443,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--search",
         action="store_true",
-        help="answer as Predict does: the most confident of the whole photo and 13 crops",
+        help="the old scene search: the most confident of the whole photo and 13 crops (no flag finder)",
+    )
+    p.add_argument(
+        "--whole-photo",
+        action="store_true",
+        help="classify each whole photo (default: the flag finder's crop)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -455,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--whole-photo",
         action="store_true",
-        help="classify the whole photo only (default: also 13 crops, the most confident answers)",
+        help="classify the whole photo only (default: each flag the flag finder finds; without a finder, 13 crops)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -510,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="file or folder to write (default: flagvision-<run>.<suffix> here)")
     p.set_defaults(func=cmd_export)
 
-    for register in (jobs_cli.register, study_cli.register):
+    for register in (jobs_cli.register, study_cli.register, finder_cli.register):
         register(sub)
     return parser
 

@@ -10,6 +10,10 @@ whole photo gets :data:`WHOLE_PHOTO_BONUS` of confidence on top, so a close-up k
 a whole photo at least :data:`SEARCH_BELOW` sure answers without crops.
 Measured on the default model (docs/BUILTIN_DATA.md): check images 83.8 % → 91.2 % (small flags
 in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
+
+With a flag finder (:mod:`flagvision.models.finder`; ``predict`` and ``evaluate`` use the workspace's by
+default), :meth:`Predictor.predict_photo` classifies the crop of each flag it finds instead, one
+answer per flag, best score first; no flag found: the whole photo, said so.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from PIL import Image
 
 from flagvision.data.dataset import normalize, resize_to_square
 from flagvision.data.images import open_image
+from flagvision.models.finder import CropMode, crop_for_classifier
 from flagvision.training.checkpoints import load_checkpoint
 
 if TYPE_CHECKING:
+    from flagvision.models.finder import Finder
     from flagvision.models.networks import FlagModel  # models imports torchvision, heavy: only for the type
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the photo's pixels
@@ -39,6 +45,9 @@ SEARCH_GRID: tuple[tuple[float, int], ...] = ((0.75, 2), (0.55, 3))
 WHOLE_PHOTO_BONUS = 0.1  # confidence added to the whole photo's view when views compete
 SEARCH_SIDE_PER_INPUT = 8  # a searched photo is first shrunk to at most 8x the input size
 SEARCH_BELOW = 0.9  # crops are searched only when the whole photo's answer is less sure than this
+CROP_MARGIN = 0.15  # around a found flag, a share of its width and height on each side
+CROP_MODE: CropMode = "context"  # widen the shorter side with the photo: measured best of three (predict_photo)
+TALL_BELOW = 1.0  # a found box taller than wide is read upright as well (every flag is wider than tall)
 
 
 def scene_views(image: Image.Image) -> list[tuple[Box | None, Image.Image]]:
@@ -65,7 +74,8 @@ def choose_view(probs: torch.Tensor) -> int:
 @dataclass
 class Prediction:
     top: list[tuple[str, float]]  # (class name, probability), best first
-    box: Box | None = None  # the crop that answered (scene search); None = the whole photo
+    box: Box | None = None  # the crop that answered (the finder's box or scene search); None = the whole photo
+    score: float | None = None  # the flag finder's score for ``box``; None = not from the finder
 
     @property
     def label(self) -> str:
@@ -105,12 +115,44 @@ class Predictor:
     def probabilities(self, images: Sequence) -> torch.Tensor:
         return F.softmax(self.model(self.preprocess(images)).float(), dim=1)
 
-    def predict(self, images: Sequence, k: int = 5, search: bool = False) -> list[Prediction]:
-        """Top-``k`` per image; ``search`` answers from the best of :func:`scene_views` instead."""
+    def predict(
+        self, images: Sequence, k: int = 5, search: bool = False, finder: Finder | None = None
+    ) -> list[Prediction]:
+        """Top-``k`` per image; ``search`` answers from the best of :func:`scene_views` instead;
+        ``finder`` answers from the crop of the flag it scores highest (:meth:`predict_photo`)."""
         k = min(k, len(self.class_names))
+        if finder is not None:
+            return [self.predict_photo(img, finder, k)[0] for img in images]
         if not search:
             return [self._top(p, k) for p in self.probabilities(images)]
         return [self._top(probs, k, box) for probs, box in self.search(images)]
+
+    def predict_photo(self, image: Image.Image | bytes | str | os.PathLike[str], finder: Finder, k: int = 5,
+                      crop_mode: CropMode = CROP_MODE) -> list[Prediction]:  # fmt: skip
+        """One answer per flag the finder finds, by its score (best first), ``box`` and ``score`` set;
+        no flag found: one answer for the whole photo (``box`` and ``score`` None, :data:`NO_FLAG_FOUND`).
+
+        A box taller than wide is a flag hoisted vertically (every flag is wider than tall): it is
+        read upright too (transposed back, as it hangs), and the surer reading answers.
+        """
+        k = min(k, len(self.class_names))
+        pil = (image if isinstance(image, Image.Image) else open_image(image)).convert("RGB")
+        detections = finder.find_flags(pil)
+        if not detections:
+            return [self._top(self.probabilities([pil])[0], k)]
+        crops = [crop_for_classifier(pil, d.box, CROP_MARGIN, crop_mode) for d in detections]
+        tall = [i for i, d in enumerate(detections) if d.box[3] - d.box[1] > TALL_BELOW * (d.box[2] - d.box[0])]
+        probs = self.probabilities(crops + [crops[i].transpose(Image.Transpose.TRANSPOSE) for i in tall])
+        out = []
+        for i, d in enumerate(detections):
+            p = probs[i]
+            if i in tall:
+                upright = probs[len(crops) + tall.index(i)]
+                p = upright if float(upright.max()) > float(p.max()) else p
+            values, indices = p.topk(k)
+            top = [(self.class_names[c], float(v)) for v, c in zip(values.tolist(), indices.tolist(), strict=True)]
+            out.append(Prediction(top, d.box, d.score))
+        return out
 
     def search(self, images: Sequence) -> list[tuple[torch.Tensor, Box | None]]:
         """Scene search: per image, the answering view's class probabilities and its box (in the

@@ -271,8 +271,13 @@ def _noise_texture(rng: np.random.Generator, colors: _Colors, n: int) -> Image.I
     return Image.fromarray(lower.astype(np.uint8))
 
 
-def _distractors(img: Image.Image, rng: np.random.Generator, colors: _Colors, name: str, n: int) -> None:
-    """Flag-coloured shapes and fragments of other flags, so no colour predicts the class."""
+def _distractors(
+    img: Image.Image, rng: np.random.Generator, colors: _Colors, name: str, n: int, fragments: bool = True
+) -> None:
+    """Flag-coloured shapes and fragments of other flags, so no colour predicts the class.
+
+    ``fragments=False`` leaves the fragments out (the flag finder's scenes: a pasted piece of a
+    flag would be a flag that its mask calls background)."""
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(0, 4))):
         kind = rng.random()
@@ -289,7 +294,7 @@ def _distractors(img: Image.Image, rng: np.random.Generator, colors: _Colors, na
         else:
             pts = [(x + rng.uniform(0, w), y + rng.uniform(0, h)) for _ in range(int(rng.integers(3, 6)))]
             draw.polygon(pts, fill=colors.flag())
-    if rng.random() < 0.2:  # a fragment (at most about half) of another flag, smaller than the flag
+    if rng.random() < 0.2 and fragments:  # a fragment (at most about half) of another flag, smaller than the flag
         other = _pick(rng, [f for f in FLAG_NAMES if f != name])
         tex = render_flag(other, 64)
         fw, fh = tex.size
@@ -303,7 +308,7 @@ def _distractors(img: Image.Image, rng: np.random.Generator, colors: _Colors, na
 
 
 def _background(
-    rng: np.random.Generator, colors: _Colors, name: str, n: int
+    rng: np.random.Generator, colors: _Colors, name: str, n: int, fragments: bool = True
 ) -> tuple[Image.Image, tuple[float, float, float]]:
     """A background and the colour of its light (which also falls on the flag)."""
     zenith, horizon_rgb, light = _pick(rng, _SKIES)
@@ -329,7 +334,7 @@ def _background(
         img = Image.new("RGB", (n, n))
         _foliage(img, rng, colors, n)
         light = (1.0, 1.0, 0.97)
-    _distractors(img, rng, colors, name, n)
+    _distractors(img, rng, colors, name, n, fragments)
     if rng.random() < 0.5:  # depth of field: the background is often softer than the flag
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5) * n / 96))
     return img, light
@@ -580,6 +585,117 @@ def render_scene(name: str, rng: np.random.Generator, size: int) -> Image.Image:
         _occlude(scene, rng, placement, n)
     scene = scene.resize((size, size), Image.Resampling.BOX)
     return _camera(scene, rng, size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotated scenes: what the flag finder learns from (the generator knows where each flag is)
+
+Background = Callable[[np.random.Generator, int], Image.Image]  # (rng, side in px) -> RGB image
+FlagBox = tuple[int, int, int, int]  # (x0, y0, x1, y1) in image pixels, x1 and y1 exclusive
+
+
+@dataclass(frozen=True)
+class AnnotatedScene:
+    """A scene with its ground truth: where the flags are, pixel by pixel and as boxes."""
+
+    image: Image.Image  # RGB, size x size
+    mask: Array  # size x size float32 in 0..1: how much of each pixel is flag cloth
+    boxes: tuple[tuple[str, FlagBox], ...]  # (flag name, box) per flag; empty for a scene without a flag
+    vertical: tuple[bool, ...]  # per flag: hoisted vertically (pattern turned 90 degrees, taller than wide)
+
+
+def _place_free(
+    rng: np.random.Generator, aspect: float, n: int, mirrored: bool, width: float, vertical: bool,
+    span: tuple[float, float],
+) -> _Placement:  # fmt: skip
+    """A flag whose box is ``width`` x n wide, its centre inside ``span`` (x, in n units).
+
+    Vertical hoisting follows flag protocol: the pattern is turned 90 degrees, the hoist along
+    the top and the flag's upper edge on the left (the image transpose of the upright flag).
+    """
+    length = min(width / aspect, 0.97) * n if vertical else width * n  # the flag's hoist-to-fly length
+    fh = length * aspect
+    fore, k = rng.uniform(0.85, 1.0), rng.uniform(0.85, 1.15)
+    dy = rng.normal(0, 0.04) * fh
+    corners = np.array([[0.0, -fh / 2], [length * fore, dy - fh * k / 2],
+                        [length * fore, dy + fh * k / 2], [0.0, fh / 2]])  # fmt: skip
+    theta = math.radians(float(np.clip(rng.normal(0, 6), -15, 15)))
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    corners = (corners - corners.mean(axis=0)) @ rot.T
+    if vertical:
+        corners = corners[:, ::-1].copy()
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    offset = np.zeros(2)
+    for axis, (a, b) in enumerate((span, (0.0, 1.0))):
+        ext = hi[axis] - lo[axis]
+        first, last = a * n - lo[axis] - 0.08 * ext, b * n - hi[axis] + 0.08 * ext  # up to 8 % cut off
+        offset[axis] = rng.uniform(first, last) if last > first else (a + b) / 2 * n + rng.normal(0, 0.03 * n)
+    corners += offset
+    if mirrored:
+        corners[:, 0] = n - corners[:, 0]
+    src = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
+    return _Placement(_homography(src, corners), length * fore, fh)
+
+
+def render_annotated(
+    rng: np.random.Generator, size: int, names: Sequence[str] | None = None, *,
+    background: Background | None = None, vertical_share: float = 0.25,
+) -> AnnotatedScene:  # fmt: skip
+    """One scene with 0 to 3 flags and its ground truth, drawn entirely from ``rng``.
+
+    ``names=None`` draws the flags: no flag in 15 % of the scenes, two or three in 20 %. A flag is
+    10-95 % of the frame wide (log-uniform; close-ups up to 130 %), hoisted vertically with
+    probability ``vertical_share``, seen from the back in a quarter of the scenes. ``background``
+    (``(rng, side) -> image``) replaces the generator's own backgrounds.
+    """
+    if names is None:
+        count = int(rng.choice(4, p=[0.15, 0.65, 0.14, 0.06]))
+        names = [_pick(rng, FLAG_NAMES) for _ in range(count)]
+    for name in names:
+        check_flag_name(name)
+    n = size * _SS
+    colors = _Colors(rng, names[0] if names else _pick(rng, FLAG_NAMES))
+    if background is None:
+        base, light = _background(rng, colors, names[0] if names else "", n, fragments=False)
+    else:
+        base, light = background(rng, n).convert("RGB").resize((n, n)), (1.0, 1.0, 1.0)
+    canvas = np.asarray(base, np.float32) / 255.0
+    mask = np.zeros((n, n), np.float32)
+    boxes, verticals, placements = [], [], []
+    mirrored = rng.random() < 0.25
+    for i, name in enumerate(names):
+        vertical = bool(rng.random() < vertical_share)
+        if len(names) == 1 and rng.random() < 0.12:
+            width = rng.uniform(0.9, 1.3)  # a close-up: the flag fills the frame
+        else:
+            width = float(np.exp(rng.uniform(np.log(0.1), np.log(0.95 / len(names)))))
+        span = (i / len(names), (i + 1) / len(names))
+        placement = _place_free(rng, FLAG_ASPECT[name], n, mirrored, width, vertical, span)
+        if rng.random() < 0.5:
+            scene_draw = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
+            _pole(ImageDraw.Draw(scene_draw), rng, placement, n)
+            canvas = np.asarray(scene_draw, np.float32) / 255.0
+        rgb, alpha, (top, left) = _cloth(rng, name, placement, n, light)
+        h, w = alpha.shape
+        if not (h and w):
+            continue
+        a = alpha[..., None]
+        canvas[top : top + h, left : left + w] = canvas[top : top + h, left : left + w] * (1 - a) + rgb * a
+        mask[top : top + h, left : left + w] = np.maximum(mask[top : top + h, left : left + w], alpha)
+        ys, xs = np.nonzero(alpha > 0.5)
+        if len(xs) == 0:
+            continue
+        box = ((left + int(xs.min())) // _SS, (top + int(ys.min())) // _SS,
+               -(-(left + int(xs.max()) + 1) // _SS), -(-(top + int(ys.max()) + 1) // _SS))  # fmt: skip
+        boxes.append((name, box))
+        verticals.append(vertical)
+        placements.append(placement)
+    scene = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
+    if placements and rng.random() < 0.2:
+        _occlude(scene, rng, _pick(rng, placements), n)
+    scene = scene.resize((size, size), Image.Resampling.BOX)
+    small_mask = np.asarray(Image.fromarray(mask, mode="F").resize((size, size), Image.Resampling.BOX))
+    return AnnotatedScene(_camera(scene, rng, size), np.clip(small_mask, 0, 1), tuple(boxes), tuple(verticals))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,6 +77,8 @@ def _arguments(w) -> dict[tuple[str, ...], list[str]]:
         ("jobs", "show"): [*ws, "jobs", "show", str(w["job"])],
         ("study", "list"): [*ws, "study", "list"],
         ("study", "show"): [*ws, "study", "show", "tiny"],
+        ("finder", "train"): [*ws, "finder", "train", "--scenes", "16", "--val-scenes", "4", "--epochs", "1"],
+        ("finder", "status"): [*ws, "finder", "status"],
     }
 
 
