@@ -639,7 +639,7 @@ def section_epoch(ctx: Context) -> None:
     rep.details["epoch"] = (
         f"Both: default preset `HyperParams()` (NAdam, lr 1.8e-4, batch 16), {s.image_size} px, seed 0, "
         f"{len(bundle.train)} training and {len(bundle.val)} test images, {s.epochs} epoch(s), "
-        f"{os.cpu_count()} threads. Seed-style: PIL decode + `Resize` + `ToTensor` every epoch, no "
+        f"{os.cpu_count()} threads. The reference-study loop: PIL decode + `Resize` + `ToTensor` every epoch, no "
         "augmentation, `torch.optim.NAdam` with defaults. FlagVision: `engine.fit` on the decoded uint8 "
         f"cache with batched augmentation (strength {cfg.data.augment:g}) and the engine's CPU defaults.\n\n"
         "| epoch | reference-style train | reference-style test pass | reference acc | FlagVision train | FlagVision "

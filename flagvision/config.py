@@ -190,7 +190,7 @@ class HyperParams(_JsonMixin):
     lr: float = 1.8e-4  # 1e-5–1e-3, log scale
     optimizer: str = "NAdam"  # one of OPTIMIZERS
     batch_size: int = 16  # 16–128 step 16
-    epochs: int = 10  # 1–100; constant per study (seed: 5 per trial, 10 final)
+    epochs: int = 10  # 1–100; constant per study (the reference study: 5 per trial, 10 final)
 
     def __post_init__(self) -> None:
         for spec in HYPERPARAMS:
