@@ -66,8 +66,7 @@ def main() -> None:
     best = best_runs_per_model(store.list_runs(status="succeeded"))
     if not best:
         st.caption("No finished run yet: start one on the Train page.")
-    cols = st.columns(max(1, len(best)))
-    for col, run in zip(cols, best, strict=True):
+    for col, run in zip(st.columns(len(best)) if best else [], best, strict=True):
         acc = run.get("test_acc")
         col.metric(
             run.get("label") or run.get("model"),

@@ -249,7 +249,7 @@ def _start_worker(ws: Workspace, store: Store, job: dict[str, Any]) -> None:
     env["FLAGVISION_HOME"] = str(ws.root)
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens
     # The worker imports the very flagvision this process runs, installed or not.
-    package_parent = str(Path(__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])  # the folder holding flagvision/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,8 @@ def test_every_page_has_the_shared_sidebar(app_ws):
 _PAINT_WITHOUT_TORCH = """
 import sys
 sys.path[:0] = [{tests!r}]
+import app_ui
+app_ui.WARM_MODULES = ()  # the warm-up thread imports torch on purpose, a second after the first paint
 from fv_helpers import app, no_exceptions
 at = app({page!r})
 no_exceptions(at)
@@ -64,4 +66,5 @@ def test_a_page_paints_without_importing_torch(page, tmp_path):
     env = {**os.environ, "FLAGVISION_HOME": str(tmp_path / "ws")}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "HEAVY=[]" in out.stdout, out.stdout[-500:]
