@@ -202,9 +202,21 @@ _children: list[subprocess.Popen] = []
 _children_lock = threading.Lock()
 
 
+_exit_codes: dict[int, int] = {}  # pid → exit status of a worker this process started and saw end
+
+
 def _poll_children() -> None:
     with _children_lock:
-        _children[:] = [p for p in _children if p.poll() is None]
+        for p in _children:
+            if p.poll() is not None:
+                _exit_codes[p.pid] = p.returncode
+        _children[:] = [p for p in _children if p.returncode is None]
+
+
+def _exit_status(pid: int) -> str:
+    """ ", exit status N" (negative: killed by signal -N) when this process started the worker."""
+    code = _exit_codes.get(pid)
+    return "" if code is None else f", exit status {code}"
 
 
 def dispatch(ws: Workspace, max_running: int | None = None) -> list[int]:
@@ -302,14 +314,14 @@ def reap(ws: Workspace, stale_after_s: float = STALE_AFTER_S, hung_after_s: floa
             if silent_s <= stale_after_s:
                 continue  # being started right now by another process
             why = f"worker never started (no pid, no heartbeat for {silent_s:.0f}s)"
-        elif _is_worker(pid, job["id"], ws):
+        elif (instead := _not_worker_because(pid, job["id"], ws)) is None:
             if silent_s <= hung_after_s:
                 continue
             _signal_group(pid, signal.SIGKILL)
             _wait_gone(pid, job["id"], ws, timeout_s=5.0)
             why = f"worker stopped responding (no heartbeat for {silent_s:.0f}s); killed"
         else:
-            why = f"worker died (pid {pid}, last heartbeat {silent_s:.0f}s ago)"
+            why = f"worker died (pid {pid}, last heartbeat {silent_s:.0f}s ago: {instead}{_exit_status(pid)})"
         # Re-read: the worker may have recorded its own end between our read and its exit. Once
         # its process is gone it can write nothing more, so this check is final.
         if not _still_running(store, job["id"]):
@@ -385,25 +397,33 @@ def _is_worker(pid: int, job_id: int, ws: Workspace) -> bool:
     to an unrelated program, or to the worker of a job with the same number in another workspace
     (job ids start at 1 in each), that must be neither signalled nor taken for the worker.
     """
+    return _not_worker_because(pid, job_id, ws) is None
+
+
+def _not_worker_because(pid: int, job_id: int, ws: Workspace) -> str | None:
+    """None when ``pid`` is this job's live worker; else what it is instead (for the job's error)."""
     proc = Path("/proc") / str(pid)
     if Path("/proc/self").exists():
         try:
             stat = (proc / "stat").read_text()
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
-            return False
+            return "no such process"
         state = stat.rpartition(")")[2].split()[0] if ")" in stat else "?"
         if state in ("Z", "X"):
-            return False
-        return all(arg.encode() in cmdline for arg in worker_command(ws, job_id)[2:])
+            return "it has exited"
+        if all(arg.encode() in cmdline for arg in worker_command(ws, job_id)[2:]):
+            return None
+        shown = b" ".join(cmdline).decode(errors="replace").strip()[:200]
+        return f"the pid now runs another program: {shown}"
     # No /proc (macOS): existence is all we can know.
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return "no such process"
     except PermissionError:
-        return True
-    return True
+        return None
+    return None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

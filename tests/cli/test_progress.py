@@ -13,7 +13,7 @@ import sys
 import termios
 import time
 
-from fv_helpers import REPO, run_cli
+from fv_helpers import REPO, make_pattern_dataset, run_cli
 
 TINY = ["--epochs", "2", "--image-size", "32", "--num-filters-conv1", "8", "--num-filters-conv2", "16"]
 TINY += ["--fc1-units", "64", "--batch-size", "16", "--augment", "0", "--threads", "1"]
@@ -65,8 +65,10 @@ def _run_in_terminal(command: list[str], timeout: float = 300) -> tuple[int, str
     return rc, b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def test_train_on_a_terminal_draws_bars_with_rate_and_eta(tmp_path, tiny_dataset):
-    rc, out = _run_in_terminal(_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(tiny_dataset), *TINY))
+def test_train_on_a_terminal_draws_bars_with_rate_and_eta(tmp_path):
+    # A dataset of its own: the shared one may already be decoded (and cached) by another test.
+    data = make_pattern_dataset(tmp_path / "data")
+    rc, out = _run_in_terminal(_cli("--workspace", str(tmp_path / "ws"), "train", "--data", str(data), *TINY))
     assert rc == 0, out
     # The images decoded: 36, rate in images per second.
     assert re.search("decoding images: +100%.*" + RATE_AND_ETA.format(total=36, unit="image"), out), out

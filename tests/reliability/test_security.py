@@ -65,14 +65,17 @@ def _text_input_keys() -> dict[str, str]:
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in ("text_input", "text_area", "chat_input")
             ):
-                key = next((k.value.value for k in node.keywords if k.arg == "key"), None)
+                value = next((k.value for k in node.keywords if k.arg == "key"), None)
+                key = value.value if isinstance(value, ast.Constant) else ast.unparse(value) if value else None
                 keys[str(key)] = path.name
     return keys
 
 
 def test_page_text_inputs_take_no_paths(guarded_ws):
-    """No page asks for a path: the only free texts are names. A dataset name (the one that becomes
-    a folder) is sanitised, so even "../../x" lands inside datasets/."""
+    """No page asks for a path but one: the free texts are names, and the VGG-16 weights import,
+    whose path is only read, hashed and installed when it is the published file (a wrong file
+    installs nothing: tests/models/test_weights.py). A dataset name (the one that becomes a folder)
+    is sanitised, so even "../../x" lands inside datasets/."""
     from PIL import Image
 
     from flagvision.data.importer import import_dataset
@@ -82,6 +85,7 @@ def test_page_text_inputs_take_no_paths(guarded_ws):
         "dataset_import_name": "dataset.py",
         "train_run_name": "train.py",
         "study_new_name": "study.py",
+        "f'{key}_weights_path'": "__init__.py",
     }, "a new text input: if it takes a path, pass it through Workspace.confine and add it here"
     ws, check = guarded_ws
     png = encode(Image.new("RGB", (8, 8)), "PNG")
