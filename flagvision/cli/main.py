@@ -23,6 +23,7 @@ from typing import Any
 from flagvision import strict_json
 from flagvision.config import (
     CNN_IMAGE_SIZE,
+    CONFIDENCE_THRESHOLD,
     DEFAULT_AUGMENT,
     HYPERPARAMS,
     VGG_IMAGE_SIZE,
@@ -206,24 +207,32 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from flagvision.data.dataset import load_eval_images
-    from flagvision.training.checkpoints import load_checkpoint
-    from flagvision.training.engine import evaluate
+    from flagvision.training.calibration import calibration_report, probability_report
+    from flagvision.training.checkpoints import card_temperature, load_checkpoint
+    from flagvision.training.engine import eval_from_logits, predict_logits
 
     model, card = load_checkpoint(args.checkpoint)
     split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
+    temperature = card_temperature(card)
     if args.search:  # what Predict answers: each photo read again, whole and in crops
         import torch
 
         from flagvision.inference.predict import Predictor
-        from flagvision.training.engine import eval_from_logits
 
-        probs = torch.stack([p for p, _ in Predictor(model, card).search(split.paths)])
+        calibrated, uncalibrated = Predictor(model, card), Predictor(model, card)
+        uncalibrated.temperature = 1.0  # what the answers were before calibration (views chosen anew)
+        probs = torch.stack([p for p, _ in calibrated.search(split.paths)])
+        raw = torch.stack([p for p, _ in uncalibrated.search(split.paths)])
         result = eval_from_logits(probs.clamp_min(1e-12).log(), split.labels, card["class_names"])
+        calibration = probability_report(raw, probs, split.labels, temperature, args.confidence_threshold)
     else:
-        result = evaluate(model, split, card["class_names"])
+        logits = predict_logits(model, split.images)
+        result = eval_from_logits(logits, split.labels, card["class_names"])
+        calibration = calibration_report(logits, split.labels, temperature, args.confidence_threshold)
     out = result.to_dict()
     out["model"] = card.get("label", card["model"])
     out["scene_search"] = bool(args.search)
+    out["calibration"] = calibration
     out["skipped"] = split.skipped
     if args.json:
         print_json(out)
@@ -234,6 +243,7 @@ def cmd_evaluate(args) -> int:
         ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
         for name, acc in ranked:
             print(f"  {name:20s} {'no images' if acc is None else f'{acc:.2%}'}")
+        print(_calibration_lines(calibration, "temperature" in card))
         for path, why in split.skipped:
             print(f"skipped {path}: {why}", file=sys.stderr)
     return 0
@@ -241,7 +251,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from flagvision.data.images import ImageError, open_image
-    from flagvision.inference.predict import Predictor
+    from flagvision.inference.predict import Predictor, answer_fields
 
     predictor = Predictor.from_checkpoint(args.checkpoint)
     results, failures = [], 0
@@ -253,22 +263,69 @@ def cmd_predict(args) -> int:
                     "image": path,
                     "top": [{"class": c, "probability": p} for c, p in pred.top],
                     "box": list(pred.box) if pred.box else None,
+                    **answer_fields(pred, args.confidence_threshold),
                 }
             )
         except ImageError as exc:
             failures += 1
             results.append({"image": path, "error": str(exc)})
     if args.json:
-        print_json({"model": predictor.label, "predictions": results})
+        print_json(
+            {
+                "model": predictor.label,
+                "temperature": predictor.temperature,
+                "confidence_threshold": args.confidence_threshold,
+                "predictions": results,
+            }
+        )
     else:
         print(f"model: {predictor.label}")
         for r in results:
             if "error" in r:
                 print(f"{r['image']}: ERROR {r['error']}")
+            elif not r["sure"]:
+                closest = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["closest"])
+                print(f"{r['image']}: not sure — closest: {closest}")
             else:
                 tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
                 print(f"{r['image']}: {tops}")
     return EXIT_USER_ERROR if failures == len(args.images) else 0
+
+
+def _calibration_lines(calibration: dict, calibrated: bool) -> str:
+    """The evaluate command's lines on confidence: ECE before and after, and the "not sure" share."""
+    before = calibration["ece_before"]
+    ece = f"ECE {before:.1%} before, {calibration['ece_after']:.1%} after" if before is not None else ""
+    how = (
+        f"calibration: temperature {calibration['temperature']:.3g}; {ece} ({calibration['bins']} bins)"
+        if calibrated
+        else f"calibration: none (a checkpoint from before calibration); ECE {calibration['ece_after']:.1%}"
+    )
+    sel = calibration["selective"]
+    answered = "none" if sel["accuracy"] is None else f"{sel['accuracy']:.2%} of them right"
+    return (
+        f"{how}\nnot sure below {sel['threshold']:.0%}: answered {sel['answered']} of {sel['n_images']} images "
+        f"({sel['coverage']:.1%}), {answered}"
+    )
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (e.g. 0.5 for 50 %)")
+    return value
+
+
+def _add_threshold_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--confidence-threshold",
+        type=_threshold,
+        default=CONFIDENCE_THRESHOLD,
+        help=f"below this calibrated confidence (0–1) the answer is 'not sure' (default {CONFIDENCE_THRESHOLD})",
+    )
 
 
 # --- weights ----------------------------------------------------------------------------------
@@ -410,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer as Predict does: the most confident of the whole photo and 13 crops",
     )
+    _add_threshold_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -422,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="classify the whole photo only (default: also 13 crops, the most confident answers)",
     )
+    _add_threshold_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -10,6 +10,11 @@ whole photo gets :data:`WHOLE_PHOTO_BONUS` of confidence on top, so a close-up k
 a whole photo at least :data:`SEARCH_BELOW` sure answers without crops.
 Measured on the default model (docs/BUILTIN_DATA.md): check images 83.8 % → 91.2 % (small flags
 in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
+
+Probabilities are calibrated: the logits are divided by the card's temperature (fitted on the
+held-out split at the end of training, :mod:`flagvision.training.calibration`; 1 for an older card).
+Below a confidence threshold (:data:`flagvision.config.CONFIDENCE_THRESHOLD` by default) an answer
+is "not sure" and names its two closest classes (:func:`is_sure`, :func:`answer_text`).
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from flagvision.config import CONFIDENCE_THRESHOLD
 from flagvision.data.dataset import normalize, resize_to_square
 from flagvision.data.images import open_image
-from flagvision.training.checkpoints import load_checkpoint
+from flagvision.training.calibration import calibrated_softmax
+from flagvision.training.checkpoints import card_temperature, load_checkpoint
 
 if TYPE_CHECKING:
     from flagvision.models.networks import FlagModel  # models imports torchvision, heavy: only for the type
@@ -85,6 +92,7 @@ class Predictor:
         self.size = int(card["input_size"])
         self.mean = card["normalization"]["mean"]
         self.std = card["normalization"]["std"]
+        self.temperature = card_temperature(card)  # logits / T: calibrated probabilities
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -103,7 +111,7 @@ class Predictor:
 
     @torch.no_grad()
     def probabilities(self, images: Sequence) -> torch.Tensor:
-        return F.softmax(self.model(self.preprocess(images)).float(), dim=1)
+        return calibrated_softmax(self.model(self.preprocess(images)), self.temperature)
 
     def predict(self, images: Sequence, k: int = 5, search: bool = False) -> list[Prediction]:
         """Top-``k`` per image; ``search`` answers from the best of :func:`scene_views` instead."""
@@ -171,6 +179,29 @@ class Predictor:
         cam = F.interpolate(cam[None, None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0, 0]
         cam = cam - cam.min()
         return (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
+
+
+def is_sure(pred: Prediction, threshold: float = CONFIDENCE_THRESHOLD) -> bool:
+    """Whether ``pred`` is sure enough to answer: its calibrated top probability reaches ``threshold``."""
+    return pred.confidence >= threshold
+
+
+def answer_text(pred: Prediction, threshold: float = CONFIDENCE_THRESHOLD) -> str:
+    """``"Holland 92%"``, or below the threshold ``"not sure — closest: Holland 41%, Croatia 38%"``."""
+    if is_sure(pred, threshold):
+        return f"{pred.label} {pred.confidence:.0%}"
+    return "not sure — closest: " + ", ".join(f"{name} {p:.0%}" for name, p in pred.top[:2])
+
+
+def answer_fields(pred: Prediction, threshold: float = CONFIDENCE_THRESHOLD) -> dict:
+    """The answer as ``predict --json`` gives it: ``sure``, ``answer`` (the class, or None when not
+    sure) and the two ``closest`` classes with their probabilities."""
+    sure = is_sure(pred, threshold)
+    return {
+        "sure": sure,
+        "answer": pred.label if sure else None,
+        "closest": [{"class": name, "probability": p} for name, p in pred.top[:2]],
+    }
 
 
 def overlay_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
