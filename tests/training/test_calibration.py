@@ -112,6 +112,33 @@ def test_a_run_fits_its_temperature_into_the_card_and_evaluation(tmp_path, tiny_
     assert torch.allclose(p_cal, torch.softmax(logits / card["temperature"], 1), atol=1e-6)
 
 
+def test_scene_search_chooses_its_view_whatever_the_temperature(tmp_path, tiny_dataset):
+    """The search's rules were measured on uncalibrated probabilities: a temperature changes the
+    probabilities of the answer, never which view answers."""
+    from PIL import Image
+
+    hp = HyperParams(num_filters_conv1=8, num_filters_conv2=16, fc1_units=64, epochs=1, batch_size=16)
+    run_training(RunConfig(hparams=hp, data=DataConfig(path=str(tiny_dataset), image_size=32), threads=1), tmp_path)
+    model, card = load_checkpoint(tmp_path)
+    # A barely trained model is equally unsure of every view; its last layer, scaled up, makes
+    # views differ (a real network, as confident as a trained one), so the search has to choose.
+    with torch.no_grad():
+        [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(30.0)
+    scenes = []
+    for i, name in enumerate(("horizontal", "vertical", "diagonal")):
+        scene = Image.new("RGB", (160, 96), (128, 128, 128))
+        scene.paste(Image.open(tiny_dataset / name / "001.png").convert("RGB").resize((40, 40)), (10 + 50 * i, 40))
+        scenes.append(scene)
+    answers = {t: Predictor(model, {**card, "temperature": t}).search(scenes) for t in (0.05, 1.0, 20.0)}
+    # Some scenes answer from a crop: at T = 0.05
+    # every whole photo would look sure, at T = 20 none, if the search decided on calibrated probabilities.
+    assert any(box is not None for _, box in answers[1.0])
+    for t, found in answers.items():
+        for (probs, box), (plain, plain_box) in zip(found, answers[1.0], strict=True):
+            assert box == plain_box and int(probs.argmax()) == int(plain.argmax())
+            assert torch.allclose(probs, torch.softmax(plain.log() / t, 0), atol=1e-5)
+
+
 def test_old_cards_load_as_t_1_and_bad_temperatures_are_refused(tmp_path, tiny_dataset):
     hp = HyperParams(num_filters_conv1=8, num_filters_conv2=16, fc1_units=64, epochs=1, batch_size=16)
     run_training(RunConfig(hparams=hp, data=DataConfig(path=str(tiny_dataset), image_size=32), threads=1), tmp_path)
