@@ -212,6 +212,11 @@ CNN_IMAGE_SIZE = 40
 VGG_IMAGE_SIZE = 64
 DEFAULT_AUGMENT = 0.75  # fairly strong: photos from elsewhere gain, and ten epochs still fit the data
 
+# "Not sure" below this calibrated top probability (0–1): the answer becomes "not sure — closest: A,
+# B" instead of a bare class. A flag on predict and evaluate, a number on the Predict page.
+# Chosen from the check set (docs/QUALITY.md).
+CONFIDENCE_THRESHOLD = 0.8
+
 
 def default_image_size(model: str) -> int:
     """The default network input of ``model`` (a registry name)."""

@@ -248,3 +248,51 @@ def class_counts_bars(counts: Mapping[str, int], title: str | None = None) -> go
         title=title,
         colour=qualitative.Plotly[2],
     )
+
+
+def reliability_diagram(
+    before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]] | None = None
+) -> go.Figure:
+    """Reliability diagram: per bin of confidence, how often the answers in it were right.
+
+    ``before`` and ``after`` are the bins of ``flagvision.training.calibration.reliability_bins``
+    (``lower``, ``upper``, ``count``, ``confidence``, ``accuracy``; fractions) before and after
+    calibration; either may be None. A well-calibrated model's bars reach the diagonal; bars below
+    it are over-confident. An empty bin has no bar; the hover gives each bin's count.
+    """
+    fig = go.Figure()
+    series = [
+        (rows, name, colour)
+        for rows, name, colour in (
+            (before, "before calibration", qualitative.Plotly[1]),
+            (after, "after calibration", qualitative.Plotly[0]),
+        )
+        if rows
+    ]
+    for rows, name, colour in series:
+        filled = [r for r in rows if r.get("count")]
+        fig.add_trace(
+            go.Bar(
+                x=[50.0 * (float(r["lower"]) + float(r["upper"])) for r in filled],
+                y=[_percent(r["accuracy"]) for r in filled],
+                width=[100.0 * (float(r["upper"]) - float(r["lower"])) / max(1, len(series)) for r in filled],
+                name=name,
+                marker_color=colour,
+                customdata=[[r["count"], _percent(r["confidence"])] for r in filled],
+                hovertemplate=(
+                    name + "<br>confidence %{customdata[1]:.1f}%<br>accuracy %{y:.1f}%"
+                    "<br>%{customdata[0]} images<extra></extra>"
+                ),
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 100], y=[0, 100], mode="lines", name="perfectly calibrated", line=dict(color="grey", dash="dot")
+        )
+    )
+    fig.update_xaxes(title_text="Confidence (top probability)", **_PERCENT_AXIS)
+    fig.update_yaxes(title_text="Accuracy", **_PERCENT_AXIS)
+    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=20, t=30, b=50), legend=dict(x=0.01, y=0.99))
+    if not series or not any(r.get("count") for rows, _, _ in series for r in rows):
+        _empty_note(fig, "No evaluation images")
+    return fig

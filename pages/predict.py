@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui as ui
-from app_ui.logic import agreement_badge, batch_summary_row, checkpoint_choices, checkpoint_label
-from flagvision.config import CUSTOM_CNN, VGG16_TRANSFER, model_info
+from app_ui.logic import agreement_badge, answer_markdown, batch_summary_row, checkpoint_choices, checkpoint_label
+from flagvision.config import CONFIDENCE_THRESHOLD, CUSTOM_CNN, VGG16_TRANSFER, model_info
 from flagvision.data.images import IMAGE_SUFFIXES, ImageError
 from flagvision.inference.photos import analyse_photo
 
@@ -59,7 +59,7 @@ def _photos() -> list[tuple[str, bytes]]:
     return photos
 
 
-def _show_result(index: int, result, labels: dict[str, str]) -> None:
+def _show_result(index: int, result, labels: dict[str, str], threshold: float) -> None:
     with st.container(border=True):
         head = f"**{result.name}**"
         if result.agreement:
@@ -76,6 +76,7 @@ def _show_result(index: int, result, labels: dict[str, str]) -> None:
                 # The model's name above the chart, not as its Plotly title: a title does not wrap, and
                 # "VGG-16 transfer (random init)" was cut off in the narrow column.
                 st.markdown(f"**{labels[slot]}**")
+                st.markdown(answer_markdown(pred, threshold))
                 inner = st.columns([3, 2])
                 with inner[0]:
                     ui.figure("topk_bars", pred.top, key=f"predict_topk_{slot}_{index}")
@@ -92,7 +93,8 @@ def main() -> None:
     st.title("Predict")
     st.caption(
         "Each photo gets the checkpoint's own evaluation preprocessing; with the crop search on, an unsure "
-        "model also reads 13 crops and the surest view answers. Grad-CAM shows where the model looked."
+        "model also reads 13 crops and the surest view answers. Confidences are calibrated on each run's "
+        "held-out images; below the threshold a model says 'not sure'. Grad-CAM shows where the model looked."
     )
     checkpoints = _choose_models(store)
     ui.weights_panel(ws, "predict")
@@ -113,6 +115,18 @@ def main() -> None:
         help="When a model is unsure of the whole photo, it also reads 13 overlapping crops and the "
         "surest one answers: a flag far away becomes readable. Up to 14x the work (slow with VGG-16).",
     )
+    threshold = (
+        st.number_input(
+            "Not sure below (% confidence)",
+            min_value=0,
+            max_value=100,
+            value=round(100 * CONFIDENCE_THRESHOLD),
+            step=5,
+            key="predict_threshold",
+            help="Below this calibrated confidence a model says 'not sure' and names its two closest classes.",
+        )
+        / 100
+    )
     bar = st.progress(0.0, text="Classifying…") if len(photos) > 1 else None
     summary = []
     for i, (name, data) in enumerate(photos, 1):
@@ -125,8 +139,9 @@ def main() -> None:
         finally:
             if bar is not None:
                 bar.progress(i / len(photos), text=f"Classified {i}/{len(photos)}")
-        _show_result(i, result, labels)
-        summary.append(batch_summary_row(name, {labels[s]: p for s, p in result.predictions.items()}, result.agreement))
+        _show_result(i, result, labels, threshold)
+        answers = {labels[s]: p for s, p in result.predictions.items()}
+        summary.append(batch_summary_row(name, answers, result.agreement, threshold))
     if bar is not None:
         bar.empty()
     if len(photos) > 1:

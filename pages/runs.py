@@ -7,13 +7,21 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui as ui
-from app_ui.logic import SORT_KEYS, model_label, runs_table
+from app_ui.logic import SORT_KEYS, calibration_summary, model_label, runs_table
 from flagvision.config import model_names
 from flagvision.jobs.schema import ACTIVE_STATES, RUN_STATUSES
 from flagvision.workspace import CARD_FILE, RunPaths
 
 GALLERY_MAX = 24
-VIEWS = ["Per-class accuracy", "Confusion matrix", "Misclassified", "Config and log", "Export", "Delete"]
+VIEWS = [
+    "Per-class accuracy",
+    "Confusion matrix",
+    "Misclassified",
+    "Calibration",
+    "Config and log",
+    "Export",
+    "Delete",
+]
 
 
 def _table(runs: list[dict]) -> list[dict]:
@@ -99,6 +107,20 @@ def _misclassified(run: dict, evaluation: dict) -> None:
         )
     if len(wrong) > len(shown):
         st.caption(f"{len(wrong) - len(shown)} more not shown.")
+
+
+def _calibration(run: dict, evaluation: dict) -> None:
+    calibration = evaluation.get("calibration")
+    if not calibration:
+        st.caption("This run was evaluated before calibration existed: train it again for a reliability diagram.")
+        return
+    st.markdown(calibration_summary(calibration))
+    ui.figure(
+        "reliability_diagram",
+        calibration["reliability_before"],
+        calibration["reliability_after"],
+        key=f"runs_reliability_{run['id']}",
+    )
 
 
 def _config_and_log(run: dict) -> None:
@@ -198,7 +220,7 @@ def main() -> None:
     # Only the open tab is drawn: one chart of this run (not two charts, a gallery, the config
     # viewer, the log and the export widgets) competes with the table and curves for the first paint.
     *evaluation_tabs, tab_config, tab_export, tab_delete = ui.lazy_tabs(VIEWS, key="runs_view")
-    for tab, show in zip(evaluation_tabs, (_per_class, _confusion, _misclassified), strict=True):
+    for tab, show in zip(evaluation_tabs, (_per_class, _confusion, _misclassified, _calibration), strict=True):
         if tab.open:
             with tab:
                 if evaluation:

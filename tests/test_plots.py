@@ -130,6 +130,34 @@ def test_class_counts_bars() -> None:
     assert fig.layout.xaxis.title.text == "Images"
 
 
+def _bins(filled: dict[int, tuple[int, float, float]]) -> list[dict]:
+    """15 reliability bins; ``filled`` maps a bin index to (count, confidence, accuracy)."""
+    rows = []
+    for m in range(15):
+        count, conf, acc = filled.get(m, (0, None, None))
+        rows.append({"lower": m / 15, "upper": (m + 1) / 15, "count": count, "confidence": conf, "accuracy": acc})
+    return rows
+
+
+def test_reliability_diagram_before_and_after() -> None:
+    before = _bins({14: (90, 0.99, 0.8), 9: (10, 0.62, 0.5)})
+    after = _bins({13: (60, 0.9, 0.88), 10: (40, 0.7, 0.68)})
+    fig = plots.reliability_diagram(before, after)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [b.name for b in bars] == ["before calibration", "after calibration"]
+    # Empty bins have no bar; each bar stands at its bin's centre, its height the bin's accuracy in percent.
+    assert list(bars[0].x) == pytest.approx([100 * 9.5 / 15, 100 * 14.5 / 15])
+    assert list(bars[0].y) == pytest.approx([50.0, 80.0])
+    assert list(bars[1].y) == pytest.approx([68.0, 88.0])
+    diagonal = [t for t in fig.data if t.type == "scatter"][0]
+    assert list(diagonal.x) == [0, 100] and list(diagonal.y) == [0, 100]
+    assert tuple(fig.layout.xaxis.range) == (0, 100) and fig.layout.yaxis.ticksuffix == "%"
+    assert not fig.layout.annotations
+    only_after = plots.reliability_diagram(None, after)
+    assert [t.name for t in only_after.data if t.type == "bar"] == ["after calibration"]
+    assert plots.reliability_diagram(_bins({}), None).layout.annotations[0].text == "No evaluation images"
+
+
 @pytest.mark.parametrize(
     "fig",
     [

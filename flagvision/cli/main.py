@@ -24,6 +24,7 @@ from flagvision import strict_json
 from flagvision.cli import progress
 from flagvision.config import (
     CNN_IMAGE_SIZE,
+    CONFIDENCE_THRESHOLD,
     DEFAULT_AUGMENT,
     HYPERPARAMS,
     VGG_IMAGE_SIZE,
@@ -215,37 +216,38 @@ def _finder_for(args):
 
 def cmd_evaluate(args) -> int:
     from flagvision.data.dataset import load_eval_images
-    from flagvision.training.checkpoints import load_checkpoint
-    from flagvision.training.engine import evaluate
+    from flagvision.training.calibration import calibration_report, probability_report
+    from flagvision.training.checkpoints import card_temperature, load_checkpoint
+    from flagvision.training.engine import eval_from_logits, predict_logits
 
     model, card = load_checkpoint(args.checkpoint)
     split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
     finder = _finder_for(args)
+    temperature = card_temperature(card)
     if args.search or finder is not None:  # what Predict answers: each photo read again
         import torch
 
         from flagvision.inference.predict import Predictor
-        from flagvision.training.engine import eval_from_logits
 
-        predictor = Predictor(model, card)
+        calibrated, uncalibrated = Predictor(model, card), Predictor(model, card)
+        uncalibrated.temperature = 1.0  # what the answers were before calibration (views chosen anew)
         if finder is not None:  # an image is scored by its highest-scoring flag (the whole photo if none)
-            names = predictor.class_names
-            rows = []
-            for path in split.paths:
-                row = torch.zeros(len(names))
-                for name, prob in predictor.predict_photo(path, finder, k=len(names))[0].top:
-                    row[names.index(name)] = prob
-                rows.append(row)
-            probs = torch.stack(rows)
+            probs = _finder_probabilities(calibrated, split.paths, finder)
+            raw = _finder_probabilities(uncalibrated, split.paths, finder)
         else:
-            probs = torch.stack([p for p, _ in predictor.search(split.paths)])
+            probs = torch.stack([p for p, _ in calibrated.search(split.paths)])
+            raw = torch.stack([p for p, _ in uncalibrated.search(split.paths)])
         result = eval_from_logits(probs.clamp_min(1e-12).log(), split.labels, card["class_names"])
+        calibration = probability_report(raw, probs, split.labels, temperature, args.confidence_threshold)
     else:
-        result = evaluate(model, split, card["class_names"])
+        logits = predict_logits(model, split.images)
+        result = eval_from_logits(logits, split.labels, card["class_names"])
+        calibration = calibration_report(logits, split.labels, temperature, args.confidence_threshold)
     out = result.to_dict()
     out["model"] = card.get("label", card["model"])
     out["scene_search"] = bool(args.search)
     out["finder"] = finder is not None
+    out["calibration"] = calibration
     out["skipped"] = split.skipped
     if args.json:
         print_json(out)
@@ -257,9 +259,24 @@ def cmd_evaluate(args) -> int:
         ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
         for name, acc in ranked:
             print(f"  {name:20s} {'no images' if acc is None else f'{acc:.2%}'}")
+        print(_calibration_lines(calibration, "temperature" in card))
         for path, why in split.skipped:
             print(f"skipped {path}: {why}", file=sys.stderr)
     return 0
+
+
+def _finder_probabilities(predictor, paths, finder):
+    """Per image, the class probabilities of its highest-scoring found flag (the whole photo if none)."""
+    import torch
+
+    names = predictor.class_names
+    rows = []
+    for path in paths:
+        row = torch.zeros(len(names))
+        for name, prob in predictor.predict_photo(path, finder, k=len(names))[0].top:
+            row[names.index(name)] = prob
+        rows.append(row)
+    return torch.stack(rows)
 
 
 def _top(pred) -> list[dict[str, Any]]:
@@ -268,7 +285,7 @@ def _top(pred) -> list[dict[str, Any]]:
 
 def cmd_predict(args) -> int:
     from flagvision.data.images import ImageError, open_image
-    from flagvision.inference.predict import Predictor
+    from flagvision.inference.predict import Predictor, answer_fields
     from flagvision.models.finder import NO_FLAG_FOUND
 
     predictor = Predictor.from_checkpoint(args.checkpoint)
@@ -294,13 +311,21 @@ def cmd_predict(args) -> int:
                     "score": pred.score,
                     "finder": how,
                     "flags": [{"box": list(p.box), "score": p.score, "top": _top(p)} for p in found if p.box],
+                    **answer_fields(pred, args.confidence_threshold),
                 }
             )
         except ImageError as exc:
             failures += 1
             results.append({"image": path, "error": str(exc)})
     if args.json:
-        print_json({"model": predictor.label, "predictions": results})
+        print_json(
+            {
+                "model": predictor.label,
+                "temperature": predictor.temperature,
+                "confidence_threshold": args.confidence_threshold,
+                "predictions": results,
+            }
+        )
     else:
         print(f"model: {predictor.label}")
         for r in results:
@@ -312,11 +337,49 @@ def cmd_predict(args) -> int:
                     tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in flag["top"])
                     print(f"  box {tuple(flag['box'])} (finder score {flag['score']:.2f}): {tops}")
             else:
-                tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+                shown = r["top"] if r["sure"] else r["closest"]
+                answer = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in shown)
+                answer = answer if r["sure"] else f"not sure — closest: {answer}"
                 where = f" [box {tuple(r['box'])}]" if r["box"] and finder is not None else ""
                 note = f" ({NO_FLAG_FOUND})" if finder is not None and not r["flags"] else ""
-                print(f"{r['image']}: {tops}{where}{note}")
+                print(f"{r['image']}: {answer}{where}{note}")
     return EXIT_USER_ERROR if failures == len(args.images) else 0
+
+
+def _calibration_lines(calibration: dict, calibrated: bool) -> str:
+    """The evaluate command's lines on confidence: ECE before and after, and the "not sure" share."""
+    before = calibration["ece_before"]
+    ece = f"ECE {before:.1%} before, {calibration['ece_after']:.1%} after" if before is not None else ""
+    how = (
+        f"calibration: temperature {calibration['temperature']:.3g}; {ece} ({calibration['bins']} bins)"
+        if calibrated
+        else f"calibration: none (a checkpoint from before calibration); ECE {calibration['ece_after']:.1%}"
+    )
+    sel = calibration["selective"]
+    answered = "none" if sel["accuracy"] is None else f"{sel['accuracy']:.2%} of them right"
+    return (
+        f"{how}\nnot sure below {sel['threshold']:.0%}: answered {sel['answered']} of {sel['n_images']} images "
+        f"({sel['coverage']:.1%}), {answered}"
+    )
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (e.g. 0.5 for 50 %)")
+    return value
+
+
+def _add_threshold_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--confidence-threshold",
+        type=_threshold,
+        default=CONFIDENCE_THRESHOLD,
+        help=f"below this calibrated confidence (0–1) the answer is 'not sure' (default {CONFIDENCE_THRESHOLD})",
+    )
 
 
 # --- weights ----------------------------------------------------------------------------------
@@ -502,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="classify each whole photo (default: the flag finder's crop)",
     )
+    _add_threshold_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -514,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="classify the whole photo only (default: each flag the flag finder finds; without a finder, 13 crops)",
     )
+    _add_threshold_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

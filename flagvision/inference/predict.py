@@ -14,6 +14,11 @@ in whole scenes 51 % → 75 %), the built-in test split 99.3 % → 99.5 %.
 With a flag finder (:mod:`flagvision.models.finder`; ``predict`` and ``evaluate`` use the workspace's by
 default), :meth:`Predictor.predict_photo` classifies the crop of each flag it finds instead, one
 answer per flag, best score first; no flag found: the whole photo, said so.
+
+Probabilities are calibrated: the logits are divided by the card's temperature (fitted on the
+held-out split at the end of training, :mod:`flagvision.training.calibration`; 1 for an older card).
+Below a confidence threshold (:data:`flagvision.config.CONFIDENCE_THRESHOLD` by default) an answer
+is "not sure" and names its two closest classes (:func:`is_sure`, :func:`answer_text`).
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from flagvision.config import CONFIDENCE_THRESHOLD
 from flagvision.data.dataset import normalize, resize_to_square
 from flagvision.data.images import open_image
 from flagvision.models.finder import CropMode, crop_for_classifier
-from flagvision.training.checkpoints import load_checkpoint
+from flagvision.training.calibration import calibrated_softmax
+from flagvision.training.checkpoints import card_temperature, load_checkpoint
 
 if TYPE_CHECKING:
     from flagvision.models.finder import Finder
@@ -95,6 +102,7 @@ class Predictor:
         self.size = int(card["input_size"])
         self.mean = card["normalization"]["mean"]
         self.std = card["normalization"]["std"]
+        self.temperature = card_temperature(card)  # logits / T: calibrated probabilities
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -112,8 +120,12 @@ class Predictor:
         return normalize(batch, self.mean, self.std)
 
     @torch.no_grad()
+    def logits(self, images: Sequence) -> torch.Tensor:
+        return self.model(self.preprocess(images)).float()
+
     def probabilities(self, images: Sequence) -> torch.Tensor:
-        return F.softmax(self.model(self.preprocess(images)).float(), dim=1)
+        """Calibrated class probabilities: ``softmax(logits / T)`` with the card's temperature."""
+        return calibrated_softmax(self.logits(images), self.temperature)
 
     def predict(
         self, images: Sequence, k: int = 5, search: bool = False, finder: Finder | None = None
@@ -168,18 +180,21 @@ class Predictor:
                 pil = pil.resize(
                     (max(1, round(pil.width / scale)), max(1, round(pil.height / scale))), Image.Resampling.BOX
                 )
-            whole = self.probabilities([pil])[0]
-            if float(whole.max()) >= SEARCH_BELOW:  # a confident answer from the whole photo stands
-                out.append((whole, None))
+            # The search decides on the uncalibrated probabilities (SEARCH_BELOW and the bonus were
+            # measured on them; a temperature below 1 would search fewer photos, and answer small
+            # flags worse) and answers with the calibrated ones.
+            whole = self.logits([pil])[0]
+            if float(F.softmax(whole, dim=0).max()) >= SEARCH_BELOW:  # a confident whole photo stands
+                out.append((calibrated_softmax(whole, self.temperature), None))
                 continue
             views = scene_views(pil)
-            probs = self.probabilities([view for _, view in views])
-            best = choose_view(probs)
+            logits = self.logits([view for _, view in views])
+            best = choose_view(F.softmax(logits, dim=1))
             box = views[best][0]
             if box is not None and scale != 1.0:
                 left, top, right, bottom = box
                 box = (round(left * scale), round(top * scale), round(right * scale), round(bottom * scale))
-            out.append((probs[best], box))
+            out.append((calibrated_softmax(logits[best], self.temperature), box))
         return out
 
     def _top(self, probs: torch.Tensor, k: int, box: Box | None = None) -> Prediction:
@@ -213,6 +228,29 @@ class Predictor:
         cam = F.interpolate(cam[None, None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0, 0]
         cam = cam - cam.min()
         return (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
+
+
+def is_sure(pred: Prediction, threshold: float = CONFIDENCE_THRESHOLD) -> bool:
+    """Whether ``pred`` is sure enough to answer: its calibrated top probability reaches ``threshold``."""
+    return pred.confidence >= threshold
+
+
+def answer_text(pred: Prediction, threshold: float = CONFIDENCE_THRESHOLD) -> str:
+    """``"Holland 92%"``, or below the threshold ``"not sure — closest: Holland 41%, Croatia 38%"``."""
+    if is_sure(pred, threshold):
+        return f"{pred.label} {pred.confidence:.0%}"
+    return "not sure — closest: " + ", ".join(f"{name} {p:.0%}" for name, p in pred.top[:2])
+
+
+def answer_fields(pred: Prediction, threshold: float = CONFIDENCE_THRESHOLD) -> dict:
+    """The answer as ``predict --json`` gives it: ``sure``, ``answer`` (the class, or None when not
+    sure) and the two ``closest`` classes with their probabilities."""
+    sure = is_sure(pred, threshold)
+    return {
+        "sure": sure,
+        "answer": pred.label if sure else None,
+        "closest": [{"class": name, "probability": p} for name, p in pred.top[:2]],
+    }
 
 
 def overlay_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:

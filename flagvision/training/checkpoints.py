@@ -1,11 +1,12 @@
 """Checkpoints are data, not pickles: safetensors weights beside a JSON card.
 
 A checkpoint folder holds ``model.safetensors`` and ``card.json`` (model name, run config, class
-names, input size, normalisation, metrics, dataset fingerprint), enough to rebuild the model and
-its exact eval preprocessing. The resumable state of an unfinished run sits beside it as
-``last.safetensors`` + ``last.json`` + ``last_optimizer.pt`` (a tensor-only file read with
-``weights_only=True``). Every file is written to a temporary name and moved into place with
-``os.replace``, so a crash or a full disk mid-write leaves the previous checkpoint intact.
+names, input size, normalisation, metrics, dataset fingerprint, calibration temperature), enough
+to rebuild the model, its exact eval preprocessing and its calibrated probabilities. The
+resumable state of an unfinished run sits beside it as ``last.safetensors`` + ``last.json`` +
+``last_optimizer.pt`` (a tensor-only file read with ``weights_only=True``). Every file is written
+to a temporary name and moved into place with ``os.replace``, so a crash or a full disk mid-write
+leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -157,7 +158,15 @@ def read_card(folder: Path) -> dict:
                 f"{folder / CARD_FILE}: card's normalization needs a {key} of 3 numbers"
                 + (" above 0" if key == "std" else "")
             )
+    if "temperature" in card and not (_finite_number(card["temperature"]) and card["temperature"] > 0):
+        raise CheckpointError(f"{folder / CARD_FILE}: card's temperature must be a number above 0")
     return card
+
+
+def card_temperature(card: dict) -> float:
+    """The card's calibration temperature (fitted at the end of training); 1.0 for a card written
+    before calibration existed, which leaves its probabilities as they were."""
+    return float(card.get("temperature", 1.0))
 
 
 def _finite_number(value: Any) -> bool:

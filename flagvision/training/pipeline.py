@@ -8,7 +8,12 @@ A run folder holds::
 
     config.json              the resolved RunConfig
     checkpoint/              model.safetensors + card.json of the best epoch; last.* to resume
-    evaluation.json          accuracy, per-class accuracy, confusion matrix, misclassified files
+    evaluation.json          accuracy, per-class accuracy, confusion matrix, misclassified files,
+                             calibration (temperature, ECE and reliability bins before and after)
+
+The best checkpoint's temperature (:func:`flagvision.training.calibration.fit_temperature`) is
+fitted here, on the held-out split's logits, and stored in its card, so every run, trial and
+worker run ends calibrated by the same code.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flagvision.config import RunConfig
+from flagvision.config import CONFIDENCE_THRESHOLD, RunConfig
 from flagvision.data.dataset import DatasetBundle, load_dataset
 from flagvision.runtime import seed_everything
+from flagvision.training.calibration import calibration_report, fit_temperature
 from flagvision.training.checkpoints import (
     load_checkpoint,
     load_last_state,
@@ -30,7 +36,16 @@ from flagvision.training.checkpoints import (
     save_last_state,
     write_json_atomic,
 )
-from flagvision.training.engine import Callback, EpochMetrics, EvalResult, FitState, History, evaluate, fit
+from flagvision.training.engine import (
+    Callback,
+    EpochMetrics,
+    EvalResult,
+    FitState,
+    History,
+    eval_from_logits,
+    fit,
+    predict_logits,
+)
 from flagvision.workspace import RunPaths
 
 
@@ -96,7 +111,10 @@ def run_training(
     if not history.epochs:
         return RunResult(run_dir, history, None, ckpt_dir)
     best, card = load_checkpoint(ckpt_dir)
-    result = evaluate(best, data.val, data.class_names)
+    logits = predict_logits(best, data.val.images)
+    result = eval_from_logits(logits, data.val.labels, data.class_names)
+    temperature = fit_temperature(logits, data.val.labels)
+    calibration = calibration_report(logits, data.val.labels, temperature, CONFIDENCE_THRESHOLD)
     misclassified = [
         {"path": data.val.paths[i], "true": data.class_names[t], "predicted": data.class_names[p]}
         for i, (t, p) in enumerate(zip(data.val.labels.tolist(), result.predictions, strict=True))
@@ -111,9 +129,17 @@ def run_training(
             "skipped_files": data.skipped,
             "stop_reason": history.stop_reason,
             "label": cfg.label,
+            "calibration": calibration,
         },
     )
-    card["evaluation"] = {"accuracy": result.accuracy, "loss": result.loss, "n_images": result.n_images}
+    card["evaluation"] = {
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "n_images": result.n_images,
+        "ece_before": calibration["ece_before"],
+        "ece_after": calibration["ece_after"],
+    }
+    card["temperature"] = temperature
     write_json_atomic(paths.card, card)
     return RunResult(run_dir, history, result, ckpt_dir)
 

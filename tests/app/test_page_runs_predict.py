@@ -43,6 +43,11 @@ def test_runs_evaluation_export_and_delete(trained_ws):
     at.session_state["runs_view"] = "Misclassified"
     at.run()
     assert any("Misclassified images" in m.value for m in at.markdown)
+    at.session_state["runs_view"] = "Calibration"
+    at.run()
+    no_exceptions(at)
+    assert f"runs_reliability_{cnn['id']}" in charts() and f"runs_per_class_{cnn['id']}" not in charts()
+    assert any(m.value.startswith("Temperature **") and "after" in m.value for m in at.markdown)
     at.session_state["runs_view"] = "Config and log"
     at.run()
     assert at.get("json") and not any(m.value.startswith("**Misclassified") for m in at.markdown)
@@ -123,3 +128,26 @@ def test_predict_with_one_model_says_how_to_get_the_other(trained_ws, tmp_path, 
     no_exceptions(at)
     assert not at.error
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_predict_below_the_threshold_says_not_sure_with_the_two_closest(trained_ws):
+    from flagvision.inference.predict import Predictor
+
+    store = jobs.open_store(trained_ws)
+    cnn = next(r for r in store.list_runs() if r["name"] == "tiny cnn")
+    photo = png_bytes((30, 160, 40), size=(60, 40))
+    at = app("predict")
+    at.selectbox(key="predict_ckpt_cnn").set_value(cnn["id"]).run()
+    at.file_uploader(key="predict_files").set_value([("green.png", photo, "image/png")]).run()
+    no_exceptions(at)
+    at.number_input(key="predict_threshold").set_value(99).run()
+    no_exceptions(at)
+    # The two closest classes as the model itself ranks them, with their calibrated probabilities.
+    pred = Predictor.from_checkpoint(cnn["checkpoint_path"]).predict([photo], k=5)[0]
+    assert pred.confidence < 0.99
+    (first, p1), (second, p2) = pred.top[:2]
+    expected = f"not sure — closest: {first} {p1:.0%}, {second} {p2:.0%}"
+    assert any(m.value == f"🤔 {expected}" for m in at.markdown), [m.value for m in at.markdown]
+    at.number_input(key="predict_threshold").set_value(0).run()  # nothing below 0 %: a plain answer
+    assert any(m.value == f"Answer: **{first} {p1:.0%}**" for m in at.markdown)
+    assert not any("not sure" in m.value for m in at.markdown)

@@ -77,6 +77,69 @@ def test_scene_search_in_evaluate_and_predict(trained, tmp_path):
     assert whole["predictions"][0]["box"] is None
 
 
+def test_predict_says_not_sure_below_the_threshold(trained, tmp_path):
+    from flagvision.config import CONFIDENCE_THRESHOLD
+
+    ws, data, _ = trained
+    # A copy of the checkpoint whose card spreads the probabilities out: with T = 100 the three
+    # classes are each near 1/3, far below any threshold of 0.5 or more.
+    ckpt = tmp_path / "flat"
+    shutil.copytree(ws / "runs" / "1" / "checkpoint", ckpt)
+    card = json.loads((ckpt / "card.json").read_text())
+    (ckpt / "card.json").write_text(json.dumps({**card, "temperature": 100.0}))
+    image = str(data / "vertical" / "000.png")
+    out = run_cli("predict", "--checkpoint", str(ckpt), image, "--confidence-threshold", "0.5", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["temperature"] == 100.0 and result["confidence_threshold"] == 0.5
+    pred = result["predictions"][0]
+    assert pred["top"][0]["probability"] < 0.36
+    assert pred["sure"] is False and pred["answer"] is None
+    assert pred["closest"] == pred["top"][:2]
+    text = run_cli("predict", "--checkpoint", str(ckpt), image, "--confidence-threshold", "0.5")
+    first, second = pred["top"][0]["class"], pred["top"][1]["class"]
+    assert f"not sure — closest: {first} " in text.stdout and f", {second} " in text.stdout
+    # The same photo with the card's own temperature and no threshold at all: a plain answer.
+    plain = json.loads(
+        run_cli(
+            "predict", "--checkpoint", str(ws / "runs" / "1"), image, "--confidence-threshold", "0", "--json"
+        ).stdout
+    )["predictions"][0]
+    assert plain["sure"] is True and plain["answer"] == plain["top"][0]["class"]
+    # The default threshold is the setting's.
+    default = json.loads(run_cli("predict", "--checkpoint", str(ckpt), image, "--json").stdout)
+    assert default["confidence_threshold"] == CONFIDENCE_THRESHOLD
+    bad = run_cli("predict", "--checkpoint", str(ckpt), image, "--confidence-threshold", "1.5")
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_evaluate_reports_calibration_and_the_answered_part(trained):
+    from flagvision.config import CONFIDENCE_THRESHOLD
+
+    ws, data, _ = trained
+    ckpt = ws / "runs" / "1" / "checkpoint"
+    card = json.loads((ckpt / "card.json").read_text())
+    for extra in ([], ["--search"]):
+        args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--confidence-threshold", "0.6"]
+        out = run_cli(*args, "--json", *extra)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        cal = result["calibration"]
+        assert cal["temperature"] == card["temperature"] and cal["bins"] == 15
+        assert 0 <= cal["ece_before"] <= 1 and 0 <= cal["ece_after"] <= 1
+        assert sum(b["count"] for b in cal["reliability_after"]) == 45
+        sel = cal["selective"]
+        assert sel["threshold"] == 0.6 and sel["n_images"] == 45
+        assert sel["coverage"] == sel["answered"] / 45
+        # Bins wholly above the threshold are answered, bins wholly below are not.
+        above = sum(b["count"] for b in cal["reliability_after"] if b["lower"] >= 0.6)
+        below = sum(b["count"] for b in cal["reliability_after"] if b["upper"] <= 0.6)
+        assert above <= sel["answered"] <= 45 - below
+    text = run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(data)).stdout
+    assert "calibration: temperature" in text and " before, " in text
+    assert f"not sure below {CONFIDENCE_THRESHOLD:.0%}: answered " in text
+
+
 def test_bad_files_are_skipped_and_reported(tmp_path):
     data = make_pattern_dataset(tmp_path / "data", per_class=8)
     (data / "vertical" / "zero.jpg").write_bytes(b"")
@@ -230,8 +293,9 @@ def test_evaluate_on_one_class_reports_null_for_the_others(trained, tmp_path):
     text = run_cli("evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path / "only"))
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == ["vertical", "diagonal", "horizontal"]  # absent ones last
+    assert [line.split()[0] for line in lines[1:4]] == ["vertical", "diagonal", "horizontal"]  # absent ones last
     assert lines[2].split()[1:] == ["no", "images"] and "nan" not in text.stdout
+    assert lines[4].startswith("calibration: temperature") and lines[5].startswith("not sure below")
 
 
 def test_evaluate_refuses_a_class_the_model_does_not_know_by_name(trained, tmp_path):
