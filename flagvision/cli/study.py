@@ -142,12 +142,12 @@ def print_results(results: dict[str, Any]) -> None:
 def cmd_tune(args) -> int:
     import optuna
 
-    from flagvision.cli.main import _workspace
+    from flagvision.cli.common import workspace_of
     from flagvision.studies.config import StudyError
     from flagvision.studies.results import study_results
     from flagvision.studies.runner import run_study
 
-    ws = _workspace(args)
+    ws = workspace_of(args)
     cfg = config_from_args(args, ws)
     if args.background:
         from flagvision.jobs.queue import submit_study
@@ -194,11 +194,11 @@ def cmd_tune(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from flagvision.cli.main import _workspace
+    from flagvision.cli.common import workspace_of
     from flagvision.studies.results import study_results, submit_final_training
     from flagvision.studies.storage import list_studies
 
-    ws = _workspace(args)
+    ws = workspace_of(args)
     url = args.storage or ws.storage_url
     if args.study_command == "list":
         rows = list_studies(url)
@@ -222,10 +222,10 @@ def cmd_study(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from flagvision.cli.main import _workspace
+    from flagvision.cli.common import workspace_of
     from flagvision.studies.dashboard import start_dashboard
 
-    url = args.storage or _workspace(args).storage_url
+    url = args.storage or workspace_of(args).storage_url
     handle = start_dashboard(url, port=args.port)
 
     def on_term(signum, frame) -> None:

@@ -78,7 +78,7 @@ def test_start_creates_a_job_and_cancel_stops_it(app_ws):
     assert cfg["hparams"]["num_filters_conv1"] == 8 and cfg["hparams"]["lr"] == 1e-3
     assert cfg["hparams"]["optimizer"] == "Adam" and cfg["data"]["image_size"] == 32
     job = store.get_job(runs[0]["job_id"])
-    assert job["state"] in ("queued", "running")
+    assert job["state"] in ("queued", "running"), job
     assert at.selectbox(key="train_run_id").value == runs[0]["id"]
     at.button(key=f"train_cancel_{runs[0]['id']}").click().run()
     no_exceptions(at)
