@@ -245,6 +245,8 @@ def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None 
         return f"Study {job.get('study_name') or job['id']}"
     if job["kind"] == "weights":
         return "Download of the VGG-16 weights"
+    if job["kind"] == "finder":
+        return "Training the flag finder"
     run_id = job.get("run_id")
     run = (runs_by_id or {}).get(run_id) if run_id is not None else None
     name = run["name"] if run else f"run {run_id}"

@@ -1,5 +1,5 @@
-"""Background jobs: queue a training run, a study or a weights download, start worker processes,
-cancel, reap.
+"""Background jobs: queue a training run, a study, a weights download or the flag finder's
+training, start worker processes, cancel, reap.
 
 A job is a row in the store (``fv_jobs``) plus, once it runs, one OS process::
 
@@ -131,6 +131,19 @@ def submit_weights_download(ws: Workspace, url: str | None = None) -> int:
     if latest is not None and latest["state"] in ACTIVE_STATES:
         return int(latest["id"])
     job_id = store.create_job("weights", {"url": url})
+    dispatch(ws)
+    return job_id
+
+
+def submit_finder(ws: Workspace, config: dict[str, Any] | None = None) -> int:
+    """Queue the training of the workspace's flag finder (``flagvision.models.finder.build_finder``
+    in a worker); ``config`` is a ``FinderConfig.to_dict()`` (default: its defaults, as ``finder
+    train``). Return the job id; one already queued or running is returned instead of a second one."""
+    store = open_store(ws)
+    latest = store.latest_job("finder")
+    if latest is not None and latest["state"] in ACTIVE_STATES:
+        return int(latest["id"])
+    job_id = store.create_job("finder", {"config": config} if config else {})
     dispatch(ws)
     return job_id
 
