@@ -253,6 +253,25 @@ def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None 
     return f"Train #{job.get('run_id')}: {name}"
 
 
+def default_part_text(part: str, status: dict[str, Any], now: float | None = None) -> str:
+    """What one part of the default models is doing, for a model column or the Home page:
+    "training: epoch 3/10 · ETA 2m 10s", "queued: starts when the jobs before it are done",
+    "waiting for ImageNet weights: download them below", "trained", "not trained yet"."""
+    state = status["state"]
+    if state == "running":
+        job = status.get("job") or {}
+        text = job.get("progress_text") or "starting"
+        if not text.startswith("training"):  # the finder's job says "training: epoch 3 of 12" itself
+            text = f"training: {text}"
+        eta = job_eta(job, now)
+        return text + (f" · ETA {format_duration(eta)}" if eta is not None else "")
+    if state == "queued":
+        return "queued: starts when the jobs before it are done"
+    if state == "waiting for weights":
+        return "waiting for ImageNet weights: download them below"
+    return "trained" if state == "ready" else "not trained yet"
+
+
 def job_row(job: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """One jobs-table row. A training job has no study and a study job no run: those cells are
     empty text, not ``None`` (which a table shows as the word "None")."""
