@@ -75,7 +75,7 @@ def main() -> None:
     if not best:
         st.caption("No finished run yet: train the default models here, or start your own on the Train page.")
     _default_models(ws)
-    cols = st.columns(max(1, len(best)))
+    cols = st.columns(len(best)) if best else []  # no run yet: no columns (zip below is strict)
     for col, run in zip(cols, best, strict=True):
         acc = run.get("test_acc")
         col.metric(

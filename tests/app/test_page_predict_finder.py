@@ -125,3 +125,4 @@ def test_home_offers_the_default_models(app_ws):
     at = app()
     no_exceptions(at)
     assert at.button(key="home_default_models").label == "Train the default models"
+    assert not at.error  # no run yet: the Best models section is empty, not an error
