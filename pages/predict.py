@@ -167,6 +167,23 @@ def _example_photos(ws) -> list[tuple[str, bytes]]:
 # -- results through the flag finder ------------------------------------------------------------
 
 
+def _finder(ws):
+    """The workspace's flag finder, or None (said: each photo is then classified whole)."""
+    from flagvision.models.finder import FinderError
+
+    try:
+        finder = ui.finder(ws)
+    except FinderError as exc:
+        st.warning(f"{exc} Until then each photo is classified whole.", icon=":material/warning:")
+        return None
+    if finder is None:
+        st.caption("No flag finder in this workspace yet: each photo is classified whole (the default models "
+                   "include it).")  # fmt: skip
+    else:
+        st.caption("The flag finder boxes each flag in a photo; both models read the same crop of it.")
+    return finder
+
+
 def _box_text(box) -> str:
     return f"({box[0]}, {box[1]})–({box[2]}, {box[3]})"
 
@@ -239,9 +256,7 @@ def main() -> None:
     predictors = {slot: ui.predictor(path) for slot, path in checkpoints.items()}
     labels = {slot: p.label for slot, p in predictors.items()}
     gradcam = st.toggle("Grad-CAM overlays", True, key="predict_gradcam")
-    finder = ui.finder(ws)
-    if finder is not None:
-        st.caption("The flag finder boxes each flag in a photo; both models read the same crop of it.")
+    finder = _finder(ws)
     search = finder is None and st.toggle(
         "Look for a small flag in 13 crops",
         False,

@@ -126,3 +126,13 @@ def test_home_offers_the_default_models(app_ws):
     no_exceptions(at)
     assert at.button(key="home_default_models").label == "Train the default models"
     assert not at.error  # no run yet: the Best models section is empty, not an error
+
+
+def test_a_damaged_finder_is_one_warning_and_photos_are_still_classified(finder_ws):
+    (finder_dir(finder_ws) / "model.safetensors").write_bytes(b"not weights")
+    at = app("predict")
+    at.file_uploader(key="predict_files").set_value(("patch.png", red_patch_photo(), "image/png")).run()
+    no_exceptions(at)
+    assert not at.error
+    assert any("damaged" in w.value and "classified whole" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 2
