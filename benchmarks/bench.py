@@ -1131,9 +1131,11 @@ def _timing_finder():
 
     cfg = FinderConfig()
     net = FinderNet(cfg.width)
+    last = net.head[2]
+    assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
     with torch.no_grad():
-        net.head[2].weight.zero_()
-        net.head[2].bias.fill_(10.0)
+        last.weight.zero_()
+        last.bias.fill_(10.0)
     return Finder(net, {"format": FINDER_FORMAT, "config": cfg.to_dict(), "input_size": cfg.input_size})
 
 
