@@ -136,3 +136,34 @@ def test_a_damaged_finder_is_one_warning_and_photos_are_still_classified(finder_
     assert not at.error
     assert any("damaged" in w.value and "classified whole" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) == 2
+
+
+@pytest.mark.slow  # a real worker trains the default preset (10 epochs on the tiny data): about a minute
+def test_predict_works_as_soon_as_the_default_cnn_is_trained(app_ws, tmp_path, monkeypatch):
+    """The real thing, small: the button queues the default CNN (the reference study's preset) on
+    the tiny built-in data, a worker trains it, and the same Predict session then classifies."""
+    from fv_helpers import wait_for
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    at = app("predict")
+    at.button(key="predict_default_models").click().run()
+    no_exceptions(at)
+    store = jobs.open_store(app_ws)
+    for job in store.list_jobs(("queued",)):
+        if job["kind"] == "finder":  # not needed here, and minutes of work: cancelled before it starts
+            jobs.cancel(app_ws, job["id"])
+    train = next(j for j in store.list_jobs() if j["kind"] == "train")
+    done = wait_for(
+        lambda: (j := store.get_job(train["id"]))["state"] in ("succeeded", "failed", "cancelled") and j,
+        240,
+        "the default CNN's training",
+        ws=app_ws,
+    )
+    assert done["state"] == "succeeded", done["error"]
+    at.run()
+    no_exceptions(at)
+    assert at.selectbox(key="predict_ckpt_cnn").value is not None
+    at.file_uploader(key="predict_files").set_value(("mine.png", red_patch_photo(), "image/png")).run()
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == 1  # the CNN answers; VGG-16 waits for its weights
+    assert any("waiting for ImageNet weights" in i.value for i in at.info)
