@@ -142,9 +142,14 @@ def _default_models_offer(ws) -> None:
 
 def _example_photos(ws) -> list[tuple[str, bytes]]:
     """ "Try an example": check-set scenes rendered once into the workspace, one click each."""
-    from flagvision.synthetic.examples import ensure_examples
+    from flagvision.synthetic.examples import ensure_examples, examples_ready
 
     with st.expander("Try an example photo", expanded=True, icon=":material/photo_camera:"):
+        # Rendered with the built-in data; a workspace without them renders them on request, not
+        # during the page's first paint.
+        if not examples_ready(ws) and not st.button("Show the example photos", key="predict_examples_render"):
+            st.caption("Example scenes rendered by the check set's own route (a few seconds, once).")
+            return []
         with st.spinner("Rendering the example photos…"):
             examples = ensure_examples(ws)
         cols = st.columns(len(examples))

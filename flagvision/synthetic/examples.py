@@ -57,14 +57,27 @@ def _version() -> str:
     return f"{EXAMPLES_VERSION}/{CHECKSET_VERSION}"
 
 
+def _current(folder: Path) -> dict | None:
+    """The manifest if it is of this version and every file it names is there, else None."""
+    manifest = _manifest(folder)
+    if manifest is None or manifest.get("version") != _version():
+        return None
+    photos = manifest.get("photos")
+    if not isinstance(photos, list) or not all(isinstance(i, dict) and (folder / i["file"]).is_file() for i in photos):
+        return None
+    return manifest
+
+
+def examples_ready(ws: Workspace) -> bool:
+    """Whether the example photos are there (cheap: reads the manifest, renders nothing)."""
+    return _current(examples_dir(ws)) is not None
+
+
 def ensure_examples(ws: Workspace) -> list[ExamplePhoto]:
     """The example photos, rendering them first if they are missing or from an older version."""
     folder = examples_dir(ws)
-    manifest = _manifest(folder)
-    files_there = manifest is not None and all(
-        (folder / item["file"]).is_file() for item in manifest.get("photos", []) if isinstance(item, dict)
-    )
-    if manifest is None or manifest.get("version") != _version() or not files_there:
+    manifest = _current(folder)
+    if manifest is None:
         manifest = _render(folder)
     return [ExamplePhoto(folder / item["file"], item["title"], tuple(item["flags"])) for item in manifest["photos"]]
 

@@ -87,8 +87,14 @@ def test_a_toggle_or_another_checkpoint_does_not_rerun_the_other_models(finder_w
 
 
 def test_an_example_photo_is_one_click_to_an_answer(trained_ws):
+    from flagvision.synthetic.examples import examples_ready
+
     at = app("predict")
     no_exceptions(at)
+    if not examples_ready(trained_ws):  # not rendered with this workspace's data: on request
+        assert not [b for b in at.button if (b.key or "").startswith("predict_example_")]
+        at.button(key="predict_examples_render").click().run()
+        no_exceptions(at)
     titles = [b.label for b in at.button if (b.key or "").startswith("predict_example_") and b.key[-1].isdigit()]
     assert 6 <= len(titles) <= 8 and any("vertically" in t for t in titles)
     assert not at.get("plotly_chart")
