@@ -197,7 +197,7 @@ def _cache() -> PhotoCache:
     """Answers per (photo bytes, checkpoint, options) for this session: a toggle reruns the page,
     not the models."""
     if not isinstance(st.session_state.get("predict_cache"), PhotoCache):
-        st.session_state["predict_cache"] = PhotoCache()
+        st.session_state["predict_cache"] = PhotoCache(max_entries=160)  # 20 photos × finder, 2 models, 2 overlays
     return st.session_state["predict_cache"]
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Box = tuple[int, int, int, int]
+OVERLAY_SIDE = 512  # px, the longest side of a Grad-CAM overlay (the heat map itself is at input size)
 BOX_COLOURS = ((255, 221, 0), (0, 200, 255), (255, 80, 200), (120, 255, 80), (255, 140, 0))
 
 
@@ -168,7 +169,9 @@ def analyse_photo(
                         view = crop_for_classifier(image, box, CROP_MARGIN, CROP_MODE)
                     else:
                         view = image.crop(box)
-                    return overlay_heatmap(view, p.gradcam(view))
+                    shown = view.copy()
+                    shown.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE))  # what a page shows; a cached 12 MP copy would not
+                    return overlay_heatmap(shown, p.gradcam(view))
 
                 overlays[slot] = cache.get((digest, "gradcam", _model_key(predictor), pred.box), cam)
         badge = agreement(*preds.values()) if len(preds) == 2 else None
