@@ -29,3 +29,21 @@ def test_finder_job_builds_the_workspace_finder(workspace, monkeypatch):
     assert jobs.submit_finder(workspace, TINY) != job_id  # finished: a new request is a new job
     for j in jobs.open_store(workspace).list_jobs(("queued", "running")):
         jobs.cancel(workspace, j["id"], force=True)
+
+
+def test_a_cancelled_finder_job_stops_and_leaves_no_finder(workspace, monkeypatch):
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    long = {**TINY, "scenes": 20_000, "epochs": 50}  # far longer than the test waits
+    job_id = jobs.submit_finder(workspace, long)
+    wait_for(
+        lambda: (jobs.get_job(workspace, job_id).get("progress_text") or "").startswith("rendering scenes"),
+        60,
+        "the finder job to start rendering",
+        ws=workspace,
+    )
+    jobs.cancel(workspace, job_id)
+    job = wait_for(
+        lambda: (j := jobs.get_job(workspace, job_id))["state"] in FINISHED_STATES and j, 30, "the cancel", ws=workspace
+    )
+    assert job["state"] == "cancelled", job["error"]
+    assert not finder_status(workspace)["built"]
