@@ -18,6 +18,14 @@ def _job_cells(job: dict) -> dict:
     return {**row, "progress": f"{row['progress']}%"}
 
 
+def _default_models(ws) -> None:
+    """One click to trained models: the reference study's CNN, the flag finder, VGG-16 transfer."""
+    with st.container(border=True):
+        st.markdown("**Default models** (the reference study's custom CNN on the built-in data, the flag finder, "
+                    "VGG-16 transfer when its ImageNet weights are here)")  # fmt: skip
+        ui.default_models_button(ws, "home")
+
+
 @ui.guarded
 def main() -> None:
     ws = ui.workspace()
@@ -65,8 +73,10 @@ def main() -> None:
     st.subheader("Best models")
     best = best_runs_per_model(store.list_runs(status="succeeded"))
     if not best:
-        st.caption("No finished run yet: start one on the Train page.")
-    for col, run in zip(st.columns(len(best)) if best else [], best, strict=True):
+        st.caption("No finished run yet: train the default models here, or start your own on the Train page.")
+    _default_models(ws)
+    cols = st.columns(len(best)) if best else []  # no run yet: no columns (zip below is strict)
+    for col, run in zip(cols, best, strict=True):
         acc = run.get("test_acc")
         col.metric(
             run.get("label") or run.get("model"),

@@ -252,6 +252,53 @@ def predictor(checkpoint_path: str | os.PathLike[str]):
     return _predictor(str(path), mtime)
 
 
+@st.cache_resource(max_entries=2, show_spinner="Loading the flag finder…")
+def _finder(folder: str, mtime: float):
+    from flagvision.models.finder import Finder
+
+    return Finder.from_dir(folder)
+
+
+def finder(ws: Workspace):
+    """The workspace's cached flag finder (reloaded when rebuilt), or None when it has none."""
+    from flagvision.jobs.defaults import finder_card_path
+
+    card = finder_card_path(ws)
+    if not card.is_file():
+        return None
+    return _finder(str(card.parent), card.stat().st_mtime)
+
+
+# -- the default models -----------------------------------------------------------------------------
+
+DEFAULT_PARTS = {"cnn": "Custom CNN", "finder": "Flag finder", "vgg": "VGG-16 transfer"}
+
+
+def default_models_button(ws: Workspace, key: str) -> None:
+    """ "Train the default models": the custom CNN on the built-in data, the flag finder if missing,
+    VGG-16 transfer when its ImageNet weights are here, queued as jobs (the sidebar shows their
+    progress and ETA). Shows each part's state; the button only while something can be queued.
+    ``key`` prefixes the widget keys (the page's name)."""
+    from app_ui.logic import default_part_text
+    from flagvision.jobs.defaults import default_models_status, submit_default_models
+
+    status = default_models_status(ws)
+    st.markdown(
+        "  \n".join(f"**{title}**: {default_part_text(part, status[part])}" for part, title in DEFAULT_PARTS.items())
+    )
+    if not any(s["state"] == "missing" for s in status.values()):
+        return
+    if st.button("Train the default models", key=f"{key}_default_models", type="primary", icon=":material/bolt:"):
+        from flagvision.synthetic.builtin import builtin_ready, ensure_builtin
+
+        if not builtin_ready(ws):
+            bar = st.progress(0.0, text="Rendering flag scenes…")
+            ensure_builtin(ws, progress=progress_callback(bar, "Rendering flag scenes…"))
+        queued = submit_default_models(ws)
+        st.toast(f"Queued: {', '.join(DEFAULT_PARTS[p] for p in queued)}.", icon=":material/rocket_launch:")
+        st.rerun()
+
+
 # -- studies ------------------------------------------------------------------------------------
 
 
@@ -447,9 +494,11 @@ __all__ = [
     "ConfigError",
     "PAGES",
     "WARM_MODULES",
+    "default_models_button",
     "drop_invalid_state",
     "each_of",
     "figure",
+    "finder",
     "guarded",
     "in_range",
     "is_text",

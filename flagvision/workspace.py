@@ -17,6 +17,7 @@ from flagvision.errors import FlagVisionError
 
 ENV_VAR = "FLAGVISION_HOME"
 BUILTIN_DATASET = "builtin"
+FINDER_DIR = "finder"  # the flag finder's checkpoint (WEIGHTS_FILE + CARD_FILE), shared by every classifier
 
 # The names inside a run folder, defined once here (no torch: the app's poll reads them too).
 # checkpoints.py owns the checkpoint format and re-exports the checkpoint folder's names.

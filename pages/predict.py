@@ -8,7 +8,8 @@ import app_ui as ui
 from app_ui.logic import agreement_badge, answer_markdown, batch_summary_row, checkpoint_choices, checkpoint_label
 from flagvision.config import CONFIDENCE_THRESHOLD, CUSTOM_CNN, VGG16_TRANSFER, model_info
 from flagvision.data.images import IMAGE_SUFFIXES, ImageError
-from flagvision.inference.photos import analyse_photo
+from flagvision.inference.photos import PhotoCache, analyse_photo, draw_boxes
+from flagvision.jobs.schema import ACTIVE_STATES
 
 
 def _slot(model: str) -> tuple[str, str, str]:
@@ -29,8 +30,7 @@ def _choose_models(store) -> dict[str, str]:
         with col:
             options = checkpoint_choices(runs, model)
             if not options:
-                st.info(f"**{title}**: no trained model yet. {how}", icon=":material/info:")
-                ui.page_link("train", "Open the Train page")
+                _missing_model(slot, title, how)
                 continue
             by_id = {r["id"]: r for r in options}
             run_id = st.selectbox(
@@ -86,6 +86,161 @@ def _show_result(index: int, result, labels: dict[str, str], threshold: float) -
                         st.image(result.overlays[slot], caption=f"Grad-CAM: {pred.label}{where}", width="stretch")
 
 
+# -- a model column without a checkpoint: what it waits for --------------------------------------
+
+
+def _missing_model(slot: str, title: str, how: str) -> None:
+    """No trained model in this column: what it waits for (a default-models job under way, the
+    ImageNet weights) or how to get one. Polls while a job is under way; its end reruns the page,
+    so Predict works as soon as the model is trained."""
+    from app_ui.logic import default_part_text
+    from flagvision.jobs.defaults import default_models_status
+
+    ws = ui.workspace()
+    started = default_models_status(ws)[slot]["state"]
+
+    @st.fragment(run_every=ui.JOBS_POLL_S if started in ACTIVE_STATES else None)
+    @ui.guarded
+    def column() -> None:
+        status = default_models_status(ws)[slot]
+        if status["state"] in ACTIVE_STATES:
+            st.info(f"**{title}**: {default_part_text(slot, status)}", icon=":material/hourglass_top:")
+        elif status["state"] == "waiting for weights":
+            text = f"no trained model yet, {default_part_text(slot, status)}. {how}"
+            st.info(f"**{title}**: {text}", icon=":material/hourglass_top:")
+            ui.page_link("train", "Open the Train page")
+        else:
+            st.info(f"**{title}**: no trained model yet. {how}", icon=":material/info:")
+            ui.page_link("train", "Open the Train page")
+        if status["state"] != started:
+            st.rerun()  # a job started or ended: redraw the page around it
+
+    column()
+
+
+def _no_model_yet(ws, photos: list[tuple[str, bytes]]) -> None:
+    """Said next to the uploader when no model is trained: dropped photos wait, never vanish."""
+    waiting = f" {len(photos)} photo{'s' if len(photos) != 1 else ''} waiting." if photos else ""
+    st.warning(
+        f"No trained model yet: nothing can be classified.{waiting} Train the default models (a few "
+        "minutes, in the background) or train your own on the Train page.",
+        icon=":material/warning:",
+    )
+    ui.default_models_button(ws, "predict")
+
+
+def _default_models_offer(ws) -> None:
+    """The default models, when some part (the finder, VGG-16) is still missing."""
+    from flagvision.jobs.defaults import default_models_status
+
+    if all(s["state"] == "ready" for s in default_models_status(ws).values()):
+        return
+    with st.expander("Default models", icon=":material/bolt:"):
+        ui.default_models_button(ws, "predict")
+
+
+# -- example photos -------------------------------------------------------------------------------
+
+
+def _example_photos(ws) -> list[tuple[str, bytes]]:
+    """ "Try an example": check-set scenes rendered once into the workspace, one click each."""
+    from flagvision.synthetic.examples import ensure_examples, examples_ready
+
+    with st.expander("Try an example photo", expanded=True, icon=":material/photo_camera:"):
+        # Rendered with the built-in data; a workspace without them renders them on request, not
+        # during the page's first paint.
+        if not examples_ready(ws) and not st.button("Show the example photos", key="predict_examples_render"):
+            st.caption("Example scenes rendered by the check set's own route (a few seconds, once).")
+            return []
+        with st.spinner("Rendering the example photos…"):
+            examples = ensure_examples(ws)
+        cols = st.columns(len(examples))
+        for i, (col, ex) in enumerate(zip(cols, examples, strict=True)):
+            with col:
+                st.image(str(ex.path), width="stretch")
+                if st.button(ex.title, key=f"predict_example_{i}", width="stretch"):
+                    st.session_state["predict_example"] = ex.path.name
+        chosen = st.session_state.get("predict_example")
+        if chosen and st.button("Clear the example", key="predict_example_clear", icon=":material/close:"):
+            st.session_state.pop("predict_example", None)
+            chosen = None
+    by_name = {ex.path.name: ex for ex in examples}
+    if chosen not in by_name:
+        return []
+    ex = by_name[chosen]
+    return [(f"example: {ex.title}", ex.path.read_bytes())]
+
+
+# -- results through the flag finder ------------------------------------------------------------
+
+
+def _finder(ws):
+    """The workspace's flag finder, or None (said: each photo is then classified whole)."""
+    from flagvision.models.finder import FinderError
+
+    try:
+        finder = ui.finder(ws)
+    except FinderError as exc:
+        st.warning(f"{exc} Until then each photo is classified whole.", icon=":material/warning:")
+        return None
+    if finder is None:
+        st.caption("No flag finder in this workspace yet: each photo is classified whole (the default models "
+                   "include it).")  # fmt: skip
+    else:
+        st.caption("The flag finder boxes each flag in a photo; both models read the same crop of it.")
+    return finder
+
+
+def _box_text(box) -> str:
+    return f"({box[0]}, {box[1]})–({box[2]}, {box[3]})"
+
+
+def _cache() -> PhotoCache:
+    """Answers per (photo bytes, checkpoint, options) for this session: a toggle reruns the page,
+    not the models."""
+    if not isinstance(st.session_state.get("predict_cache"), PhotoCache):
+        st.session_state["predict_cache"] = PhotoCache(max_entries=160)  # 20 photos × finder, 2 models, 2 overlays
+    return st.session_state["predict_cache"]
+
+
+def _show_found_flags(index: int, result, labels: dict[str, str], threshold: float) -> None:
+    """A photo read through the flag finder: the boxes drawn on it, then each flag's answers."""
+    with st.container(border=True):
+        st.markdown(f"**{result.name}**")
+        cols = st.columns([1, 2])
+        if result.boxes:
+            caption = f"{len(result.boxes)} flag{'s' if len(result.boxes) > 1 else ''} found: " + "; ".join(
+                f"{i} {_box_text(b)}" for i, b in enumerate(result.boxes, 1)
+            )
+            cols[0].image(draw_boxes(result.image, result.boxes), caption=caption, width="stretch")
+        else:
+            cols[0].image(result.image, caption="photo", width="stretch")
+        with cols[1]:
+            if result.note:
+                st.info(result.note[0].upper() + result.note[1:] + ".", icon=":material/crop_free:")
+            for n, flag in enumerate(result.flags, 1):
+                if flag.box is not None:
+                    head = f"**Flag {n}** · box {_box_text(flag.box)} · finder score {flag.score:.2f}"
+                    if flag.agreement:
+                        head += f" · {agreement_badge(flag.agreement)}"
+                    st.markdown(head)
+                elif flag.agreement:
+                    st.markdown(agreement_badge(flag.agreement))
+                inner = st.columns(2)
+                for col, slot in zip(inner, SLOTS, strict=True):
+                    with col:
+                        if slot not in flag.predictions:
+                            st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
+                            continue
+                        pred = flag.predictions[slot]
+                        st.markdown(f"**{labels[slot]}**")
+                        st.markdown(answer_markdown(pred, threshold))
+                        ui.figure("topk_bars", pred.top, key=f"predict_topk_{slot}_{index}_{n}")
+                        if slot in flag.overlays:
+                            where = "the crop of the flag" if flag.box else "the whole photo"
+                            st.image(flag.overlays[slot], caption=f"Grad-CAM on {where}: {pred.label}", width=160)
+
+
 @ui.guarded
 def main() -> None:
     ws = ui.workspace()
@@ -100,15 +255,18 @@ def main() -> None:
     ui.weights_panel(ws, "predict")
     photos = _photos()
     if not checkpoints:
-        st.warning("No trained model yet: train one on the Train page first.")
+        _no_model_yet(ws, photos)
         return
+    _default_models_offer(ws)
+    photos += _example_photos(ws)
     if not photos:
         st.caption("Drop photos above to classify them.")
         return
     predictors = {slot: ui.predictor(path) for slot, path in checkpoints.items()}
     labels = {slot: p.label for slot, p in predictors.items()}
     gradcam = st.toggle("Grad-CAM overlays", True, key="predict_gradcam")
-    search = st.toggle(
+    finder = _finder(ws)
+    search = finder is None and st.toggle(
         "Look for a small flag in 13 crops",
         False,
         key="predict_search",
@@ -131,7 +289,9 @@ def main() -> None:
     summary = []
     for i, (name, data) in enumerate(photos, 1):
         try:
-            result = analyse_photo(name, data, predictors, k=5, gradcam=gradcam, search=search)
+            result = analyse_photo(
+                name, data, predictors, k=5, gradcam=gradcam, search=search, finder=finder, cache=_cache()
+            )
         except ImageError as exc:
             st.error(str(exc), icon=":material/broken_image:")
             summary.append({"photo": name, "error": "unreadable image"})
@@ -139,7 +299,10 @@ def main() -> None:
         finally:
             if bar is not None:
                 bar.progress(i / len(photos), text=f"Classified {i}/{len(photos)}")
-        _show_result(i, result, labels, threshold)
+        if result.finder_used:
+            _show_found_flags(i, result, labels, threshold)
+        else:
+            _show_result(i, result, labels, threshold)
         answers = {labels[s]: p for s, p in result.predictions.items()}
         summary.append(batch_summary_row(name, answers, result.agreement, threshold))
     if bar is not None:

@@ -208,3 +208,48 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/vgg16-397923af.pth"
+
+
+# -- a flag finder whose answer is known: it marks red cloth ----------------------------------------
+
+
+def red_cloth_finder(folder: Path | None = None):
+    """A real :class:`~flagvision.models.finder.Finder` with hand-set weights: a 4 x 4 cell is flag
+    where it is clearly red (red well above green and blue), nothing else. Its boxes are known in
+    advance (a red rectangle on grey → that rectangle; a flat grey photo → no flag), so tests of the
+    find → crop → classify path need no training. Saved into ``folder`` (a workspace's
+    ``finder_dir``) when given."""
+    import torch
+
+    from flagvision.models.finder import FINDER_FORMAT, Finder, FinderConfig, FinderNet
+
+    cfg = FinderConfig(input_size=64, width=4, scenes=16, val_scenes=0, epochs=1)
+    net = FinderNet(cfg.width)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
+        stem = net.local[0][0]  # input x - 0.5: red (1, 0, 0) → 0.5 + 0.25 + 0.25 = 1, grey → 0
+        stem.weight[0, 0], stem.weight[0, 1], stem.weight[0, 2] = 1 / 16, -0.5 / 16, -0.5 / 16
+        for block in (net.local[1], net.local[2]):  # channel 0 passes through (BatchNorm is identity)
+            block[0].weight[0, 0, 1, 1] = 1.0
+        net.head[0].weight[0, 0] = 1.0
+        net.head[2].weight[0, 0] = 20.0
+        net.head[2].bias.fill_(-8.0)  # logit +12 on red, -8 elsewhere
+    card = {"format": FINDER_FORMAT, "config": cfg.to_dict(), "input_size": cfg.input_size,
+            "mask_size": cfg.mask_size, "generator": "test", "created_at": time.time(), "metrics": {}}  # fmt: skip
+    finder = Finder(net, card)
+    if folder is not None:
+        finder.save(folder)
+    return finder
+
+
+def red_patch_photo(box=(60, 40, 140, 90), size=(200, 150)) -> bytes:
+    """A grey PNG photo with one red rectangle at ``box``: what :func:`red_cloth_finder` finds."""
+    img = Image.new("RGB", size, (128, 128, 128))
+    img.paste((230, 20, 20), box)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,5 +1,5 @@
-"""Background jobs: queue a training run, a study or a weights download, start worker processes,
-cancel, reap.
+"""Background jobs: queue a training run, a study, a weights download or the flag finder's
+training, start worker processes, cancel, reap.
 
 A job is a row in the store (``fv_jobs``) plus, once it runs, one OS process::
 
@@ -135,6 +135,19 @@ def submit_weights_download(ws: Workspace, url: str | None = None) -> int:
     return job_id
 
 
+def submit_finder(ws: Workspace, config: dict[str, Any] | None = None) -> int:
+    """Queue the training of the workspace's flag finder (``flagvision.models.finder.build_finder``
+    in a worker); ``config`` is a ``FinderConfig.to_dict()`` (default: its defaults, as ``finder
+    train``). Return the job id; one already queued or running is returned instead of a second one."""
+    store = open_store(ws)
+    latest = store.latest_job("finder")
+    if latest is not None and latest["state"] in ACTIVE_STATES:
+        return int(latest["id"])
+    job_id = store.create_job("finder", {"config": config} if config else {})
+    dispatch(ws)
+    return job_id
+
+
 def latest_weights_job(ws: Workspace) -> dict[str, Any] | None:
     """The newest weights download job (any state), or None: what the app's weights panel shows."""
     return open_store(ws).latest_job("weights")
@@ -214,7 +227,14 @@ def _poll_children() -> None:
 
 
 def _exit_status(pid: int) -> str:
-    """ ", exit status N" (negative: killed by signal -N) when this process started the worker."""
+    """``, exit status N`` (negative: killed by signal -N) when this process started the worker."""
+    with _children_lock:
+        for p in _children:
+            if p.pid == pid and p.returncode is None:
+                try:  # it is gone or going: its status comes within moments
+                    _exit_codes[pid] = p.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
     code = _exit_codes.get(pid)
     return "" if code is None else f", exit status {code}"
 
@@ -415,6 +435,8 @@ def _not_worker_because(pid: int, job_id: int, ws: Workspace) -> str | None:
         if all(arg.encode() in cmdline for arg in worker_command(ws, job_id)[2:]):
             return None
         shown = b" ".join(cmdline).decode(errors="replace").strip()[:200]
+        if not shown:  # no command line: a process whose memory is already released, i.e. exiting
+            return "it is exiting"
         return f"the pid now runs another program: {shown}"
     # No /proc (macOS): existence is all we can know.
     try:

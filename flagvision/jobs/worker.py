@@ -6,8 +6,9 @@ worker
 * beats a heartbeat into the store every second from a thread of its own (progress 0–1 and a
   line of text), which also brings back the cancel flag;
 * runs the job: a training run (``runs.execute_run`` with a progress reporter and a stop check
-  after every batch), a study (``flagvision.studies.runner.run_study_job``) or the download of
-  VGG-16's weights (``flagvision.models.weights.download_weights``, progress in MB);
+  after every batch), a study (``flagvision.studies.runner.run_study_job``), the download of
+  VGG-16's weights (``flagvision.models.weights.download_weights``, progress in MB) or the flag
+  finder's training (``flagvision.models.finder.build_finder``, progress per rendered scene and epoch);
 * stops cleanly on cancel: the store flag or SIGTERM set the same stop event; training ends after
   the current batch, between writes, and the best checkpoint stays. Before training has started
   (importing torch, decoding images) there is nothing to keep, so SIGTERM aborts at once;
@@ -112,6 +113,8 @@ class _Worker:
                     state, result = self._study()
                 elif self.job["kind"] == "weights":
                     state, result = self._weights()
+                elif self.job["kind"] == "finder":
+                    state, result = self._finder()
                 else:
                     raise ValueError(f"unknown job kind {self.job['kind']!r}")
             except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
@@ -230,6 +233,23 @@ class _Worker:
         except DownloadCancelled:
             return "cancelled", {}
         return "succeeded", {"path": str(path)}
+
+    def _finder(self) -> tuple[str, dict[str, Any]]:
+        from flagvision.models.finder import FinderConfig, build_finder, finder_dir
+
+        # The phase stays "prepare": build_finder has no stop check, so SIGTERM aborts it at once
+        # (nothing is kept; the weights and card are written only at the end).
+        # Rendering the scenes is the first ~third of the time, the epochs the rest.
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "rendering scenes":
+                self.report(0.3 * done / max(total, 1), f"rendering scenes {done}/{total}")
+            else:
+                self.report(0.3 + 0.7 * done / max(total, 1), f"training: epoch {done} of {total}")
+
+        self.report(0.0, "rendering scenes")
+        cfg = FinderConfig.from_dict(self.job["payload"].get("config") or {})
+        finder = build_finder(self.ws, cfg, progress=progress)
+        return "succeeded", {"path": str(finder_dir(self.ws)), "metrics": finder.card.get("metrics", {})}
 
     def _record_end(self, state: str, error: str | None, result: dict[str, Any] | None) -> None:
         # Retried: if this write were lost, the reaper would call a clean exit "worker died".

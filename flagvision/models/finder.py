@@ -41,10 +41,9 @@ from flagvision.data.images import open_image
 from flagvision.errors import FlagVisionError
 from flagvision.synthetic.scenes import GENERATOR_VERSION, Background, render_annotated
 from flagvision.training.checkpoints import write_json_atomic
-from flagvision.workspace import CARD_FILE, WEIGHTS_FILE, Workspace
+from flagvision.workspace import CARD_FILE, FINDER_DIR, WEIGHTS_FILE, Workspace
 
 FINDER_FORMAT = "flagvision-finder/1"
-FINDER_DIR = "finder"  # the finder's folder in the workspace
 MASK_STRIDE = 4  # input pixels per mask cell
 NO_FLAG_FOUND = "no flag found: the whole photo was classified"
 

@@ -35,4 +35,7 @@ def ensure_builtin(ws: Workspace, progress: Callable[[int, int], None] | None = 
         from flagvision.synthetic.scenes import SynthConfig, synthesize
 
         synthesize(path, SynthConfig(), progress=progress, overwrite=True)
+    from flagvision.synthetic.examples import ensure_examples
+
+    ensure_examples(ws)  # the Predict page's example photos, with the data (a few seconds, once)
     return path

@@ -117,3 +117,23 @@ def test_every_hyperparameter_help_says_what_changing_it_does_its_range_and_the_
         text = ui.help_text(spec)
         assert spec.effect and spec.effect in text, spec.name
         assert f"Range: {spec.describe_range()}" in text and "the reference study's value" in text, text
+
+
+def test_default_part_text_says_what_a_model_column_waits_for():
+    from app_ui.logic import default_part_text
+
+    running = {"state": "running", "progress": 0.3, "started_at": 100.0, "progress_text": "epoch 3/10 · val acc 51.0%"}
+    assert default_part_text("cnn", {"state": "running", "job": running}, now=130.0) == (
+        "training: epoch 3/10 · val acc 51.0% · ETA 1m 10s"
+    )
+    finder = {"state": "running", "progress": 0.5, "started_at": 100.0, "progress_text": "training: epoch 6 of 12"}
+    assert default_part_text("finder", {"state": "running", "job": finder}, now=110.0) == (
+        "training: epoch 6 of 12 · ETA 10s"
+    )
+    assert default_part_text("vgg", {"state": "waiting for weights"}) == (
+        "waiting for ImageNet weights: download them below"
+    )
+    assert default_part_text("vgg", {"state": "queued", "job": {}}).startswith("queued")
+    assert default_part_text("cnn", {"state": "ready"}) == "trained"
+    assert default_part_text("cnn", {"state": "missing"}) == "not trained yet"
+    assert ui.job_title({"kind": "finder", "id": 3}) == "Training the flag finder"
