@@ -435,8 +435,11 @@ def _not_worker_because(pid: int, job_id: int, ws: Workspace) -> str | None:
         if all(arg.encode() in cmdline for arg in worker_command(ws, job_id)[2:]):
             return None
         shown = b" ".join(cmdline).decode(errors="replace").strip()[:200]
-        if not shown:  # no command line: a process whose memory is already released, i.e. exiting
-            return "it is exiting"
+        if not shown:
+            # No command line yet: the worker is still inside exec (Popen returns once the old
+            # program's files are closed, before the new one has its arguments in place; on a busy
+            # machine that lasts long enough to be seen). It is the process dispatch just started.
+            return None
         return f"the pid now runs another program: {shown}"
     # No /proc (macOS): existence is all we can know.
     try:
