@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui as ui
-from app_ui.logic import agreement_badge, answer_markdown, batch_summary_row, checkpoint_choices, checkpoint_label
+from app_ui.answers import agreement_badge, answer_markdown, batch_summary_row
+from app_ui.logic import checkpoint_choices, checkpoint_label
+from app_ui.weights import weights_panel
 from flagvision.config import CONFIDENCE_THRESHOLD, CUSTOM_CNN, VGG16_TRANSFER, model_info
 from flagvision.data.images import IMAGE_SUFFIXES, ImageError
 from flagvision.inference.photos import PhotoCache, analyse_photo, draw_boxes
@@ -252,7 +254,7 @@ def main() -> None:
         "held-out images; below the threshold a model says 'not sure'. Grad-CAM shows where the model looked."
     )
     checkpoints = _choose_models(store)
-    ui.weights_panel(ws, "predict")
+    weights_panel(ws, "predict")
     photos = _photos()
     if not checkpoints:
         _no_model_yet(ws, photos)

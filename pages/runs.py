@@ -7,7 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 import app_ui as ui
-from app_ui.logic import SORT_KEYS, calibration_summary, model_label, runs_table
+from app_ui.answers import calibration_summary
+from app_ui.logic import SORT_KEYS, model_label, runs_table
 from flagvision.config import model_names
 from flagvision.jobs.schema import ACTIVE_STATES, RUN_STATUSES
 from flagvision.workspace import CARD_FILE, RunPaths

@@ -7,18 +7,8 @@ import time
 import streamlit as st
 
 import app_ui as ui
-from app_ui.logic import (
-    IMAGE_SIZES,
-    dataset_choices,
-    dataset_title,
-    describe_override,
-    format_value,
-    log_grid,
-    range_widget_default,
-    space_override,
-    trial_dict,
-    trial_rows,
-)
+from app_ui.logic import IMAGE_SIZES, dataset_choices, dataset_title, format_value, log_grid
+from app_ui.study_form import describe_override, range_widget_default, space_override, trial_dict, trial_rows
 from flagvision.config import (
     CNN_IMAGE_SIZE,
     CUSTOM_CNN,

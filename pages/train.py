@@ -21,6 +21,7 @@ from app_ui.logic import (
     param_applies,
     resumable,
 )
+from app_ui.weights import weights_panel
 from flagvision.config import (
     CUSTOM_CNN,
     DEFAULT_AUGMENT,
@@ -84,7 +85,7 @@ def _model_section(ws) -> tuple[str, dict, bool]:
             key="train_vgg_ft",
             help="Also train the last kept block (slower: no feature cache)",
         )
-        available = ui.weights_panel(ws, "train")
+        available = weights_panel(ws, "train")
         # Never ticked by default: random initialisation is a choice the user makes, not a fallback.
         random_init = st.checkbox(
             "Random initialisation instead of ImageNet weights (labelled “random init, not pretrained”)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app_ui import logic as ui
+from app_ui import study_form
 from flagvision.config import HYPERPARAMS, PARAM_SPECS, ConfigError
 
 
@@ -43,25 +44,25 @@ def test_build_run_config_validates():
 
 def test_space_override_full_narrow_fixed_choices():
     fc1 = PARAM_SPECS["fc1_units"]
-    assert ui.space_override(fc1, (64, 512)) is None
-    assert ui.space_override(fc1, (128, 128)) == {"name": "fc1_units", "fixed": 128}
-    assert ui.space_override(fc1, (64, 256)) == {"name": "fc1_units", "low": 64, "high": 256}
+    assert study_form.space_override(fc1, (64, 512)) is None
+    assert study_form.space_override(fc1, (128, 128)) == {"name": "fc1_units", "fixed": 128}
+    assert study_form.space_override(fc1, (64, 256)) == {"name": "fc1_units", "low": 64, "high": 256}
     act = PARAM_SPECS["activation"]
-    assert ui.space_override(act, list(act.choices)) is None
-    assert ui.space_override(act, ["ELU"]) == {"name": "activation", "fixed": "ELU"}
-    assert ui.space_override(act, ["Tanh", "ReLU"]) == {"name": "activation", "choices": ["ReLU", "Tanh"]}
+    assert study_form.space_override(act, list(act.choices)) is None
+    assert study_form.space_override(act, ["ELU"]) == {"name": "activation", "fixed": "ELU"}
+    assert study_form.space_override(act, ["Tanh", "ReLU"]) == {"name": "activation", "choices": ["ReLU", "Tanh"]}
     with pytest.raises(ConfigError):
-        ui.space_override(act, [])
+        study_form.space_override(act, [])
     lr = PARAM_SPECS["lr"]
-    assert ui.space_override(lr, ui.range_widget_default(lr)) is None
+    assert study_form.space_override(lr, study_form.range_widget_default(lr)) is None
 
 
 def test_space_overrides_make_a_valid_study_config():
     from flagvision.studies.config import StudyConfig
 
     overrides = [
-        ui.space_override(PARAM_SPECS["fc1_units"], (64, 128)),
-        ui.space_override(PARAM_SPECS["optimizer"], ["Adam"]),
+        study_form.space_override(PARAM_SPECS["fc1_units"], (64, 128)),
+        study_form.space_override(PARAM_SPECS["optimizer"], ["Adam"]),
     ]
     cfg = StudyConfig.from_dict({"name": "x", "space": overrides})
     assert cfg.search_space().fixed == {"optimizer": "Adam"}

@@ -85,7 +85,7 @@ def test_page_text_inputs_take_no_paths(guarded_ws):
         "dataset_import_name": "dataset.py",
         "train_run_name": "train.py",
         "study_new_name": "study.py",
-        "f'{key}_weights_path'": "__init__.py",
+        "f'{key}_weights_path'": "weights.py",
     }, "a new text input: if it takes a path, pass it through Workspace.confine and add it here"
     ws, check = guarded_ws
     png = encode(Image.new("RGB", (8, 8)), "PNG")
