@@ -144,8 +144,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {p.name: p for p in HYPERPARAMS}
 SEARCHABLE = tuple(p.name for p in HYPERPARAMS if p.name != "epochs")
 
 
-class _JsonMixin:
-    """JSON round trip for the frozen config dataclasses; each of them defines its own ``from_dict``."""
+class JsonConfig:
+    """JSON round trip for the frozen config dataclasses (runs, data, VGG, the generator, the finder)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(cast("DataclassInstance", self))  # the mixin is only mixed into dataclasses
@@ -177,7 +177,7 @@ def check_fields(cls: type, data: dict[str, Any], what: str = "", error: type[Co
 
 
 @dataclass(frozen=True)
-class HyperParams(_JsonMixin):
+class HyperParams(JsonConfig):
     """The reference study's eleven hyperparameters; defaults are the reference study's best preset."""
 
     num_filters_conv1: int = 24  # 8–64 step 8
@@ -224,7 +224,7 @@ def default_image_size(model: str) -> int:
 
 
 @dataclass(frozen=True)
-class DataConfig(_JsonMixin):
+class DataConfig(JsonConfig):
     """How a dataset is read, split, cached and augmented."""
 
     path: str = ""  # ImageFolder root (class sub-folders, or train/ and test|val/ splits)
@@ -246,7 +246,7 @@ class DataConfig(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class VGGConfig(_JsonMixin):
+class VGGConfig(JsonConfig):
     """VGG-16 transfer options."""
 
     blocks: int = 5  # convolutional blocks of VGG-16 kept as feature extractor (1–5)
@@ -265,7 +265,7 @@ class VGGConfig(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class RunConfig(_JsonMixin):
+class RunConfig(JsonConfig):
     """Everything one training run needs; written as ``config.json`` next to the run."""
 
     model: str = CUSTOM_CNN  # a name from flagvision.models.networks.list_models()

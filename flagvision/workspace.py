@@ -10,6 +10,7 @@ Layout::
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +182,15 @@ def _plain_name(name: int | str, parent: Path) -> str:
     if text in ("", ".", "..") or "/" in text or "\\" in text or "\0" in text:
         raise WorkspaceError(f"{text!r} is not a folder name inside {parent}")
     return text
+
+
+def publish_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` in place of ``out`` (which may exist): renames only, so a reader
+    sees the old folder or the new one, never a half-written mix; the old one is removed after."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)

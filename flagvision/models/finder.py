@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from flagvision.config import ConfigError
+from flagvision.config import ConfigError, JsonConfig
 from flagvision.data.images import open_image
 from flagvision.errors import FlagVisionError
 from flagvision.synthetic.scenes import GENERATOR_VERSION, Background, render_annotated
@@ -58,7 +58,7 @@ class FinderError(FlagVisionError, ValueError):
 
 
 @dataclass(frozen=True)
-class FinderConfig:
+class FinderConfig(JsonConfig):
     """How the flag finder is built and how its mask becomes boxes."""
 
     input_size: int = 128  # px, the side the photo is squashed to; 64..512, a multiple of 16
@@ -92,17 +92,6 @@ class FinderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise ConfigError(f"FinderConfig.{name} must be a number in {lo}..{hi}, got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinderConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown FinderConfig field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**data)
 
     @property
     def mask_size(self) -> int:

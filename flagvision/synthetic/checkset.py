@@ -57,6 +57,7 @@ from flagvision.synthetic.checkset_drawing import (
     _scene_backdrop,
 )
 from flagvision.synthetic.flags import FLAG_ASPECT, FLAG_NAMES, check_flag_name
+from flagvision.workspace import publish_folder
 
 CHECKSET_VERSION = "checkset-2"
 FRAMINGS = ("closeup", "scene_small", "building", "vertical", "two_flags")
@@ -196,13 +197,7 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
                     "per_class": per_class, "size": size, "class_names": list(FLAG_NAMES),
                     "framings": list(framings), "images": images}  # fmt: skip
         (tmp / "checkset.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        publish_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
