@@ -38,14 +38,14 @@ class WorkspaceError(FlagVisionError, ValueError):
     """A path or name that does not belong to the workspace."""
 
 
-class _CheckpointFile:
-    """A file in the run's checkpoint folder, read as an attribute of :class:`RunPaths`."""
+class _RunFile:
+    """A file of the run folder (or of its checkpoint folder), read as an attribute of :class:`RunPaths`."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, in_checkpoint: bool = False) -> None:
+        self.name, self.in_checkpoint = name, in_checkpoint
 
     def __get__(self, paths: RunPaths, owner: type | None = None) -> Path:
-        return paths.checkpoint / self.name
+        return (paths.root / CHECKPOINT_DIR if self.in_checkpoint else paths.root) / self.name
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,16 @@ class RunPaths:
 
     root: Path
 
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / CHECKPOINT_DIR
-
-    weights = _CheckpointFile(WEIGHTS_FILE)
-    card = _CheckpointFile(CARD_FILE)
-    last_weights = _CheckpointFile(LAST_WEIGHTS)
-    last_card = _CheckpointFile(LAST_CARD)
-    last_optimizer = _CheckpointFile(LAST_OPTIMIZER)
+    config = _RunFile(CONFIG_FILE)
+    checkpoint = _RunFile(CHECKPOINT_DIR)
+    weights = _RunFile(WEIGHTS_FILE, in_checkpoint=True)
+    card = _RunFile(CARD_FILE, in_checkpoint=True)
+    last_weights = _RunFile(LAST_WEIGHTS, in_checkpoint=True)
+    last_card = _RunFile(LAST_CARD, in_checkpoint=True)
+    last_optimizer = _RunFile(LAST_OPTIMIZER, in_checkpoint=True)
+    evaluation = _RunFile(EVALUATION_FILE)
+    owner = _RunFile(OWNER_FILE)
+    log = _RunFile(LOG_FILE)
 
     @property
     def has_resumable_state(self) -> bool:
@@ -81,18 +78,6 @@ class RunPaths:
     def last_state(self) -> tuple[Path, Path, Path]:
         """The three files a resume reads (written together after every epoch)."""
         return (self.last_weights, self.last_card, self.last_optimizer)
-
-    @property
-    def evaluation(self) -> Path:
-        return self.root / EVALUATION_FILE
-
-    @property
-    def owner(self) -> Path:
-        return self.root / OWNER_FILE
-
-    @property
-    def log(self) -> Path:
-        return self.root / LOG_FILE
 
     @property
     def files(self) -> tuple[Path, ...]:

@@ -290,8 +290,7 @@ class Store:
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """The run as a dict (all columns, plus ``config`` parsed), or None."""
-        rows = self._read("SELECT * FROM fv_runs WHERE id = ?", (run_id,))
-        return self._run_row(rows[0]) if rows else None
+        return next(iter(self._by_id("fv_runs", run_id, self._run_row)), None)
 
     def list_runs(self, status: str | Sequence[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs, newest first, optionally only those with the given status(es)."""
@@ -395,8 +394,10 @@ class Store:
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job (all columns, plus ``payload``/``result`` parsed), or None."""
-        rows = self._read("SELECT * FROM fv_jobs WHERE id = ?", (job_id,))
-        return self._job_row(rows[0]) if rows else None
+        return next(iter(self._by_id("fv_jobs", job_id, self._job_row)), None)
+
+    def _by_id(self, table: str, row_id: int, as_dict: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
+        return [as_dict(r) for r in self._read(f"SELECT * FROM {table} WHERE id = ?", (row_id,))]
 
     def list_jobs(self, states: str | Sequence[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Jobs, newest first, optionally only in the given state(s)."""
