@@ -273,11 +273,14 @@ class Store:
         return self._write(lambda c: _inserted_id(c.execute(sql, [fields[n] for n in names])))
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        fields = self._run_fields(fields)
+        self._update("fv_runs", run_id, self._run_fields(fields))
+
+    def _update(self, table: str, row_id: int, fields: dict[str, Any]) -> None:
+        """Set ``fields`` (already checked against the table's columns) on one row."""
         if not fields:
             return
         assignments = ", ".join(f"{n} = ?" for n in fields)
-        self._write(lambda c: c.execute(f"UPDATE fv_runs SET {assignments} WHERE id = ?", [*fields.values(), run_id]))
+        self._write(lambda c: c.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*fields.values(), row_id]))
 
     def end_run(self, run_id: int, status: str, error: str | None = None, **fields: Any) -> None:
         """Record a run's end (the one way it is written): a finished status, the time, the error's line.
@@ -411,11 +414,7 @@ class Store:
         return self._job_row(rows[0]) if rows else None
 
     def update_job(self, job_id: int, **fields: Any) -> None:
-        fields = self._job_fields(fields)
-        if not fields:
-            return
-        assignments = ", ".join(f"{n} = ?" for n in fields)
-        self._write(lambda c: c.execute(f"UPDATE fv_jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id]))
+        self._update("fv_jobs", job_id, self._job_fields(fields))
 
     def heartbeat(self, job_id: int, progress: float | None = None, progress_text: str | None = None) -> bool:
         """Mark the job alive (and its progress 0..1); return whether cancel was requested.
