@@ -29,6 +29,7 @@ from flagvision.config import (
     PARAM_SPECS,
     VGG16_TRANSFER,
     ConfigError,
+    RunConfig,
     VGGConfig,
     default_image_size,
     model_info,
@@ -135,7 +136,8 @@ def _config_form(ws):
             "Image size",
             IMAGE_SIZES,
             key="train_image_size",
-            help=f"Square network input in pixels ({_default_sizes()} by default). Range: 8–256",
+            help=f"Square network input in pixels ({_default_sizes()} by default). Larger keeps the small "
+            "details of emblems and crosses but trains slower (cost grows with the square of the size). Range: 8–256",
         )
         augment = c2.slider(
             "Augmentation strength",
@@ -144,9 +146,11 @@ def _config_form(ws):
             DEFAULT_AUGMENT,
             0.05,
             key="train_augment",
-            help="0 = none, 1 = strong. Range: 0–1",
+            help="Random crops, turns, colour and blur applied to each training batch: more makes the model "
+            "robust to photos unlike the training images but learns more slowly; 0 = none, 1 = strong. Range: 0–1",
         )
         epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs")
+        settings = _training_settings()
         name = st.text_input("Run name", key="train_run_name", placeholder="optional")
         start_slot = st.container()
     with right:
@@ -160,22 +164,63 @@ def _config_form(ws):
             hparams[spec.name] = ui.param_widget(spec, key=f"train_hp_{spec.name}", disabled=not applies)
         if model is not None and not model_info(model).searchable:
             st.caption(f"Greyed out: shapes of the custom CNN, not used by {model_info(model).label}.")
-    return model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting_for_weights
+    return model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting_for_weights, settings
+
+
+WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # RunConfig accepts 0–0.1
+
+
+def _training_settings() -> dict:
+    """Early stopping, weight decay and the random seed (RunConfig's own settings), folded away."""
+    defaults = RunConfig()
+    with st.expander("Training settings: early stopping, weight decay, random seed"):
+        c1, c2, c3 = st.columns(3)
+        patience = c1.number_input(
+            "Early-stopping patience",
+            0,
+            50,
+            int(defaults.patience),
+            1,
+            key="train_patience",
+            help="Stop when the validation accuracy has not improved for this many epochs (the best epoch's "
+            "checkpoint is kept): lower ends a run sooner, higher waits longer for a late gain; 0 = never "
+            "stop early. Range: 0–50",
+        )
+        weight_decay = c2.select_slider(
+            "Weight decay",
+            WEIGHT_DECAYS,
+            float(defaults.weight_decay),
+            key="train_weight_decay",
+            format_func=lambda v: "0 (off)" if v == 0 else f"{v:g}",
+            help="An L2 penalty that pulls the weights towards zero: more fights overfitting, too much stops "
+            "the model from learning; 0 = off (the reference study used none). Range: 0–0.1",
+        )
+        seed = c3.number_input(
+            "Random seed",
+            0,
+            2**31 - 1,
+            int(defaults.seed),
+            1,
+            key="train_seed",
+            help="Seeds the weights' start, the shuffling and the augmentation: the same seed and settings "
+            "give the same run; change it to see how much a result depends on luck.",
+        )
+    return {"patience": int(patience), "weight_decay": float(weight_decay), "seed": int(seed)}
 
 
 def _start(ws, blocked: bool = False) -> None:
-    model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting = _config_form(ws)
+    model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting, settings = _config_form(ws)
     with start_slot:
-        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked or waiting)
+        _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, settings, blocked or waiting)
 
 
-def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, blocked: bool = False) -> None:
+def _submit(ws, model, vgg, dataset, image_size, augment, hparams, name, settings, blocked: bool = False) -> None:
     if model is None or blocked:  # blocked: values were just reset, or VGG-16 waits for its weights
         st.button("Start training", key="train_start", type="primary", disabled=True)
         return
     path = ws.dataset_dir(dataset)
     try:
-        cfg = build_run_config(model, hparams, path, image_size=image_size, augment=augment, vgg=vgg)
+        cfg = build_run_config(model, hparams, path, image_size=image_size, augment=augment, vgg=vgg, **settings)
     except ConfigError as exc:
         st.error(f"This configuration cannot be trained: {exc}", icon=":material/error:")
         st.button("Start training", key="train_start", type="primary", disabled=True)
@@ -288,6 +333,9 @@ def _reset_invalid_values(ws) -> bool:
             "train_dataset": ui.one_of("dataset", dataset_choices(ws)),
             "train_image_size": ui.one_of("image size", IMAGE_SIZES),
             "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),
+            "train_patience": ui.in_range("early-stopping patience", 0, 50, integer=True),
+            "train_weight_decay": ui.one_of("weight decay", WEIGHT_DECAYS),
+            "train_seed": ui.in_range("random seed", 0, 2**31 - 1, integer=True),
         }
     )
     return ui.reset_invalid_state(checks)
