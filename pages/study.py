@@ -119,7 +119,7 @@ def _new_study(ws, blocked: bool = False, expanded: bool = True) -> None:
 
 def _study_form(ws, blocked: bool) -> None:
     from flagvision.studies.config import StudyConfig
-    from flagvision.studies.options import PRUNERS, PRUNING_TRADE, SAMPLERS
+    from flagvision.studies.options import PRUNERS, PRUNING_TRADE, SAMPLER_HELP, SAMPLERS
 
     c1, c2, c3 = st.columns(3)
     if "study_new_name" not in st.session_state:
@@ -156,9 +156,17 @@ def _study_form(ws, blocked: bool) -> None:
         1,
         key="study_epochs",
         persist_state="page",
-        help="Constant within a study (the reference study used 5)",
+        help="Passes over the training set per trial, the same for every trial: more makes each trial's score "
+        "closer to a full training but the study slower. Range: 1–30; the reference study used 5",
     )
-    sampler = c3.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index("tpe"), key="study_sampler", persist_state="page")
+    sampler = c3.selectbox(
+        "Sampler",
+        SAMPLERS,
+        index=SAMPLERS.index("tpe"),
+        key="study_sampler",
+        persist_state="page",
+        help=SAMPLER_HELP,
+    )
     pruner = c4.selectbox(
         "Pruner",
         PRUNERS,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flagvision.config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, PARAM_SPECS, SEARCHABLE, DataConfig
 from flagvision.strict_json import dumps as json_dumps
-from flagvision.studies.options import PRUNERS, PRUNING_TRADE, SAMPLERS
+from flagvision.studies.options import PRUNERS, PRUNING_TRADE, SAMPLER_HELP, SAMPLERS
 
 if TYPE_CHECKING:  # flagvision.studies.runner imports Optuna: only the commands that need it import it
     from flagvision.studies.config import ParamOverride, StudyConfig
@@ -253,7 +253,7 @@ def register(sub) -> None:
     p.add_argument("--n-trials", type=int, help="total trials of the study (default 20)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds (default: none)")
     p.add_argument("--epochs-per-trial", type=int, help="epochs of every trial (default 5)")
-    p.add_argument("--sampler", choices=SAMPLERS, help="default tpe")
+    p.add_argument("--sampler", choices=SAMPLERS, help=f"{SAMPLER_HELP} Default tpe.")
     p.add_argument("--pruner", choices=PRUNERS, help=f"default percentile. {PRUNING_TRADE}")
     p.add_argument(
         "--pruner-startup-trials",

@@ -14,3 +14,9 @@ PRUNING_TRADE = (
     "trials at the same epoch: the study finishes in a fraction of the time, but a trial that starts slowly "
     "and would have ended best can be stopped, so the best model found may be a little worse."
 )
+# What the sampler choice means, for `tune --help` and the Study page.
+SAMPLER_HELP = (
+    "How the next trial's values are chosen: random draws each value independently (a fair baseline); "
+    "TPE (tree-structured Parzen estimator) learns from the finished trials and tries more values near the "
+    "good ones, so it usually finds a better model in the same number of trials."
+)
