@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--scenes", type=int, help="training scenes (default 2000)")
     f.add_argument("--val-scenes", type=int, help="held-out scenes the boxes are measured on (default 200)")
     f.add_argument("--epochs", type=int, help="passes over them (default 12)")
+    f.add_argument("--width", type=int, help="channels of the network's stem, 4..64 (default 24)")
     f.add_argument("--seed", type=int, help="random seed (default 0)")
     f.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     f.add_argument("--json", action="store_true", help="print the finder's card as JSON at the end")
@@ -54,7 +55,7 @@ def cmd_finder(args) -> int:
         else:
             print(f"flag finder: not built ({status['message']})")
         return 0
-    names = ("scenes", "val_scenes", "epochs", "seed", "threads")
+    names = ("scenes", "val_scenes", "epochs", "width", "seed", "threads")
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     cfg = FinderConfig.from_dict({**FinderConfig().to_dict(), **overrides})
     started = time.perf_counter()
