@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_finder)
 
 
-def _line(stage: str, done: int, total: int) -> None:
+def finder_progress(stage: str, done: int, total: int) -> None:
     if stage == "rendering scenes":
         print(f"\r{stage}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
     else:
@@ -59,7 +59,7 @@ def cmd_finder(args) -> int:
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     cfg = FinderConfig.from_dict({**FinderConfig().to_dict(), **overrides})
     started = time.perf_counter()
-    finder = build_finder(ws, cfg, progress=_line)
+    finder = build_finder(ws, cfg, progress=finder_progress)
     m = finder.card["metrics"]
     if args.json:
         print(json_dumps(finder.card, indent=2))

@@ -465,6 +465,24 @@ def build_finder(
 # The crop a classifier reads
 
 
+def finder_ready(ws: Workspace) -> bool:
+    """True when the workspace has a finder trained on the current generator's scenes."""
+    try:
+        card = json.loads((finder_dir(ws) / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FINDER_FORMAT and card.get("generator") == GENERATOR_VERSION
+
+
+def ensure_finder(ws: Workspace, progress: Progress | None = None) -> bool:
+    """Build the workspace's finder with its defaults (first start) when it is missing or was
+    trained on an older generator's scenes; True when it was built now."""
+    if finder_ready(ws):
+        return False
+    build_finder(ws, FinderConfig(), progress)
+    return True
+
+
 def crop_for_classifier(
     image: Image.Image, box: Box, margin: float = 0.15, mode: CropMode = "letterbox"
 ) -> Image.Image:

@@ -269,7 +269,9 @@ def occlude(img: Image.Image, rng: np.random.Generator, p: Placement, n: int) ->
         w, h = rng.uniform(0.1, 0.25) * p.flag_px, rng.uniform(0.15, 0.3) * p.flag_py
         color = jitter(rng, pick(rng, WALLS + ROOFS), 20)
         draw.rectangle(
-            [cx - w / 2, min(cy, n), cx + w / 2, n] if rng.random() < 0.6 else [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2],
+            [cx - w / 2, min(cy, n), cx + w / 2, n]
+            if rng.random() < 0.6
+            else [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2],
             fill=color,
         )
 
