@@ -49,7 +49,19 @@ CROP_MARGIN = 0.15  # around a found flag, a share of its width and height on ea
 CROP_MODE: CropMode = "context"  # widen the shorter side with the photo: measured best of three (predict_photo)
 TALL_BELOW = 1.0  # a found box taller than wide is read upright as well (every flag is wider than tall)
 TALL_ABOVE = 1.2  # a box this much taller than wide is a vertical flag: read upright only (measured: QUALITY.md)
-WHOLE_ABOVE = 0.6  # a box covering this share of the photo's area is a close-up: the whole photo is read
+WHOLE_ABOVE = 0.5  # a box covering this share of the photo's area is a close-up: the whole photo is read
+
+
+def reading(box: Box, photo_size: tuple[int, int]) -> str:
+    """How :meth:`Predictor.predict_photo` reads a found flag's box: ``"whole"`` (a close-up: the
+    whole photo), ``"upright"`` (clearly taller than wide: a vertical flag, its crop transposed
+    back), ``"either"`` (a little taller than wide: both ways, the surer answers) or ``"crop"``."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    if w * h > WHOLE_ABOVE * photo_size[0] * photo_size[1]:
+        return "whole"
+    if h > TALL_ABOVE * w:
+        return "upright"
+    return "either" if h > TALL_BELOW * w else "crop"
 
 
 def scene_views(image: Image.Image) -> list[tuple[Box | None, Image.Image]]:
@@ -145,24 +157,17 @@ class Predictor:
         detections = finder.find_flags(pil)
         if not detections:
             return [self._top(self.probabilities([pil])[0], k)]
-        crops, tall, upright_only = [], [], []
-        for i, d in enumerate(detections):
-            w, h = d.box[2] - d.box[0], d.box[3] - d.box[1]
-            if w * h > WHOLE_ABOVE * pil.width * pil.height:
-                crops.append(pil)
-                continue
-            crops.append(crop_for_classifier(pil, d.box, CROP_MARGIN, crop_mode))
-            if h > TALL_BELOW * w:
-                tall.append(i)
-            if h > TALL_ABOVE * w:
-                upright_only.append(i)
+        how = [reading(d.box, pil.size) for d in detections]
+        crops = [pil if r == "whole" else crop_for_classifier(pil, d.box, CROP_MARGIN, crop_mode)
+                 for r, d in zip(how, detections, strict=True)]  # fmt: skip
+        tall = [i for i, r in enumerate(how) if r in ("upright", "either")]
         probs = self.probabilities(crops + [crops[i].transpose(Image.Transpose.TRANSPOSE) for i in tall])
         out = []
         for i, d in enumerate(detections):
             p = probs[i]
             if i in tall:
                 upright = probs[len(crops) + tall.index(i)]
-                p = upright if i in upright_only or float(upright.max()) > float(p.max()) else p
+                p = upright if how[i] == "upright" or float(upright.max()) > float(p.max()) else p
             values, indices = p.topk(k)
             top = [(self.class_names[c], float(v)) for v, c in zip(values.tolist(), indices.tolist(), strict=True)]
             out.append(Prediction(top, d.box, d.score))
