@@ -65,10 +65,10 @@ class FinderConfig:
     """How the flag finder is built and how its mask becomes boxes."""
 
     input_size: int = 128  # px, the side the photo is squashed to; 64..512, a multiple of 16
-    width: int = 16  # channels of the stem (the context branch has 3x), 4..64 (16: built on first start in ~1 min)
+    width: int = 24  # channels of the stem (the context branch has 3x), 4..64
     scenes: int = 1200  # generated training scenes, 16..100000
     val_scenes: int = 200  # held-out scenes to measure the boxes on, 0..10000
-    epochs: int = 8  # passes over the training scenes, 1..100
+    epochs: int = 20  # passes over the training scenes, 1..100 (training is cheap next to rendering them)
     batch_size: int = 32  # 1..512
     lr: float = 3e-3  # AdamW learning rate, 1e-5..1e-1 (one-cycle schedule)
     seed: int = 0  # random seed of the scenes and of the weights, >= 0
