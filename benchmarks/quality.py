@@ -290,10 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
         return out
 
-    out = step("built-in dataset and flag finder", builtin_ready(ws) and finder_ready(ws), "data", "builtin")
+    built = step("built-in dataset and flag finder", builtin_ready(ws) and finder_ready(ws), "data", "builtin")
     for name, pattern in (("  of which the dataset", r"built-in dataset ready at .* \((\d+)s\)"),
                           ("  of which the flag finder", r"flag finder built at .* \((\d+)s\)")):  # fmt: skip
-        found = re.search(pattern, out)
+        found = re.search(pattern, built)
         if found:
             steps.append({"name": name, "command": "", "seconds": float(found.group(1)), "part": True})
     step("default CNN", _latest_run(ws_path) is not None, "train", "--name", "default")
