@@ -17,9 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finder", help="the flag finder (finds the flags in a photo before classifying): train, status")
     fsub = p.add_subparsers(dest="finder_command", required=True)
     f = fsub.add_parser("train", help="render annotated scenes and train the finder into <workspace>/finder")
-    f.add_argument("--scenes", type=int, help="training scenes (default 2000)")
+    f.add_argument("--scenes", type=int, help="training scenes (default 1200)")
     f.add_argument("--val-scenes", type=int, help="held-out scenes the boxes are measured on (default 200)")
-    f.add_argument("--epochs", type=int, help="passes over them (default 12)")
+    f.add_argument("--epochs", type=int, help="passes over them (default 20)")
+    f.add_argument("--width", type=int, help="channels of the network's stem, 4..64 (default 24)")
     f.add_argument("--seed", type=int, help="random seed (default 0)")
     f.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     f.add_argument("--json", action="store_true", help="print the finder's card as JSON at the end")
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_finder)
 
 
-def _line(stage: str, done: int, total: int) -> None:
+def finder_progress(stage: str, done: int, total: int) -> None:
     if stage == "rendering scenes":
         print(f"\r{stage}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
     else:
@@ -54,11 +55,11 @@ def cmd_finder(args) -> int:
         else:
             print(f"flag finder: not built ({status['message']})")
         return 0
-    names = ("scenes", "val_scenes", "epochs", "seed", "threads")
+    names = ("scenes", "val_scenes", "epochs", "width", "seed", "threads")
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     cfg = FinderConfig.from_dict({**FinderConfig().to_dict(), **overrides})
     started = time.perf_counter()
-    finder = build_finder(ws, cfg, progress=_line)
+    finder = build_finder(ws, cfg, progress=finder_progress)
     m = finder.card["metrics"]
     if args.json:
         print(json_dumps(finder.card, indent=2))

@@ -249,6 +249,15 @@ def cmd_data(args) -> int:
             t0 = time.perf_counter()
             path = ensure_builtin(ws, progress=_print_progress("rendering"))
             print(f"built-in dataset ready at {path} ({time.perf_counter() - t0:.0f}s)")
+        if not args.no_finder:  # the flag finder learns from the same generator: built with the data
+            from flagvision.cli.finder import finder_progress
+            from flagvision.models.finder import ensure_finder, finder_dir
+
+            t0 = time.perf_counter()
+            if ensure_finder(ws, progress=finder_progress):
+                print(f"flag finder built at {finder_dir(ws)} ({time.perf_counter() - t0:.0f}s)")
+            else:
+                print(f"flag finder ready at {finder_dir(ws)}")
     elif args.data_command == "checkset":
         from flagvision.synthetic.checkset import make_checkset
 
@@ -358,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--size", type=int, default=None, help="image side in px")
     d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    dsub.add_parser("builtin", help="build the built-in dataset into the workspace if missing")
+    d = dsub.add_parser("builtin", help="build the built-in dataset and the flag finder into the workspace if missing")
+    d.add_argument("--no-finder", action="store_true", help="only the dataset, not the flag finder")
     d = dsub.add_parser("checkset", help="render check images by a second route (not the generator) to test models on")
     d.add_argument("--out", required=True)
     d.add_argument("--per-class", type=int, default=10)

@@ -55,6 +55,20 @@ SEARCH_BELOW = 0.9  # crops are searched only when the whole photo's answer is l
 CROP_MARGIN = 0.15  # around a found flag, a share of its width and height on each side
 CROP_MODE: CropMode = "context"  # widen the shorter side with the photo: measured best of three (predict_photo)
 TALL_BELOW = 1.0  # a found box taller than wide is read upright as well (every flag is wider than tall)
+TALL_ABOVE = 1.2  # a box this much taller than wide is a vertical flag: read upright only (measured: QUALITY.md)
+WHOLE_ABOVE = 0.5  # a box covering this share of the photo's area is a close-up: the whole photo is read
+
+
+def reading(box: Box, photo_size: tuple[int, int]) -> str:
+    """How :meth:`Predictor.predict_photo` reads a found flag's box: ``"whole"`` (a close-up: the
+    whole photo), ``"upright"`` (clearly taller than wide: a vertical flag, its crop transposed
+    back), ``"either"`` (a little taller than wide: both ways, the surer answers) or ``"crop"``."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    if w * h > WHOLE_ABOVE * photo_size[0] * photo_size[1]:
+        return "whole"
+    if h > TALL_ABOVE * w:
+        return "upright"
+    return "either" if h > TALL_BELOW * w else "crop"
 
 
 def scene_views(image: Image.Image) -> list[tuple[Box | None, Image.Image]]:
@@ -145,22 +159,27 @@ class Predictor:
         no flag found: one answer for the whole photo (``box`` and ``score`` None, :data:`NO_FLAG_FOUND`).
 
         A box taller than wide is a flag hoisted vertically (every flag is wider than tall): it is
-        read upright too (transposed back, as it hangs), and the surer reading answers.
+        read upright too (transposed back, as it hangs), and the surer reading answers; a box more
+        than :data:`TALL_ABOVE` times taller than wide is read upright only. A box covering more
+        than :data:`WHOLE_ABOVE` of the photo is a close-up: the whole photo is read (the finder's
+        box can cut off part of a flag that fills the frame).
         """
         k = min(k, len(self.class_names))
         pil = (image if isinstance(image, Image.Image) else open_image(image)).convert("RGB")
         detections = finder.find_flags(pil)
         if not detections:
             return [self._top(self.probabilities([pil])[0], k)]
-        crops = [crop_for_classifier(pil, d.box, CROP_MARGIN, crop_mode) for d in detections]
-        tall = [i for i, d in enumerate(detections) if d.box[3] - d.box[1] > TALL_BELOW * (d.box[2] - d.box[0])]
+        how = [reading(d.box, pil.size) for d in detections]
+        crops = [pil if r == "whole" else crop_for_classifier(pil, d.box, CROP_MARGIN, crop_mode)
+                 for r, d in zip(how, detections, strict=True)]  # fmt: skip
+        tall = [i for i, r in enumerate(how) if r in ("upright", "either")]
         probs = self.probabilities(crops + [crops[i].transpose(Image.Transpose.TRANSPOSE) for i in tall])
         out = []
         for i, d in enumerate(detections):
             p = probs[i]
             if i in tall:
                 upright = probs[len(crops) + tall.index(i)]
-                p = upright if float(upright.max()) > float(p.max()) else p
+                p = upright if how[i] == "upright" or float(upright.max()) > float(p.max()) else p
             values, indices = p.topk(k)
             top = [(self.class_names[c], float(v)) for v, c in zip(values.tolist(), indices.tolist(), strict=True)]
             out.append(Prediction(top, d.box, d.score))

@@ -90,10 +90,13 @@ def evaluate_framings(
     *,
     batch: int = 64,
     top_confusions: int = 10,
+    read_photo: Callable[[Image.Image], tuple[str, Sequence[float] | None]] | None = None,
 ) -> dict[str, Any]:
     """Accuracy per framing of ``predictor`` on a check set, whole photo and (with ``finder``) on
     ``crop`` of the finder's best box; the finder's IoU; the commonest confusions.
 
+    ``read_photo`` (photo -> (answer, best box or None)) replaces finder + ``crop`` on the finder's
+    route: the default pipeline as ``predict`` runs it (:meth:`Predictor.predict_photo`).
     No box found: the whole photo answers (counted in ``not_found``). Returns plain, JSON-ready data.
     """
     manifest = read_checkset_manifest(checkset_dir)
@@ -111,14 +114,21 @@ def evaluate_framings(
     whole = _predict_labels(predictor, photos, batch)
     found: list[list[float] | None] = [None] * len(photos)
     crops = []
-    if finder is not None:
+    cropped: list[str] = []
+    if read_photo is not None:
+        for i, photo in enumerate(photos):
+            label, best = read_photo(photo)
+            cropped.append(label)
+            found[i] = None if best is None else [float(c) for c in best]
+    elif finder is not None:
         for i, photo in enumerate(photos):
             detections = sorted(finder.find_flags(photo), key=lambda d: d.score, reverse=True)
             if detections:
                 found[i] = [float(c) for c in detections[0].box]
             box = found[i]
             crops.append(crop(photo, box) if box is not None else photo)
-    cropped = _predict_labels(predictor, crops, batch) if finder is not None else []
+        cropped = _predict_labels(predictor, crops, batch)
+    with_finder = finder is not None or read_photo is not None
 
     per_framing: dict[str, dict[str, list]] = {}
     confusions: Counter[tuple[str, str, str]] = Counter()
@@ -128,7 +138,7 @@ def evaluate_framings(
         row["whole"].append(whole[i] in flags)
         if whole[i] not in flags:
             confusions[("whole photo", entry["class"], whole[i])] += 1
-        if finder is not None:
+        if with_finder:
             row["finder"].append(cropped[i] in flags)
             if cropped[i] not in flags:
                 confusions[("finder", entry["class"], cropped[i])] += 1
@@ -139,7 +149,7 @@ def evaluate_framings(
     def summary(rows: list[dict[str, list]]) -> dict[str, Any]:
         pick = [v for r in rows for v in r["whole"]]
         out: dict[str, Any] = {"n": len(pick), "whole_photo": _share(pick)}
-        if finder is not None:
+        if with_finder:
             ious = [v for r in rows for v in r["iou"]]
             out["finder"] = _share([v for r in rows for v in r["finder"]])
             out["iou_mean"] = sum(ious) / len(ious) if ious else None
@@ -156,7 +166,7 @@ def evaluate_framings(
         "seed": manifest.get("seed"),
         "size": manifest.get("size"),
         "model": str(getattr(predictor, "label", type(predictor).__name__)),
-        "finder": None if finder is None else type(finder).__name__,
+        "finder": type(finder).__name__ if finder is not None else "read_photo" if with_finder else None,
         "iou_hit": IOU_HIT,
         "framings": {f: summary([per_framing[f]]) for f in order},
         "overall": summary(list(per_framing.values())),

@@ -63,9 +63,9 @@ class FinderConfig(JsonConfig):
 
     input_size: int = 128  # px, the side the photo is squashed to; 64..512, a multiple of 16
     width: int = 24  # channels of the stem (the context branch has 3x), 4..64
-    scenes: int = 2000  # generated training scenes, 16..100000
+    scenes: int = 1200  # generated training scenes, 16..100000
     val_scenes: int = 200  # held-out scenes to measure the boxes on, 0..10000
-    epochs: int = 12  # passes over the training scenes, 1..100
+    epochs: int = 20  # passes over the training scenes, 1..100 (training is cheap next to rendering them)
     batch_size: int = 32  # 1..512
     lr: float = 3e-3  # AdamW learning rate, 1e-5..1e-1 (one-cycle schedule)
     seed: int = 0  # random seed of the scenes and of the weights, >= 0
@@ -449,6 +449,24 @@ def build_finder(
 
 # ---------------------------------------------------------------------------------------------
 # The crop a classifier reads
+
+
+def finder_ready(ws: Workspace) -> bool:
+    """True when the workspace has a finder trained on the current generator's scenes."""
+    try:
+        card = json.loads((finder_dir(ws) / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FINDER_FORMAT and card.get("generator") == GENERATOR_VERSION
+
+
+def ensure_finder(ws: Workspace, progress: Progress | None = None) -> bool:
+    """Build the workspace's finder with its defaults (first start) when it is missing or was
+    trained on an older generator's scenes; True when it was built now."""
+    if finder_ready(ws):
+        return False
+    build_finder(ws, FinderConfig(), progress)
+    return True
 
 
 def crop_for_classifier(

@@ -416,13 +416,18 @@ def _street(rng: np.random.Generator, n: int) -> Array:
     return _blend(img, _jitter(rng, (200, 205, 215), 8), haze)
 
 
+def draw_kind(rng: np.random.Generator) -> str:
+    """A background kind drawn at random (skies most often)."""
+    return BACKGROUND_KINDS[int(rng.choice(len(BACKGROUND_KINDS), p=_KIND_WEIGHTS))]
+
+
 def photo_background(rng: np.random.Generator, size: int, kind: str | None = None) -> Image.Image:
     """A photo-like background, RGB ``size`` x ``size``, drawn from ``rng`` alone.
 
     ``kind`` is one of :data:`BACKGROUND_KINDS`; None draws one at random (skies most often).
     """
     if kind is None:
-        kind = BACKGROUND_KINDS[int(rng.choice(len(BACKGROUND_KINDS), p=_KIND_WEIGHTS))]
+        kind = draw_kind(rng)
     if kind not in BACKGROUND_KINDS:
         raise ConfigError(f"unknown background kind {kind!r}; valid kinds: {', '.join(BACKGROUND_KINDS)}")
     if not isinstance(size, int) or not 8 <= size <= 4096:

@@ -3,7 +3,15 @@
 import torch
 from PIL import Image
 
-from flagvision.inference.predict import SEARCH_GRID, WHOLE_PHOTO_BONUS, choose_view, scene_views
+from flagvision.inference.predict import (
+    SEARCH_GRID,
+    TALL_ABOVE,
+    WHOLE_ABOVE,
+    WHOLE_PHOTO_BONUS,
+    choose_view,
+    reading,
+    scene_views,
+)
 
 
 def test_scene_views_are_the_photo_then_overlapping_crops_inside_it():
@@ -27,3 +35,12 @@ def test_the_whole_photo_answers_unless_a_crop_is_clearly_surer():
     assert choose_view(probs(0.60, 0.65, 0.62)) == 0  # within the bonus: the whole photo keeps its answer
     assert choose_view(probs(0.60, 0.60 + WHOLE_PHOTO_BONUS + 0.05, 0.62)) == 1
     assert choose_view(probs(0.30, 0.50, 0.95)) == 2
+
+
+def test_a_found_box_is_read_whole_upright_either_way_or_as_cropped():
+    photo = (200, 100)
+    assert reading((0, 0, 200, 100), photo) == "whole"  # a close-up: the finder's box is most of the photo
+    assert reading((0, 0, 150, 100), photo) == ("whole" if 0.75 > WHOLE_ABOVE else "crop")
+    assert reading((10, 10, 40, 30), photo) == "crop"  # wider than tall: as it is
+    assert reading((10, 10, 30, 31), photo) == "either"  # a little taller than wide (Belgium is 13:15)
+    assert reading((10, 10, 30, 10 + int(20 * TALL_ABOVE) + 5), photo) == "upright"  # a vertical flag

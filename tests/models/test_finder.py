@@ -18,6 +18,7 @@ from flagvision.models.finder import (
     box_iou,
     crop_for_classifier,
     finder_dir,
+    finder_ready,
     train_finder,
 )
 from flagvision.synthetic.scenes import render_annotated
@@ -117,6 +118,17 @@ def test_the_finder_is_a_checkpoint_in_the_workspace(tiny_finder, workspace):
     (finder_dir(workspace) / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(FinderError, match="damaged"):
         Finder.from_workspace(workspace)
+
+
+def test_first_start_builds_the_finder_only_when_missing_or_from_an_older_generator(tiny_finder, workspace):
+    from flagvision.synthetic.scenes import GENERATOR_VERSION
+
+    assert not finder_ready(workspace)  # missing: data builtin (ensure_finder) builds it
+    tiny_finder.save(finder_dir(workspace))
+    assert tiny_finder.card["generator"] == GENERATOR_VERSION and finder_ready(workspace)
+    card = finder_dir(workspace) / "card.json"
+    card.write_text(json.dumps({**tiny_finder.card, "generator": "synth-0"}), encoding="utf-8")
+    assert not finder_ready(workspace)  # trained on an older generator's scenes: built again
 
 
 def test_predict_json_carries_the_box_and_says_when_no_flag_is_found(tiny_finder, tmp_path):
