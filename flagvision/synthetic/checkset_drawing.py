@@ -280,7 +280,7 @@ def _building(r: random.Random, size: int, palette: list[RGB]) -> Image.Image:
     for y in range(storey // 4, H - wh, storey):
         draw.line([(0, y + wh + 4), (W, y + wh + 4)], fill=tuple(int(c * 0.75) for c in wall), width=3)
         for x in range(bay // 4, W - ww, bay):
-            if shutter:
+            if shutter and ww >= 4:  # a window too narrow for shutters (a small check image) has none
                 draw.rectangle([x - ww // 2, y, x - 2, y + wh], fill=shutter)
                 draw.rectangle([x + ww + 2, y, x + ww + ww // 2, y + wh], fill=shutter)
             elevation.paste(glass, (x, y))

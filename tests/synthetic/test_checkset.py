@@ -115,3 +115,11 @@ def test_the_check_set_shares_no_code_with_the_generator() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "flagvision.synthetic.scenes" not in loaded and "flagvision.synthetic.backgrounds" not in loaded
     assert "flagvision.synthetic.checkset" in loaded
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_every_framing_renders_at_the_smallest_size_the_cli_accepts(framing) -> None:
+    """32 px (``data checkset --size 32``): windows, shutters and poles shrink, none degenerates."""
+    for i in range(40):
+        scene = render_check_scene(FLAG_NAMES[i % len(FLAG_NAMES)], random.Random(f"small/{i}"), 32, framing)
+        assert scene.image.size == (32, 32)
