@@ -214,7 +214,7 @@ DEFAULT_AUGMENT = 0.75  # fairly strong: photos from elsewhere gain, and ten epo
 
 # "Not sure" below this calibrated top probability (0–1): the answer becomes "not sure — closest: A,
 # B" instead of a bare class. A flag on predict and evaluate, a number on the Predict page.
-# Chosen from the check set (docs/QUALITY.md).
+# Chosen from the check set (docs/CALIBRATION.md).
 CONFIDENCE_THRESHOLD = 0.8
 
 

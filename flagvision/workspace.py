@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,13 +171,27 @@ def _plain_name(name: int | str, parent: Path) -> str:
     return text
 
 
-def publish_folder(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` in place of ``out`` (which may exist): renames only, so a reader
-    sees the old folder or the new one, never a half-written mix; the old one is removed after."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+@contextmanager
+def staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Write a folder in an empty sibling of ``out``, then put it in place of ``out`` by renames only,
+    so a reader sees the old folder or the new one, never a half-written mix; on any error (or
+    Ctrl-C) the sibling is removed and ``out`` is left as it was. A non-empty ``out`` is refused
+    (FileExistsError) unless ``overwrite``."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +36,7 @@ from torch import nn
 from flagvision.config import ConfigError, JsonConfig
 from flagvision.data.images import open_image
 from flagvision.errors import FlagVisionError
+from flagvision.parallel import parallel_map
 from flagvision.synthetic.scenes import GENERATOR_VERSION, Background, render_annotated
 from flagvision.training.checkpoints import write_json_atomic
 from flagvision.workspace import CARD_FILE, FINDER_DIR, WEIGHTS_FILE, Workspace
@@ -171,29 +169,11 @@ def render_finder_scenes(
     """``count`` annotated scenes of ``cfg.input_size`` (stream 0 trains, 1 is held out)."""
     size, chunk = cfg.input_size, 50
     ranges = [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
-    workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(ranges)))
-    parts: list[tuple[np.ndarray, np.ndarray]] = []
-    done = 0
     if progress:
         progress(0, count)
-    if workers == 1:
-        for start, stop in ranges:
-            parts.append(_render_range(cfg.seed, stream, start, stop, size, cfg.vertical_share, background))
-            done += stop - start
-            if progress:
-                progress(done, count)
-    else:
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            futures = [
-                pool.submit(_render_range, cfg.seed, stream, start, stop, size, cfg.vertical_share, background)
-                for start, stop in ranges
-            ]
-            for future, (start, stop) in zip(futures, ranges, strict=True):
-                parts.append(future.result())
-                done += stop - start
-                if progress:
-                    progress(done, count)
+    calls = [(cfg.seed, stream, start, stop, size, cfg.vertical_share, background) for start, stop in ranges]
+    sizes = [stop - start for start, stop in ranges]
+    parts = parallel_map(_render_range, calls, sizes, cfg.workers or os.cpu_count() or 1, progress)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

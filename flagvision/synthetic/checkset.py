@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ from flagvision.synthetic.checkset_drawing import (
     _scene_backdrop,
 )
 from flagvision.synthetic.flags import FLAG_ASPECT, FLAG_NAMES, check_flag_name
-from flagvision.workspace import publish_folder
+from flagvision.workspace import staged_folder
 
 CHECKSET_VERSION = "checkset-2"
 FRAMINGS = ("closeup", "scene_small", "building", "vertical", "two_flags")
@@ -172,15 +171,9 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
     unknown = [f for f in framings if f not in FRAMINGS + LEGACY_FRAMINGS]
     if not framings or unknown:
         raise ConfigError(f"framings must be among {', '.join(FRAMINGS + LEGACY_FRAMINGS)}, got {list(framings)}")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     total, done = per_class * len(FLAG_NAMES), 0
     images: list[dict[str, Any]] = []
-    try:
+    with staged_folder(Path(out_dir), overwrite) as tmp:
         for name in FLAG_NAMES:
             folder = tmp / name
             folder.mkdir(parents=True)
@@ -197,8 +190,4 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
                     "per_class": per_class, "size": size, "class_names": list(FLAG_NAMES),
                     "framings": list(framings), "images": images}  # fmt: skip
         (tmp / "checkset.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        publish_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest

@@ -1,0 +1,45 @@
+"""Rendering in worker processes: the built-in scenes and the flag finder's training scenes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def parallel_map(
+    fn: Callable[..., T],
+    calls: Sequence[tuple[Any, ...]],
+    sizes: Sequence[int],
+    workers: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[T]:
+    """``[fn(*call) for call in calls]``, in up to ``workers`` processes, in order.
+
+    ``sizes`` are the items each call makes, for ``progress(done, total)`` after each finished call
+    (called in this process). One worker, or one call, runs here without a pool. The pool forks
+    on Linux (the workers share what this process has warmed, and need no importable ``__main__``)
+    and spawns elsewhere.
+    """
+    total, done, out = sum(sizes), 0, []
+    workers = min(workers, max(1, len(calls)))
+    if workers == 1:
+        for call, size in zip(calls, sizes, strict=True):
+            out.append(fn(*call))
+            done += size
+            if progress:
+                progress(done, total)
+        return out
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        futures = [pool.submit(fn, *call) for call in calls]
+        for future, size in zip(futures, sizes, strict=True):
+            out.append(future.result())
+            done += size
+            if progress:
+                progress(done, total)
+    return out
