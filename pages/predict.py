@@ -61,6 +61,18 @@ def _photos() -> list[tuple[str, bytes]]:
     return photos
 
 
+def _answer(slot: str, predictions: dict, labels: dict[str, str], threshold: float):
+    """A model's name and its answer (or "not sure") above its chart; the prediction, or None (said)
+    when this model did not answer. The name is markdown, not the Plotly title: a title does not
+    wrap, and "VGG-16 transfer (random init, not pretrained)" would be cut off in a narrow column."""
+    if slot not in predictions:
+        st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
+        return None
+    st.markdown(f"**{labels[slot]}**")
+    st.markdown(answer_markdown(predictions[slot], threshold))
+    return predictions[slot]
+
+
 def _show_result(index: int, result, labels: dict[str, str], threshold: float) -> None:
     with st.container(border=True):
         head = f"**{result.name}**"
@@ -71,14 +83,9 @@ def _show_result(index: int, result, labels: dict[str, str], threshold: float) -
         cols[0].image(result.image, caption="photo", width="stretch")
         for col, slot in zip(cols[1:], SLOTS, strict=True):
             with col:
-                if slot not in result.predictions:
-                    st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
+                pred = _answer(slot, result.predictions, labels, threshold)
+                if pred is None:
                     continue
-                pred = result.predictions[slot]
-                # The model's name above the chart, not as its Plotly title: a title does not wrap, and
-                # "VGG-16 transfer (random init)" was cut off in the narrow column.
-                st.markdown(f"**{labels[slot]}**")
-                st.markdown(answer_markdown(pred, threshold))
                 inner = st.columns([3, 2])
                 with inner[0]:
                     ui.figure("topk_bars", pred.top, key=f"predict_topk_{slot}_{index}")
@@ -231,12 +238,9 @@ def _show_found_flags(index: int, result, labels: dict[str, str], threshold: flo
                 inner = st.columns(2)
                 for col, slot in zip(inner, SLOTS, strict=True):
                     with col:
-                        if slot not in flag.predictions:
-                            st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
+                        pred = _answer(slot, flag.predictions, labels, threshold)
+                        if pred is None:
                             continue
-                        pred = flag.predictions[slot]
-                        st.markdown(f"**{labels[slot]}**")
-                        st.markdown(answer_markdown(pred, threshold))
                         ui.figure("topk_bars", pred.top, key=f"predict_topk_{slot}_{index}_{n}")
                         if slot in flag.overlays:
                             where = "the crop of the flag" if flag.box else "the whole photo"

@@ -253,3 +253,17 @@ def red_patch_photo(box=(60, 40, 140, 90), size=(200, 150)) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def count_calls(monkeypatch, cls, names) -> dict[str, int]:
+    """Count calls of the methods ``names`` of ``cls`` (they still run): {name: calls so far}."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        original = getattr(cls, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+    return calls

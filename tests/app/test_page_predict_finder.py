@@ -59,16 +59,9 @@ def test_each_found_flag_is_boxed_on_the_photo_and_answered_by_both_models(finde
 
 def test_a_toggle_or_another_checkpoint_does_not_rerun_the_other_models(finder_ws, monkeypatch):
     from flagvision.inference.predict import Predictor
+    from fv_helpers import count_calls
 
-    calls = {"probabilities": 0, "gradcam": 0}
-    for name in calls:
-        original = getattr(Predictor, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            calls[_name] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Predictor, name, counted)
+    calls = count_calls(monkeypatch, Predictor, ("probabilities", "gradcam"))
     at = app("predict")
     at.file_uploader(key="predict_files").set_value(("patch.png", red_patch_photo(), "image/png")).run()
     no_exceptions(at)

@@ -64,17 +64,9 @@ def test_no_flag_found_classifies_the_whole_photo_and_says_so(predictors):
 def test_the_cache_recomputes_only_what_changed(predictors, monkeypatch):
     from flagvision.inference.photos import PhotoCache
     from flagvision.inference.predict import Predictor
-    from fv_helpers import red_cloth_finder, red_patch_photo
+    from fv_helpers import count_calls, red_cloth_finder, red_patch_photo
 
-    calls = {"probabilities": 0, "gradcam": 0}
-    for name in calls:
-        original = getattr(Predictor, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            calls[_name] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Predictor, name, counted)
+    calls = count_calls(monkeypatch, Predictor, ("probabilities", "gradcam"))
     cache, finder, photo = PhotoCache(), red_cloth_finder(), red_patch_photo()
     analyse_photo("p.png", photo, predictors, finder=finder, cache=cache, gradcam=False)
     assert calls == {"probabilities": 2, "gradcam": 0}
