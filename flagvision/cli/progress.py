@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from flagvision.training.callbacks import Callback
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from flagvision.training.engine import EpochMetrics, FitState
 
 _open_bars: set[tqdm] = set()  # bars still drawn, closed on Ctrl-C so the message gets its own line
@@ -24,6 +24,8 @@ _open_bars: set[tqdm] = set()  # bars still drawn, closed on Ctrl-C so the messa
 
 def bar(desc: str, total: float, unit: str, **kwargs: Any) -> tqdm:
     """A bar on stderr, disabled unless stderr is a terminal (then every call on it is a no-op)."""
+    from tqdm import tqdm  # here, not at the top: the light commands (jobs list, --help) never draw a bar
+
     b = tqdm(desc=desc, total=total, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True, **kwargs)
     if not b.disable:
         _open_bars.add(b)
