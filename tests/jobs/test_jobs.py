@@ -130,6 +130,12 @@ def test_tick_is_cheap_when_nothing_changes(ws):
     assert all(st.lstrip().upper().startswith(("SELECT", "PRAGMA")) for st in statements), statements
 
 
+def _wait_exec_done(pid: int) -> None:
+    """Until a just-started process has its command line: inside exec it has none yet, and the reaper
+    rightly leaves such a process alone for that round (it cannot tell whose it is)."""
+    wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes(), 30, "the new process's command line", every=0.01)
+
+
 def test_reap_dead_unstarted_and_hung_workers(ws):
     store = jobs.open_store(ws)
     now = time.time()
@@ -166,6 +172,7 @@ def test_reap_dead_unstarted_and_hung_workers(ws):
         # A pid reused by an unrelated program is not taken for the worker (and never signalled).
         other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
         store.update_job(live_id, pid=other.pid)
+        _wait_exec_done(other.pid)
         assert jobs.reap(ws) == [live_id] and other.poll() is None
         other.kill()
         other.wait()
@@ -173,6 +180,7 @@ def test_reap_dead_unstarted_and_hung_workers(ws):
         # in every workspace): after a pid is reused, this reaper must not kill that one.
         elsewhere = fake_worker(Workspace.open(ws.root.parent / "elsewhere"), starting_id)
         store.update_job(starting_id, pid=elsewhere.pid)
+        _wait_exec_done(elsewhere.pid)
         assert jobs.reap(ws) == [starting_id] and elsewhere.poll() is None
         assert "worker died" in store.get_job(starting_id)["error"]
         elsewhere.kill()
