@@ -81,6 +81,13 @@ class RunPaths:
         """The three files a resume reads (written together after every epoch)."""
         return (self.last_weights, self.last_card, self.last_optimizer)
 
+    def read_evaluation(self) -> dict | None:
+        """The run's ``evaluation.json`` (test-split figures), or None before it is written. Cheap
+        (no torch): the Runs page reads it on its first paint."""
+        import json
+
+        return json.loads(self.evaluation.read_text()) if self.evaluation.is_file() else None
+
     @property
     def files(self) -> tuple[Path, ...]:
         """Every file a run folder can hold (``log`` only for a background job's run)."""

@@ -79,10 +79,8 @@ def _compare(store, rows: list[dict]) -> None:
 
 
 def _evaluation_of(run: dict) -> dict | None:
-    from flagvision.training.pipeline import load_evaluation
-
     run_dir = Path(run.get("run_dir") or "")
-    return load_evaluation(run_dir) if run_dir.is_dir() else None
+    return RunPaths(run_dir).read_evaluation() if run_dir.is_dir() else None
 
 
 def _per_class(run: dict, evaluation: dict) -> None:

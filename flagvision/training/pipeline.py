@@ -142,8 +142,3 @@ def run_training(
     card["temperature"] = temperature
     write_json_atomic(paths.card, card)
     return RunResult(run_dir, history, result, ckpt_dir)
-
-
-def load_evaluation(run_dir: str | os.PathLike[str]) -> dict | None:
-    path = RunPaths(Path(run_dir)).evaluation
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -56,15 +56,26 @@ print(f"HEAVY={{heavy}}")
 """
 
 
+def _paints_without_torch(page: str | None, ws_root) -> None:
+    code = _PAINT_WITHOUT_TORCH.format(tests=str(REPO / "tests"), page=page)
+    env = {**os.environ, "FLAGVISION_HOME": str(ws_root)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "HEAVY=[]" in out.stdout, out.stdout[-500:]
+
+
 @pytest.mark.parametrize("page", [None, "dataset", "train", "study", "runs", "predict"])
 def test_a_page_paints_without_importing_torch(page, tmp_path):
     """A page's first paint must not wait for torch (seconds on a cold server): what a page needs
     before it can show itself (lists, tables, specs) is read without it; torch is imported only by
     the work a user starts (training, predicting). Each page runs in a fresh interpreter, as on a
     freshly started server, on an empty workspace."""
-    code = _PAINT_WITHOUT_TORCH.format(tests=str(REPO / "tests"), page=page)
-    env = {**os.environ, "FLAGVISION_HOME": str(tmp_path / "ws")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert "HEAVY=[]" in out.stdout, out.stdout[-500:]
+    _paints_without_torch(page, tmp_path / "ws")
+
+
+@pytest.mark.parametrize("page", [None, "train", "study", "runs", "predict"])
+def test_a_page_with_runs_paints_without_importing_torch(page, trained_root):
+    """The same on a workspace with finished runs and a study: a run's figures, curves and card are
+    read from its files (the Runs page once imported torch to read ``evaluation.json``)."""
+    _paints_without_torch(page, trained_root)
