@@ -116,7 +116,8 @@ def test_models_with_other_classes_cannot_be_compared():
     assert classes_differ(NAMES, ["a", "b"], ["b", "a"]) is None
     line = classes_differ(NAMES, ["a", "b"], ["a", "c", "d"])
     assert line == (
-        "Custom CNN knows 2 classes and VGG-16 transfer 3, not the same ones: compare two runs trained on the same flags."
+        "Custom CNN knows 2 classes and VGG-16 transfer 3, not the same ones: "
+        "compare two runs trained on the same flags."
     )
 
 
