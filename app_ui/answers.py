@@ -1,5 +1,5 @@
 """How the Predict page words an answer, without Streamlit: top-k rows, a batch table row, a sure
-answer or "not sure — closest: A, B", the calibration summary and the agreement badge of two models.
+answer or "not sure — closest: A, B", the calibration summary, and two models compared in a sentence.
 """
 
 from __future__ import annotations
@@ -58,5 +58,13 @@ def _pct_text(x: float | None) -> str:
 AGREEMENT_ICONS = {"agree": "✅", "partly agree": "🟡", "disagree": "❌"}
 
 
-def agreement_badge(text: str) -> str:
-    return f"{AGREEMENT_ICONS.get(text, '')} models {text}".strip()
+def comparison_markdown(predictions: dict[str, Any], labels: dict[str, str], threshold: float) -> str | None:
+    """The two models on one photo or flag, in a sentence (``flagvision.inference.compare.comparison_text``:
+    who is surer, whether they agree) behind its badge's icon; None unless two models answered."""
+    if len(predictions) != 2:
+        return None
+    from flagvision.inference.compare import agreement, comparison_text  # torch: only once a photo is classified
+
+    (slot_a, a), (slot_b, b) = predictions.items()
+    text = comparison_text(a, b, (labels[slot_a], labels[slot_b]), threshold)
+    return f"{AGREEMENT_ICONS[agreement(a, b)]} {text}"
