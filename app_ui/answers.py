@@ -16,7 +16,7 @@ def batch_summary_row(
     filename: str, results: dict[str, Any], badge: str | None, threshold: float = 0.0
 ) -> dict[str, Any]:
     """One row of the Predict page's batch table: per model the top-1 and its confidence, or "not
-    sure" with the two closest classes below ``threshold``."""
+    sure" with the two closest classes below ``threshold``; with two models, which one is surer."""
     row: dict[str, Any] = {"photo": filename}
     from flagvision.inference.predict import answer_text, is_sure  # torch: only once a photo is classified
 
@@ -25,6 +25,12 @@ def batch_summary_row(
         row[f"{label}"] = f"{pred.label} ({pred.confidence:.0%})" if sure else answer_text(pred, threshold)
     if badge is not None:
         row["agreement"] = badge
+    if len(results) == 2:
+        from flagvision.inference.compare import compare
+
+        (name_a, a), (name_b, b) = results.items()
+        surer = compare(a, b).surer
+        row["surer"] = "as sure" if surer is None else (name_a, name_b)[surer]
     return row
 
 

@@ -222,8 +222,8 @@ def _disagreements(ws, runs: list[dict]) -> None:
     report = load_comparison(ws, ckpt_a, ckpt_b, with_finder)
     if report is None:
         if not st.button("Compare on the check set", key="runs_dis_go", icon=":material/compare:"):
-            st.caption("Both models read every check image (about a minute; drawn first if the workspace has no "
-                       "check set yet). The result is kept: it is computed once per pair of runs.")  # fmt: skip
+            st.caption("Both models read every check image: seconds to a minute or so, the check set drawn first "
+                       "if the workspace has none yet. Computed once per pair of runs, then kept.")  # fmt: skip
             return
         report = _compute_disagreements(ws, ckpt_a, ckpt_b, with_finder)
     st.markdown(disagreement_summary(report, names))

@@ -95,6 +95,7 @@ def test_predict_batch_with_corrupt_file(trained_ws):
     assert len(at.error) == 1 and "broken.jpg" in at.error[0].value
     summary = at.dataframe[0].value
     assert list(summary["photo"]) == ["red.png", "broken.jpg", "stripes.png"]
+    assert {"agreement", "surer"} <= set(summary.columns)  # both models answered: which one is surer
     assert len(at.get("plotly_chart")) == 4  # two photos × two models' top-5
     assert any(m.value.startswith(("✅ ", "🟡 ", "❌ ")) and " sure" in m.value for m in at.markdown)
     assert at.toggle(key="predict_search").value is False  # off by default: up to 14x the work
