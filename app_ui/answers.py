@@ -1,5 +1,5 @@
 """How the Predict page words an answer, without Streamlit: top-k rows, a batch table row, a sure
-answer or "not sure — closest: A, B", the calibration summary and the agreement badge of two models.
+answer or "not sure — closest: A, B", the calibration summary, and two models compared in a sentence.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def batch_summary_row(
     filename: str, results: dict[str, Any], badge: str | None, threshold: float = 0.0
 ) -> dict[str, Any]:
     """One row of the Predict page's batch table: per model the top-1 and its confidence, or "not
-    sure" with the two closest classes below ``threshold``."""
+    sure" with the two closest classes below ``threshold``; with two models, which one is surer."""
     row: dict[str, Any] = {"photo": filename}
     from flagvision.inference.predict import answer_text, is_sure  # torch: only once a photo is classified
 
@@ -25,6 +25,12 @@ def batch_summary_row(
         row[f"{label}"] = f"{pred.label} ({pred.confidence:.0%})" if sure else answer_text(pred, threshold)
     if badge is not None:
         row["agreement"] = badge
+    if len(results) == 2:
+        from flagvision.inference.compare import compare
+
+        (name_a, a), (name_b, b) = results.items()
+        surer = compare(a, b).surer
+        row["surer"] = "as sure" if surer is None else (name_a, name_b)[surer]
     return row
 
 
@@ -58,5 +64,13 @@ def _pct_text(x: float | None) -> str:
 AGREEMENT_ICONS = {"agree": "✅", "partly agree": "🟡", "disagree": "❌"}
 
 
-def agreement_badge(text: str) -> str:
-    return f"{AGREEMENT_ICONS.get(text, '')} models {text}".strip()
+def comparison_markdown(predictions: dict[str, Any], labels: dict[str, str], threshold: float) -> str | None:
+    """The two models on one photo or flag, in a sentence (``flagvision.inference.compare.comparison_text``:
+    who is surer, whether they agree) behind its badge's icon; None unless two models answered."""
+    if len(predictions) != 2:
+        return None
+    from flagvision.inference.compare import agreement, comparison_text  # torch: only once a photo is classified
+
+    (slot_a, a), (slot_b, b) = predictions.items()
+    text = comparison_text(a, b, (labels[slot_a], labels[slot_b]), threshold)
+    return f"{AGREEMENT_ICONS[agreement(a, b)]} {text}"

@@ -1,11 +1,11 @@
-"""Predict: drop photos (or use the camera); both models' top-5, agreement, Grad-CAM, batch table."""
+"""Predict: drop photos (or use the camera); both models' top-5, which is surer, Grad-CAM, batch table."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 import app_ui as ui
-from app_ui.answers import agreement_badge, answer_markdown, batch_summary_row
+from app_ui.answers import answer_markdown, batch_summary_row, comparison_markdown
 from app_ui.logic import checkpoint_choices, checkpoint_label
 from app_ui.weights import weights_panel
 from flagvision.config import CONFIDENCE_THRESHOLD, CUSTOM_CNN, VGG16_TRANSFER, model_info
@@ -75,10 +75,10 @@ def _answer(slot: str, predictions: dict, labels: dict[str, str], threshold: flo
 
 def _show_result(index: int, result, labels: dict[str, str], threshold: float) -> None:
     with st.container(border=True):
-        head = f"**{result.name}**"
-        if result.agreement:
-            head += f" · {agreement_badge(result.agreement)}"
-        st.markdown(head)
+        st.markdown(f"**{result.name}**")
+        compared = comparison_markdown(result.predictions, labels, threshold)
+        if compared:
+            st.markdown(compared)
         cols = st.columns([1, 2, 2])
         cols[0].image(result.image, caption="photo", width="stretch")
         for col, slot in zip(cols[1:], SLOTS, strict=True):
@@ -229,12 +229,10 @@ def _show_found_flags(index: int, result, labels: dict[str, str], threshold: flo
                 st.info(result.note[0].upper() + result.note[1:] + ".", icon=":material/crop_free:")
             for n, flag in enumerate(result.flags, 1):
                 if flag.box is not None:
-                    head = f"**Flag {n}** · box {_box_text(flag.box)} · finder score {flag.score:.2f}"
-                    if flag.agreement:
-                        head += f" · {agreement_badge(flag.agreement)}"
-                    st.markdown(head)
-                elif flag.agreement:
-                    st.markdown(agreement_badge(flag.agreement))
+                    st.markdown(f"**Flag {n}** · box {_box_text(flag.box)} · finder score {flag.score:.2f}")
+                compared = comparison_markdown(flag.predictions, labels, threshold)
+                if compared:
+                    st.markdown(compared)
                 inner = st.columns(2)
                 for col, slot in zip(inner, SLOTS, strict=True):
                     with col:

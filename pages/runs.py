@@ -1,4 +1,4 @@
-"""Runs: the table of all runs, overlaid curves, one run's evaluation, export and delete."""
+"""Runs: the table of all runs, overlaid curves, one run's evaluation, export and delete, two runs' disagreements."""
 
 from __future__ import annotations
 
@@ -183,6 +183,73 @@ def _delete(ws, store, run: dict) -> None:
         st.rerun()
 
 
+def _disagreements(ws, runs: list[dict]) -> None:
+    """Two runs on the workspace's check set: the images where their answers differ, computed on
+    request (both models read every check image) and kept per (run, run, finder, check set)."""
+    from app_ui.compare import card_classes, comparable_runs, default_pair, disagreement_rows, gallery, run_name
+    from flagvision.inference.compare import classes_differ, disagreement_summary, load_comparison
+    from flagvision.jobs.defaults import finder_card_path
+
+    st.subheader("Disagreements")
+    choices = comparable_runs(runs)
+    if len(choices) < 2:
+        st.caption("Two finished runs with a checkpoint are needed: their answers on the check set are compared here.")
+        return
+    st.caption(
+        "Both runs read the same check images (drawn by a second route, not the training data's generator), "
+        "through the flag finder when the workspace has one; listed: the images where their answers differ."
+    )
+    by_id = {r["id"]: r for r in choices}
+    ids = list(by_id)
+    pair = default_pair(choices)
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("First run", ids, index=ids.index(pair[0]), format_func=lambda i: run_name(by_id[i]),
+                     key="runs_dis_a")  # fmt: skip
+    b = c2.selectbox("Second run", ids, index=ids.index(pair[1]), format_func=lambda i: run_name(by_id[i]),
+                     key="runs_dis_b")  # fmt: skip
+    if a == b:
+        st.caption("Pick two different runs.")
+        return
+    names = (run_name(by_id[a]), run_name(by_id[b]))
+    ckpt_a, ckpt_b = by_id[a]["checkpoint_path"], by_id[b]["checkpoint_path"]
+    problem = classes_differ(names, card_classes(ckpt_a), card_classes(ckpt_b))
+    if problem:
+        st.warning(problem, icon=":material/block:")
+        return
+    with_finder = finder_card_path(ws).is_file()
+    report = load_comparison(ws, ckpt_a, ckpt_b, with_finder)
+    if report is None:
+        if not st.button("Compare on the check set", key="runs_dis_go", icon=":material/compare:"):
+            st.caption("Both models read every check image: seconds to a minute or so, the check set drawn first "
+                       "if the workspace has none yet. Computed once per pair of runs, then kept.")  # fmt: skip
+            return
+        report = _compute_disagreements(ws, ckpt_a, ckpt_b, with_finder)
+    st.markdown(disagreement_summary(report, names))
+    if report["rows"]:
+        st.dataframe(disagreement_rows(report, names), hide_index=True, key="runs_dis_table")
+        shown = gallery(report)
+        if shown:  # one element for the gallery, as for the misclassified images
+            st.image([p for p, _ in shown], caption=[c for _, c in shown], width=110)
+        if len(report["rows"]) > len(shown):
+            st.caption(f"{len(report['rows']) - len(shown)} more not shown.")
+
+
+def _compute_disagreements(ws, ckpt_a: str, ckpt_b: str, with_finder: bool) -> dict:
+    from flagvision.inference.compare import compare_on_checkset
+    from flagvision.synthetic.checkset import checkset_ready, ensure_checkset
+
+    bar = st.progress(0.0, text="Drawing the check set…")
+    if not checkset_ready(ws):
+        ensure_checkset(ws, progress=lambda d, t: bar.progress(d / t, text=f"Drawing the check set: {d}/{t}"))
+    finder = ui.finder(ws) if with_finder else None
+    report = compare_on_checkset(
+        ws, ui.predictor(ckpt_a), ui.predictor(ckpt_b), finder,
+        progress=lambda d, t: bar.progress(d / t, text=f"Reading the check images: {d}/{t}"),
+    )  # fmt: skip
+    bar.empty()
+    return report
+
+
 @ui.guarded
 def main() -> None:
     ws = ui.workspace()
@@ -235,6 +302,7 @@ def main() -> None:
     if tab_delete.open:
         with tab_delete:
             _delete(ws, store, run)
+    _disagreements(ws, runs)
 
 
 ui.run_page(main, "runs")

@@ -30,7 +30,7 @@ class FlagResult:
     score: float | None  # the finder's score for the box
     predictions: dict[str, Any]  # model slot → predict.Prediction
     overlays: dict[str, Any]  # model slot → PIL Grad-CAM overlay of the view that model read
-    agreement: str | None  # predict.agreement(...) when two models answered
+    agreement: str | None  # compare.agreement(...) when two models answered
 
 
 @dataclass
@@ -44,7 +44,7 @@ class PhotoResult:
     image: Any  # PIL RGB
     predictions: dict[str, Any]  # model slot ("cnn"/"vgg") → predict.Prediction
     overlays: dict[str, Any]  # model slot → PIL overlay
-    agreement: str | None  # predict.agreement(...) when two models answered
+    agreement: str | None  # compare.agreement(...) when two models answered
     flags: list[FlagResult] = field(default_factory=list)  # every found flag, best score first
     finder_used: bool = False  # the photo went through a flag finder
     note: str | None = None  # NO_FLAG_FOUND when the finder found nothing
@@ -129,7 +129,8 @@ def analyse_photo(
     gets its own :class:`FlagResult`; none found → one result for the whole photo, ``note`` says so.
     """
     from flagvision.data.images import ImageError, open_image
-    from flagvision.inference.predict import CROP_MARGIN, CROP_MODE, agreement, overlay_heatmap
+    from flagvision.inference.compare import agreement
+    from flagvision.inference.predict import CROP_MARGIN, CROP_MODE, overlay_heatmap
     from flagvision.models.finder import NO_FLAG_FOUND, crop_for_classifier
 
     try:

@@ -282,14 +282,5 @@ def overlay_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) ->
     return Image.fromarray((out * 255).clip(0, 255).astype(np.uint8))
 
 
-def agreement(a: Prediction, b: Prediction) -> str:
-    """Badge text for two models' answers on one photo."""
-    if a.label == b.label:
-        return "agree"
-    if a.label in {n for n, _ in b.top[:3]} or b.label in {n for n, _ in a.top[:3]}:
-        return "partly agree"
-    return "disagree"
-
-
 def load_images(paths: Sequence[str | os.PathLike[str]]) -> list[Image.Image]:
     return [open_image(Path(p)) for p in paths]

@@ -56,7 +56,7 @@ from flagvision.synthetic.checkset_drawing import (
     _scene_backdrop,
 )
 from flagvision.synthetic.flags import FLAG_ASPECT, FLAG_NAMES, check_flag_name
-from flagvision.workspace import staged_folder
+from flagvision.workspace import Workspace, staged_folder
 
 CHECKSET_VERSION = "checkset-2"
 FRAMINGS = ("closeup", "scene_small", "building", "vertical", "two_flags")
@@ -191,3 +191,34 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
                     "framings": list(framings), "images": images}  # fmt: skip
         (tmp / "checkset.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+# -- the workspace's check set (the Runs page's disagreements) ------------------------------------
+
+WORKSPACE_CHECKSET = "checkset"  # <workspace>/checkset/
+WORKSPACE_PER_CLASS = 10  # 240 images: every framing twice per flag; about 5 s to draw on one core
+WORKSPACE_SEED = 1234
+
+
+def checkset_dir(ws: Workspace) -> Path:
+    """Where a workspace keeps its check set."""
+    return ws.root / WORKSPACE_CHECKSET
+
+
+def checkset_ready(ws: Workspace) -> bool:
+    """Whether the workspace has a check set of this version (any size: ``python -m flagvision data
+    checkset --out <workspace>/checkset --force`` writes another); cheap, reads the manifest only."""
+    try:
+        manifest = read_checkset_manifest(checkset_dir(ws))
+    except (ConfigError, OSError, ValueError):
+        return False
+    return manifest.get("version") == CHECKSET_VERSION and bool(manifest.get("images"))
+
+
+def ensure_checkset(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> Path:
+    """The workspace's check set, drawn first (:data:`WORKSPACE_PER_CLASS` per flag, random seed
+    :data:`WORKSPACE_SEED`) when it is missing or of an older version."""
+    folder = checkset_dir(ws)
+    if not checkset_ready(ws):
+        make_checkset(folder, per_class=WORKSPACE_PER_CLASS, seed=WORKSPACE_SEED, progress=progress, overwrite=True)
+    return folder
