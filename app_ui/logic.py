@@ -271,6 +271,20 @@ def default_part_text(part: str, status: dict[str, Any], now: float | None = Non
     return "trained" if state == "ready" else "not trained yet"
 
 
+def waiting_column_text(part: str, status: dict[str, Any], how: str, now: float | None = None) -> str:
+    """Under a photo, a model column without a trained model: what it waits for ("queued: …",
+    "training: epoch 3/10 · ETA …", the ImageNet weights and where to get them) or ``how`` to train one."""
+    state = status["state"]
+    if state == "waiting for weights":
+        return (
+            "no trained model yet: it waits for the ImageNet weights (the 'VGG-16 ImageNet weights' panel at "
+            "the top of this page downloads or imports them)"
+        )
+    if state in ("queued", "running"):
+        return f"no trained model yet, {default_part_text(part, status, now)}"
+    return f"no trained model yet. {how}"
+
+
 def job_row(job: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """One jobs-table row. A training job has no study and a study job no run: those cells are
     empty text, not ``None`` (which a table shows as the word "None")."""

@@ -66,7 +66,11 @@ def _answer(slot: str, predictions: dict, labels: dict[str, str], threshold: flo
     when this model did not answer. The name is markdown, not the Plotly title: a title does not
     wrap, and "VGG-16 transfer (random init, not pretrained)" would be cut off in a narrow column."""
     if slot not in predictions:
-        st.caption(f"{SLOTS[slot][1]}: {SLOTS[slot][2]}")
+        from app_ui.logic import waiting_column_text
+        from flagvision.jobs.defaults import default_models_status
+
+        status = default_models_status(ui.workspace())[slot]
+        st.caption(f"**{SLOTS[slot][1]}**: {waiting_column_text(slot, status, SLOTS[slot][2])}")
         return None
     st.markdown(f"**{labels[slot]}**")
     st.markdown(answer_markdown(predictions[slot], threshold))

@@ -138,3 +138,17 @@ def test_default_part_text_says_what_a_model_column_waits_for():
     assert default_part_text("cnn", {"state": "ready"}) == "trained"
     assert default_part_text("cnn", {"state": "missing"}) == "not trained yet"
     assert ui.job_title({"kind": "finder", "id": 3}) == "Training the flag finder"
+
+
+def test_a_model_column_without_a_model_says_what_it_waits_for():
+    from app_ui.logic import waiting_column_text
+
+    how = "Train a VGG-16 transfer model on the Train page."
+    weights = waiting_column_text("vgg", {"state": "waiting for weights"}, how)
+    assert "ImageNet weights" in weights and "panel" in weights and how not in weights
+    queued = waiting_column_text("vgg", {"state": "queued", "job": {}}, how)
+    assert queued.startswith("no trained model yet, queued")
+    job = {"state": "running", "progress": 0.5, "started_at": 100.0, "progress_text": "epoch 5/10"}
+    running = waiting_column_text("cnn", {"state": "running", "job": job}, how, now=110.0)
+    assert running == "no trained model yet, training: epoch 5/10 · ETA 10s"
+    assert waiting_column_text("vgg", {"state": "missing"}, how) == f"no trained model yet. {how}"
