@@ -4,8 +4,9 @@ The browser is Debian's Chromium at ``/usr/bin/chromium`` (``.ci/run`` installs 
 never downloads one. Without that binary the e2e tests are skipped, and only then.
 
 Artifacts (screenshots, ``first_paint.json``, the server log) go to ``$FLAGVISION_E2E_ARTIFACTS``
-or a pytest temporary folder; with ``FLAGVISION_SCREENSHOTS=docs/tour`` the screenshots are also
-written there, optimised, for the README's tour (``scripts/screenshots.py`` does that).
+or a pytest temporary folder; with ``FLAGVISION_SCREENSHOTS=DIR`` the screenshots are also written
+there, optimised. (The README's tour is taken by ``scripts/screenshots.py`` from trained default
+models, with these fixtures.)
 """
 
 from __future__ import annotations
