@@ -138,3 +138,21 @@ def test_default_part_text_says_what_a_model_column_waits_for():
     assert default_part_text("cnn", {"state": "ready"}) == "trained"
     assert default_part_text("cnn", {"state": "missing"}) == "not trained yet"
     assert ui.job_title({"kind": "finder", "id": 3}) == "Training the flag finder"
+    assert default_part_text("cnn", {"state": "waiting for data"}) == "queued after the built-in data"
+
+
+def test_default_part_text_of_the_built_in_data():
+    from app_ui.logic import default_part_text
+
+    rendering = {
+        "state": "running",
+        "started_at": 100.0,
+        "progress": 0.25,
+        "progress_text": "rendering scenes 3000/12000",
+    }
+    assert default_part_text("data", {"state": "running", "job": rendering}, now=110.0) == (
+        "rendering scenes 3000/12000 · ETA 30s"  # its own words, not "training: ..."
+    )
+    assert default_part_text("data", {"state": "ready"}) == "ready"
+    assert default_part_text("data", {"state": "missing"}) == "not built yet"
+    assert ui.job_title({"kind": "builtin", "id": 4}) == "Building the built-in data"
