@@ -8,8 +8,9 @@ import streamlit as st
 
 import app_ui as ui
 from app_ui.logic import best_runs_per_model, job_row, markdown_table
+from flagvision.jobs import queue as jobs
 from flagvision.jobs.schema import ACTIVE_STATES, FINISHED_STATES
-from flagvision.synthetic.builtin import builtin_path, builtin_ready, ensure_builtin
+from flagvision.synthetic.builtin import builtin_path, builtin_ready
 from flagvision.synthetic.scenes import read_manifest
 
 
@@ -19,11 +20,52 @@ def _job_cells(job: dict) -> dict:
 
 
 def _default_models(ws) -> None:
-    """One click to trained models: the reference study's CNN, the flag finder, VGG-16 transfer."""
-    with st.container(border=True):
-        st.markdown("**Default models** (the reference study's custom CNN on the built-in data, the flag finder, "
-                    "VGG-16 transfer when its ImageNet weights are here)")  # fmt: skip
-        ui.default_models_button(ws, "home")
+    """One click to trained models: the reference study's CNN, the flag finder, VGG-16 transfer.
+    Polls while a part is under way; a part's change reruns the page (its best models too)."""
+    from flagvision.jobs.defaults import default_models_status
+
+    def states() -> dict[str, str]:
+        return {part: s["state"] for part, s in default_models_status(ws).items()}
+
+    started = states()
+    under_way = any(s in (*ACTIVE_STATES, "waiting for data") for s in started.values())
+
+    @st.fragment(run_every=ui.JOBS_POLL_S if under_way else None)
+    @ui.guarded
+    def box() -> None:
+        if states() != started:
+            st.rerun()  # a job started or ended: redraw the page around it
+        with st.container(border=True):
+            st.markdown("**Default models** (the reference study's custom CNN on the built-in data, the flag "
+                        "finder, VGG-16 transfer when its ImageNet weights are here)")  # fmt: skip
+            ui.default_models_button(ws, "home")
+
+    box()
+
+
+def _builtin_offer(ws) -> None:
+    """No built-in data: the button that queues its job, or that job's progress (polled; its end
+    reruns the page). Rendered by a worker, never in this script."""
+    job = jobs.open_store(ws).latest_job("builtin")
+    if job is None or job["state"] not in ACTIVE_STATES:
+        if job is not None and job["state"] == "failed":
+            st.error(f"Building the built-in dataset failed: {job['error']}", icon=":material/error:")
+        st.info("The built-in flag dataset has not been generated yet (about a minute on two cores).")
+        if st.button("Generate the built-in dataset", key="home_build", type="primary"):
+            jobs.submit_builtin(ws)
+            st.rerun()
+        return
+
+    @st.fragment(run_every=ui.JOBS_POLL_S)
+    @ui.guarded
+    def progress() -> None:
+        now = jobs.open_store(ws).get_job(job["id"]) or job
+        if now["state"] not in ACTIVE_STATES:
+            st.rerun()  # done (or failed): redraw the page around the result
+        text = now.get("progress_text") or now["state"]
+        st.progress(float(now.get("progress") or 0.0), text=f"Building the built-in dataset: {text}")
+
+    progress()
 
 
 @ui.guarded
@@ -50,12 +92,7 @@ def main() -> None:
             icon=":material/check_circle:",
         )
     else:
-        st.info("The built-in flag dataset has not been generated yet (about a minute on two cores).")
-        if st.button("Generate the built-in dataset", key="home_build", type="primary"):
-            bar = st.progress(0.0, text="Rendering flag scenes…")
-            ensure_builtin(ws, progress=ui.progress_callback(bar, "Rendering flag scenes…"))
-            bar.progress(1.0, text="Done")
-            st.rerun()
+        _builtin_offer(ws)
 
     st.subheader("Jobs")
     active = store.list_jobs(ACTIVE_STATES)

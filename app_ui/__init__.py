@@ -269,14 +269,15 @@ def finder(ws: Workspace):
 
 # -- the default models -----------------------------------------------------------------------------
 
-DEFAULT_PARTS = {"cnn": "Custom CNN", "finder": "Flag finder", "vgg": "VGG-16 transfer"}
+DEFAULT_PARTS = {"data": "Built-in data", "cnn": "Custom CNN", "finder": "Flag finder", "vgg": "VGG-16 transfer"}
 
 
 def default_models_button(ws: Workspace, key: str) -> None:
     """ "Train the default models": the custom CNN on the built-in data, the flag finder if missing,
     VGG-16 transfer when its ImageNet weights are here, queued as jobs (the sidebar shows their
-    progress and ETA). Shows each part's state; the button only while something can be queued.
-    ``key`` prefixes the widget keys (the page's name)."""
+    progress and ETA); without the built-in data, its job first, which queues the models when it
+    ends. Shows each part's state; the button only while something can be queued. It only queues:
+    nothing is rendered or trained in the page. ``key`` prefixes the widget keys (the page's name)."""
     from app_ui.logic import default_part_text
     from flagvision.jobs.defaults import default_models_status, submit_default_models
 
@@ -287,13 +288,11 @@ def default_models_button(ws: Workspace, key: str) -> None:
     if not any(s["state"] == "missing" for s in status.values()):
         return
     if st.button("Train the default models", key=f"{key}_default_models", type="primary", icon=":material/bolt:"):
-        from flagvision.synthetic.builtin import builtin_ready, ensure_builtin
-
-        if not builtin_ready(ws):
-            bar = st.progress(0.0, text="Rendering flag scenes…")
-            ensure_builtin(ws, progress=progress_callback(bar, "Rendering flag scenes…"))
         queued = submit_default_models(ws)
-        st.toast(f"Queued: {', '.join(DEFAULT_PARTS[p] for p in queued)}.", icon=":material/rocket_launch:")
+        if queued:
+            st.toast(f"Queued: {', '.join(DEFAULT_PARTS[p] for p in queued)}.", icon=":material/rocket_launch:")
+        else:  # the data's job was already under way: it now queues the models when it ends
+            st.toast("The default models follow the built-in data.", icon=":material/rocket_launch:")
         st.rerun()
 
 

@@ -246,6 +246,8 @@ def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None 
         return "Download of the VGG-16 weights"
     if job["kind"] == "finder":
         return "Training the flag finder"
+    if job["kind"] == "builtin":
+        return "Building the built-in data"
     run_id = job.get("run_id")
     run = (runs_by_id or {}).get(run_id) if run_id is not None else None
     name = run["name"] if run else f"run {run_id}"
@@ -255,12 +257,13 @@ def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None 
 def default_part_text(part: str, status: dict[str, Any], now: float | None = None) -> str:
     """What one part of the default models is doing, for a model column or the Home page:
     "training: epoch 3/10 · ETA 2m 10s", "queued: starts when the jobs before it are done",
-    "waiting for ImageNet weights: download them below", "trained", "not trained yet"."""
+    "waiting for ImageNet weights: download them below", "trained", "not trained yet"; for the
+    built-in data ("data"): "rendering scenes 120/12000 · ETA 40s", "ready", "not built yet"."""
     state = status["state"]
     if state == "running":
         job = status.get("job") or {}
         text = job.get("progress_text") or "starting"
-        if not text.startswith("training"):  # the finder's job says "training: epoch 3 of 12" itself
+        if part != "data" and not text.startswith("training"):  # the finder's job says "training: epoch 3 of 12"
             text = f"training: {text}"
         eta = job_eta(job, now)
         return text + (f" · ETA {format_duration(eta)}" if eta is not None else "")
@@ -268,6 +271,10 @@ def default_part_text(part: str, status: dict[str, Any], now: float | None = Non
         return "queued: starts when the jobs before it are done"
     if state == "waiting for weights":
         return "waiting for ImageNet weights: download them below"
+    if state == "waiting for data":
+        return "queued after the built-in data"
+    if part == "data":
+        return "ready" if state == "ready" else "not built yet"
     return "trained" if state == "ready" else "not trained yet"
 
 
@@ -280,7 +287,7 @@ def waiting_column_text(part: str, status: dict[str, Any], how: str, now: float 
             "no trained model yet: it waits for the ImageNet weights (the 'VGG-16 ImageNet weights' panel at "
             "the top of this page downloads or imports them)"
         )
-    if state in ("queued", "running"):
+    if state in ("queued", "running", "waiting for data"):
         return f"no trained model yet, {default_part_text(part, status, now)}"
     return f"no trained model yet. {how}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -35,11 +36,25 @@ def parallel_map(
                 progress(done, total)
         return out
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_default_sigterm) as pool:
         futures = [pool.submit(fn, *call) for call in calls]
-        for future, size in zip(futures, sizes, strict=True):
-            out.append(future.result())
-            done += size
-            if progress:
-                progress(done, total)
+        try:
+            for future, size in zip(futures, sizes, strict=True):
+                out.append(future.result())
+                done += size
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            # Stopped (a cancelled job's SIGTERM, Ctrl-C, a failed call): the calls not started yet
+            # are dropped, else leaving the pool would wait for all of them to be rendered.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return out
+
+
+def _default_sigterm() -> None:
+    """In a pool process: SIGTERM ends it. A forked child inherits its parent's Python handler (a
+    job worker's only sets its stop flag), and a child deaf to SIGTERM would go on writing after
+    its parent was cancelled and had cleaned up."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -112,11 +112,11 @@ def _missing_model(slot: str, title: str, how: str) -> None:
     ws = ui.workspace()
     started = default_models_status(ws)[slot]["state"]
 
-    @st.fragment(run_every=ui.JOBS_POLL_S if started in ACTIVE_STATES else None)
+    @st.fragment(run_every=ui.JOBS_POLL_S if started in (*ACTIVE_STATES, "waiting for data") else None)
     @ui.guarded
     def column() -> None:
         status = default_models_status(ws)[slot]
-        if status["state"] in ACTIVE_STATES:
+        if status["state"] in (*ACTIVE_STATES, "waiting for data"):
             st.info(f"**{title}**: {default_part_text(slot, status)}", icon=":material/hourglass_top:")
         elif status["state"] == "waiting for weights":
             text = f"no trained model yet, {default_part_text(slot, status)}. {how}"

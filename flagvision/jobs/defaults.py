@@ -1,9 +1,11 @@
 """The default models, one request away: the reference study's custom CNN on the built-in data, the
 flag finder, and VGG-16 transfer when its ImageNet weights are on this machine.
 
-:func:`default_models_status` says, per part, whether it is there, under way (with its job) or what
-it waits for; :func:`submit_default_models` queues what is missing (nothing twice). The CNN goes
-first, so the Predict page works as soon as it is done; the finder and VGG-16 follow in the queue.
+:func:`default_models_status` says, per part (the built-in data too), whether it is there, under
+way (with its job) or what it waits for; :func:`submit_default_models` queues what is missing
+(nothing twice). Without the built-in data, its job ("builtin") goes first and queues the models
+when it succeeds. The CNN goes first, so the Predict page works as soon as it is done; the finder
+and VGG-16 follow in the queue.
 Cheap to call (no torch): the app asks on every rerun.
 """
 
@@ -17,7 +19,8 @@ from flagvision.jobs import queue as jobs
 from flagvision.jobs.schema import ACTIVE_STATES
 from flagvision.workspace import CARD_FILE, FINDER_DIR, Workspace
 
-PARTS = ("cnn", "finder", "vgg")
+PARTS = ("data", "cnn", "finder", "vgg")
+MODEL_PARTS = ("cnn", "finder", "vgg")
 MODEL_OF_PART = {"cnn": CUSTOM_CNN, "vgg": VGG16_TRANSFER}
 RUN_NAMES = {"cnn": "default custom CNN", "vgg": "default VGG-16 transfer"}
 
@@ -44,11 +47,17 @@ def _weights_available() -> bool:
 
 
 def default_models_status(ws: Workspace) -> dict[str, dict[str, Any]]:
-    """Per part: ``state`` ("ready", "queued", "running", "missing" or "waiting for weights") and,
-    while under way, its ``job`` (the store's row: ``progress``, ``progress_text``, ``started_at``).
+    """Per part: ``state`` and, while under way, its ``job`` (the store's row: ``progress``,
+    ``progress_text``, ``started_at``).
 
-    A model counts as ready when any run of it succeeded (the user's own runs count too).
+    "data" (the built-in dataset and the example photos) is "ready", "queued", "running" or
+    "missing". A model ("cnn", "finder", "vgg") is "ready", "queued", "running", "missing",
+    "waiting for weights" (VGG-16 without its ImageNet weights) or "waiting for data" (missing, and
+    the data's job queues it when it ends). A model counts as ready when any run of it succeeded
+    (the user's own runs count too).
     """
+    from flagvision.synthetic.builtin import builtin_ready
+
     store = jobs.open_store(ws)
     active = store.list_jobs(ACTIVE_STATES)
     succeeded = {r["model"] for r in store.list_runs(status="succeeded")}
@@ -71,17 +80,44 @@ def default_models_status(ws: Workspace) -> dict[str, dict[str, Any]]:
         out["finder"] = {"state": finder_job["state"], "job": finder_job}
     else:
         out["finder"] = {"state": "ready" if finder_card_path(ws).is_file() else "missing"}
+    data_job = next((j for j in active if j["kind"] == "builtin"), None)
+    if data_job is not None:
+        out["data"] = {"state": data_job["state"], "job": data_job}
+        if data_job["payload"].get("then") == jobs.THEN_DEFAULT_MODELS:
+            for part in MODEL_PARTS:
+                if out[part]["state"] == "missing":
+                    out[part] = {"state": "waiting for data"}
+    else:
+        out["data"] = {"state": "ready" if builtin_ready(ws) else "missing"}
     return {part: out[part] for part in PARTS}
 
 
-def submit_default_models(ws: Workspace, finder_config: dict[str, Any] | None = None) -> dict[str, int]:
-    """Queue every missing part (the CNN, then the finder, then VGG-16 if its weights are here);
-    return ``{part: job_id}`` of those queued now. The built-in data must exist
-    (``synthetic.builtin.ensure_builtin``): else a JobError says so."""
+def submit_default_models(
+    ws: Workspace, finder_config: dict[str, Any] | None = None, synth: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Queue every missing part; return ``{part: job_id}`` of those queued now (nothing twice).
+
+    Without the built-in data, only its job is queued (``synth``: ``SynthConfig`` overrides, for
+    tests), told to queue the models when it succeeds; a data job already under way is told so
+    too. With the data: :func:`queue_default_models`."""
     status = default_models_status(ws)
+    if status["data"]["state"] != "ready":
+        under_way = status["data"].get("job")
+        job_id = jobs.submit_builtin(ws, synth, then=jobs.THEN_DEFAULT_MODELS, finder_config=finder_config)
+        return {} if under_way is not None else {"data": job_id}
+    return queue_default_models(ws, finder_config, status)
+
+
+def queue_default_models(
+    ws: Workspace, finder_config: dict[str, Any] | None = None, status: dict[str, dict[str, Any]] | None = None
+) -> dict[str, int]:
+    """Queue every missing model (the CNN, then the finder, then VGG-16 if its weights are here) on
+    the built-in data, which must exist (the data's job calls this when it has written it); return
+    ``{part: job_id}`` of those queued now."""
+    status = status or default_models_status(ws)
     queued: dict[str, int] = {}
-    for part in PARTS:
-        if status[part]["state"] != "missing":
+    for part in MODEL_PARTS:
+        if status[part]["state"] not in ("missing", "waiting for data"):
             continue
         if part == "finder":
             queued[part] = jobs.submit_finder(ws, finder_config)

@@ -1,5 +1,5 @@
-"""Background jobs: queue a training run, a study, a weights download or the flag finder's
-training, start worker processes, cancel, reap.
+"""Background jobs: queue a training run, a study, a weights download, the flag finder's
+training or the built-in data's rendering, start worker processes, cancel, reap.
 
 A job is a row in the store (``fv_jobs``) plus, once it runs, one OS process::
 
@@ -144,6 +144,44 @@ def submit_finder(ws: Workspace, config: dict[str, Any] | None = None) -> int:
     if latest is not None and latest["state"] in ACTIVE_STATES:
         return int(latest["id"])
     job_id = store.create_job("finder", {"config": config} if config else {})
+    dispatch(ws)
+    return job_id
+
+
+THEN_DEFAULT_MODELS = "default_models"  # a builtin job's "then": queue the default models when it succeeds
+
+
+def submit_builtin(
+    ws: Workspace,
+    synth: dict[str, Any] | None = None,
+    then: str | None = None,
+    finder_config: dict[str, Any] | None = None,
+) -> int:
+    """Queue the rendering of the built-in dataset and the example photos
+    (``flagvision.synthetic.builtin.ensure_builtin`` in a worker); return the job id.
+
+    ``synth`` overrides ``SynthConfig`` fields (default: none, the full built-in set; a smaller one
+    is for tests). ``then=THEN_DEFAULT_MODELS``: when it succeeds, the job queues the default models
+    (``jobs.defaults``), the finder with ``finder_config``. One already queued or running is
+    returned instead of a second one; asked with ``then``, it is told to queue them too (the worker
+    reads its ``then`` again when the data is written)."""
+    if then not in (None, THEN_DEFAULT_MODELS):
+        raise JobError(f"then={then!r}: a builtin job can only be followed by {THEN_DEFAULT_MODELS!r}")
+    store = open_store(ws)
+    latest = store.latest_job("builtin")
+    if latest is not None and latest["state"] in ACTIVE_STATES:
+        if then and latest["payload"].get("then") != then:
+            updated = {**latest["payload"], "then": then}
+            if finder_config:
+                updated["finder_config"] = finder_config
+            store.update_job(latest["id"], payload=updated)
+        return int(latest["id"])
+    payload: dict[str, Any] = {"synth": synth or {}}
+    if then:
+        payload["then"] = then
+    if finder_config:
+        payload["finder_config"] = finder_config
+    job_id = store.create_job("builtin", payload)
     dispatch(ws)
     return job_id
 

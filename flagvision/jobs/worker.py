@@ -8,7 +8,9 @@ worker
 * runs the job: a training run (``runs.execute_run`` with a progress reporter and a stop check
   after every batch), a study (``flagvision.studies.runner.run_study_job``), the download of
   VGG-16's weights (``flagvision.models.weights.download_weights``, progress in MB) or the flag
-  finder's training (``flagvision.models.finder.build_finder``, progress per rendered scene and epoch);
+  finder's training (``flagvision.models.finder.build_finder``, progress per rendered scene and epoch)
+  or the built-in data (``flagvision.synthetic.builtin.ensure_builtin``, progress per rendered image;
+  then, if asked, it queues the default models);
 * stops cleanly on cancel: the store flag or SIGTERM set the same stop event; training ends after
   the current batch, between writes, and the best checkpoint stays. Before training has started
   (importing torch, decoding images) there is nothing to keep, so SIGTERM aborts at once;
@@ -115,6 +117,8 @@ class _Worker:
                     state, result = self._weights()
                 elif self.job["kind"] == "finder":
                     state, result = self._finder()
+                elif self.job["kind"] == "builtin":
+                    state, result = self._builtin()
                 else:
                     raise ValueError(f"unknown job kind {self.job['kind']!r}")
             except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
@@ -250,6 +254,36 @@ class _Worker:
         cfg = FinderConfig.from_dict(self.job["payload"].get("config") or {})
         finder = build_finder(self.ws, cfg, progress=progress)
         return "succeeded", {"path": str(finder_dir(self.ws)), "metrics": finder.card.get("metrics", {})}
+
+    def _builtin(self) -> tuple[str, dict[str, Any]]:
+        from flagvision.jobs.defaults import queue_default_models
+        from flagvision.synthetic.builtin import ensure_builtin
+        from flagvision.synthetic.scenes import SynthConfig
+
+        # The phase stays "prepare" while rendering: synthesize has no stop check, so SIGTERM aborts
+        # it at once, and its staged folder leaves no half dataset behind.
+        def progress(done: int, total: int) -> None:
+            if done < total:
+                self.report(0.95 * done / max(total, 1), f"rendering scenes {done}/{total}")
+            else:  # ensure_builtin renders the example photos next (a few seconds)
+                self.report(0.95, "rendering the example photos")
+
+        self.report(0.0, "rendering scenes")
+        cfg = SynthConfig.from_dict(self.job["payload"].get("synth") or {})
+        path = ensure_builtin(self.ws, progress=progress, config=cfg)
+        self.phase = "finish"  # the data is in place: a signal now only stops what would follow
+        result: dict[str, Any] = {"path": str(path)}
+        if self.stop.is_set():
+            return "cancelled", result
+        # Read again: "Train the default models" may have asked for them while this job ran.
+        payload = (self.store.get_job(self.job_id) or self.job)["payload"]
+        if payload.get("then") == jobs.THEN_DEFAULT_MODELS:
+            self.report(1.0, "queueing the default models")
+            result["queued"] = queue_default_models(self.ws, finder_config=payload.get("finder_config"))
+            self.report(1.0, "done; the default models are queued")
+        else:
+            self.report(1.0, "done")
+        return "succeeded", result
 
     def _record_end(self, state: str, error: str | None, result: dict[str, Any] | None) -> None:
         # Retried: if this write were lost, the reaper would call a clean exit "worker died".

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flagvision.workspace import BUILTIN_DATASET, Workspace
+
+if TYPE_CHECKING:
+    from flagvision.synthetic.scenes import SynthConfig
 
 
 def builtin_path(ws: Workspace) -> Path:
@@ -28,13 +32,16 @@ def builtin_ready(ws: Workspace) -> bool:
     return isinstance(manifest, dict) and manifest.get("version") == GENERATOR_VERSION
 
 
-def ensure_builtin(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Return the built-in dataset's folder, rendering it first (default SynthConfig) if missing or outdated."""
+def ensure_builtin(
+    ws: Workspace, progress: Callable[[int, int], None] | None = None, config: SynthConfig | None = None
+) -> Path:
+    """Return the built-in dataset's folder, rendering it first if missing or outdated (``config``,
+    default ``SynthConfig()``: a smaller one is for tests), then the Predict page's example photos."""
     path = builtin_path(ws)
     if not builtin_ready(ws):
         from flagvision.synthetic.scenes import SynthConfig, synthesize
 
-        synthesize(path, SynthConfig(), progress=progress, overwrite=True)
+        synthesize(path, config or SynthConfig(), progress=progress, overwrite=True)
     from flagvision.synthetic.examples import ensure_examples
 
     ensure_examples(ws)  # the Predict page's example photos, with the data (a few seconds, once)

@@ -138,6 +138,24 @@ def test_default_part_text_says_what_a_model_column_waits_for():
     assert default_part_text("cnn", {"state": "ready"}) == "trained"
     assert default_part_text("cnn", {"state": "missing"}) == "not trained yet"
     assert ui.job_title({"kind": "finder", "id": 3}) == "Training the flag finder"
+    assert default_part_text("cnn", {"state": "waiting for data"}) == "queued after the built-in data"
+
+
+def test_default_part_text_of_the_built_in_data():
+    from app_ui.logic import default_part_text
+
+    rendering = {
+        "state": "running",
+        "started_at": 100.0,
+        "progress": 0.25,
+        "progress_text": "rendering scenes 3000/12000",
+    }
+    assert default_part_text("data", {"state": "running", "job": rendering}, now=110.0) == (
+        "rendering scenes 3000/12000 · ETA 30s"  # its own words, not "training: ..."
+    )
+    assert default_part_text("data", {"state": "ready"}) == "ready"
+    assert default_part_text("data", {"state": "missing"}) == "not built yet"
+    assert ui.job_title({"kind": "builtin", "id": 4}) == "Building the built-in data"
 
 
 def test_a_model_column_without_a_model_says_what_it_waits_for():
@@ -148,6 +166,8 @@ def test_a_model_column_without_a_model_says_what_it_waits_for():
     assert "ImageNet weights" in weights and "panel" in weights and how not in weights
     queued = waiting_column_text("vgg", {"state": "queued", "job": {}}, how)
     assert queued.startswith("no trained model yet, queued")
+    after_data = waiting_column_text("cnn", {"state": "waiting for data"}, how)
+    assert after_data == "no trained model yet, queued after the built-in data"
     job = {"state": "running", "progress": 0.5, "started_at": 100.0, "progress_text": "epoch 5/10"}
     running = waiting_column_text("cnn", {"state": "running", "job": job}, how, now=110.0)
     assert running == "no trained model yet, training: epoch 5/10 · ETA 10s"

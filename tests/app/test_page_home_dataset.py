@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
+
+import pytest
 
 from app_helpers import app, no_exceptions, png_bytes
 from app_ui.logic import image_strip
 from flagvision.jobs import queue as jobs
+from flagvision.synthetic.builtin import builtin_ready
 
 
 def test_home_shows_dataset_links_and_sidebar(app_ws):
@@ -51,11 +55,52 @@ def test_home_best_models_per_model(trained_ws):
     assert {"Custom CNN", "VGG-16 transfer (random init, not pretrained)"} <= labels
 
 
-def test_home_offers_to_build_missing_builtin(tmp_path, monkeypatch):
+@pytest.fixture
+def empty_ws(tmp_path, monkeypatch):
+    """A workspace without the built-in data, whose one job slot is held: what the app queues
+    stays queued (the full built-in set would take a worker a minute)."""
+    from flagvision.workspace import Workspace
+
     monkeypatch.setenv("FLAGVISION_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no ImageNet weights there
+    ws = Workspace.open(tmp_path / "empty")
+    store = jobs.open_store(ws)
+    # "Being started right now" (no pid, a heartbeat ahead) holds the slot, and no reaper takes it.
+    store.create_job("study", {}, state="running", started_at=time.time(), heartbeat_at=time.time() + 3600)
+    yield ws
+    for job in store.list_jobs(("queued", "running")):
+        if job["kind"] == "study":
+            store.finish_job(job["id"], "cancelled")
+        else:
+            jobs.cancel(ws, job["id"], force=True)
+
+
+def test_home_offers_to_build_missing_builtin_as_a_job(empty_ws):
     at = app()
     no_exceptions(at)
     assert at.button(key="home_build").label == "Generate the built-in dataset"
+    at.button(key="home_build").click().run()
+    no_exceptions(at)
+    (job,) = jobs.open_store(empty_ws).list_jobs(("queued",))
+    assert job["kind"] == "builtin" and "then" not in job["payload"]  # the data only
+    assert not builtin_ready(empty_ws)  # queued for a worker, not rendered by the page
+    assert not [b for b in at.button if b.key == "home_build"]
+    assert [b.proto.text for b in at.main.get("progress")] == ["Building the built-in dataset: queued"]
+
+
+def test_the_default_models_button_without_data_queues_the_data_job_first(empty_ws):
+    at = app()
+    no_exceptions(at)
+    assert any("**Built-in data**: not built yet" in m.value for m in at.markdown)
+    at.button(key="home_default_models").click().run()
+    no_exceptions(at)
+    (job,) = jobs.open_store(empty_ws).list_jobs(("queued",))
+    assert job["kind"] == "builtin" and job["payload"]["then"] == jobs.THEN_DEFAULT_MODELS
+    assert not builtin_ready(empty_ws)  # the button only queues
+    parts = next(m.value for m in at.markdown if m.value.startswith("**Built-in data**"))
+    assert "**Built-in data**: queued" in parts and "**Custom CNN**: queued after the built-in data" in parts
+    assert not [b for b in at.button if b.key == "home_default_models"]  # nothing left to queue
 
 
 def test_dataset_counts_samples_augmentation_flags(app_ws):
