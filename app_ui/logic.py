@@ -248,6 +248,8 @@ def job_title(job: dict[str, Any], runs_by_id: dict[int, dict[str, Any]] | None 
         return "Training the flag finder"
     if job["kind"] == "builtin":
         return "Building the built-in data"
+    if job["kind"] == "compare":
+        return "Comparing two runs on the check set"
     run_id = job.get("run_id")
     run = (runs_by_id or {}).get(run_id) if run_id is not None else None
     name = run["name"] if run else f"run {run_id}"

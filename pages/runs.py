@@ -219,11 +219,8 @@ def _disagreements(ws, runs: list[dict]) -> None:
     with_finder = finder_card_path(ws).is_file()
     report = load_comparison(ws, ckpt_a, ckpt_b, with_finder)
     if report is None:
-        if not st.button("Compare on the check set", key="runs_dis_go", icon=":material/compare:"):
-            st.caption("Both models read every check image: seconds to a minute or so, the check set drawn first "
-                       "if the workspace has none yet. Computed once per pair of runs, then kept.")  # fmt: skip
-            return
-        report = _compute_disagreements(ws, ckpt_a, ckpt_b, with_finder)
+        _compare_job(ws, ckpt_a, ckpt_b, with_finder)
+        return
     st.markdown(disagreement_summary(report, names))
     if report["rows"]:
         st.dataframe(disagreement_rows(report, names), hide_index=True, key="runs_dis_table")
@@ -234,20 +231,32 @@ def _disagreements(ws, runs: list[dict]) -> None:
             st.caption(f"{len(report['rows']) - len(shown)} more not shown.")
 
 
-def _compute_disagreements(ws, ckpt_a: str, ckpt_b: str, with_finder: bool) -> dict:
-    from flagvision.inference.compare import compare_on_checkset
-    from flagvision.synthetic.checkset import checkset_ready, ensure_checkset
+def _compare_job(ws, ckpt_a: str, ckpt_b: str, with_finder: bool) -> None:
+    """No kept comparison of the pair yet: its job's progress (polled; its end redraws the page), its
+    error, or the button that queues it."""
+    from flagvision.jobs.queue import latest_compare_job, submit_compare
 
-    bar = st.progress(0.0, text="Drawing the check set…")
-    if not checkset_ready(ws):
-        ensure_checkset(ws, progress=lambda d, t: bar.progress(d / t, text=f"Drawing the check set: {d}/{t}"))
-    finder = ui.finder(ws) if with_finder else None
-    report = compare_on_checkset(
-        ws, ui.predictor(ckpt_a), ui.predictor(ckpt_b), finder,
-        progress=lambda d, t: bar.progress(d / t, text=f"Reading the check images: {d}/{t}"),
-    )  # fmt: skip
-    bar.empty()
-    return report
+    job = latest_compare_job(ws, ckpt_a, ckpt_b, with_finder)
+    if job is not None and job["state"] in ACTIVE_STATES:
+
+        @st.fragment(run_every=ui.JOBS_POLL_S)
+        @ui.guarded
+        def progress() -> None:
+            now = ui.store(ws).get_job(job["id"]) or job
+            if now["state"] not in ACTIVE_STATES:
+                st.rerun()  # done (or failed): redraw the page around it
+            st.progress(float(now.get("progress") or 0.0), text=now.get("progress_text") or now["state"])
+
+        progress()
+        return
+    if job is not None and job["state"] == "failed":
+        st.error(f"The last comparison of these runs failed: {job.get('error')}", icon=":material/error:")
+    if st.button("Compare on the check set", key="runs_dis_go", icon=":material/compare:"):
+        submit_compare(ws, ckpt_a, ckpt_b, with_finder)
+        st.rerun()
+    st.caption("Both models read every check image, in the background (the sidebar shows the job): seconds to "
+               "a few minutes, the check set drawn first if the workspace has none yet. Computed once per pair "
+               "of runs, then kept.")  # fmt: skip
 
 
 @ui.guarded

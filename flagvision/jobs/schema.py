@@ -9,7 +9,7 @@ ACTIVE_STATES = ("queued", "running")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
 RUN_STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
 JOB_STATES = (*ACTIVE_STATES, *FINISHED_STATES)
-JOB_KINDS = ("train", "study", "weights", "finder", "builtin")
+JOB_KINDS = ("train", "study", "weights", "finder", "builtin", "compare")
 # Kinds that take no slot of FLAGVISION_MAX_JOBS: a weights download waits on the network, not the
 # CPU, and must not queue behind a training of many minutes.
 UNCOUNTED_KINDS = ("weights",)

@@ -119,6 +119,8 @@ class _Worker:
                     state, result = self._finder()
                 elif self.job["kind"] == "builtin":
                     state, result = self._builtin()
+                elif self.job["kind"] == "compare":
+                    state, result = self._compare()
                 else:
                     raise ValueError(f"unknown job kind {self.job['kind']!r}")
             except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
@@ -284,6 +286,32 @@ class _Worker:
         else:
             self.report(1.0, "done")
         return "succeeded", result
+
+    def _compare(self) -> tuple[str, dict[str, Any]]:
+        import torch
+
+        from flagvision.inference.compare import compare_on_checkset, comparison_path
+        from flagvision.inference.predict import Predictor
+        from flagvision.models.finder import Finder
+        from flagvision.synthetic.checkset import checkset_ready, ensure_checkset
+
+        # The phase stays "prepare": nothing is kept until the report is written whole at the end.
+        # One thread: the models read one image at a time, where a second thread only adds overhead.
+        torch.set_num_threads(1)
+        payload = self.job["payload"]
+        if not checkset_ready(self.ws):
+            self.report(0.0, "drawing the check set")
+            ensure_checkset(
+                self.ws, progress=lambda d, t: self.report(0.2 * d / max(t, 1), f"drawing the check set {d}/{t}")
+            )
+        a, b = Predictor.from_checkpoint(payload["a"]), Predictor.from_checkpoint(payload["b"])
+        finder = Finder.from_workspace(self.ws) if payload.get("finder") else None
+        report = compare_on_checkset(
+            self.ws, a, b, finder,
+            progress=lambda d, t: self.report(0.2 + 0.8 * d / max(t, 1), f"reading the check images {d}/{t}"),
+        )  # fmt: skip
+        path = comparison_path(self.ws, payload["a"], payload["b"], finder is not None)
+        return "succeeded", {"path": str(path), "differ": len(report["rows"])}
 
     def _record_end(self, state: str, error: str | None, result: dict[str, Any] | None) -> None:
         # Retried: if this write were lost, the reaper would call a clean exit "worker died".

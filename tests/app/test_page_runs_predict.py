@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from app_helpers import app, no_exceptions, png_bytes
+from fv_helpers import wait_for
 from flagvision.jobs import queue as jobs
 
 
@@ -218,7 +219,9 @@ def compare_ws(trained_root, tmp_path, monkeypatch):
     monkeypatch.setenv("FLAGVISION_HOME", str(root))
     ws = Workspace.open(root)
     make_checkset(checkset_dir(ws), per_class=1, size=48, framings=("closeup", "two_flags"))
-    return ws
+    yield ws
+    for job in jobs.open_store(ws).list_jobs(("queued", "running")):
+        jobs.cancel(ws, job["id"], force=True)
 
 
 def test_runs_lists_the_check_images_where_two_runs_differ(compare_ws):
@@ -237,6 +240,18 @@ def test_runs_lists_the_check_images_where_two_runs_differ(compare_ws):
     at.selectbox(key="runs_dis_a").set_value(cnn["id"]).run()
     assert not [m for m in at.markdown if "check images differ" in m.value]  # computed on request only
     at.button(key="runs_dis_go").click().run()
+    no_exceptions(at)
+    # A job, not the page's script: a real worker reads the check set; the page shows its progress.
+    job = store.latest_job("compare")
+    assert job is not None and job["payload"]["a"] == cnn["checkpoint_path"], job
+    done = wait_for(
+        lambda: (j := store.get_job(job["id"]))["state"] not in ("queued", "running") and j,
+        timeout=240,
+        what="the comparison job",
+        ws=compare_ws,
+    )
+    assert done["state"] == "succeeded", done.get("error")
+    at.run()
     no_exceptions(at)
     names = (run_name(cnn), run_name(vgg))
     a, b = (Predictor.from_checkpoint(r["checkpoint_path"]) for r in (cnn, vgg))
