@@ -234,7 +234,7 @@ def _disagreements(ws, runs: list[dict]) -> None:
 def _compare_job(ws, ckpt_a: str, ckpt_b: str, with_finder: bool) -> None:
     """No kept comparison of the pair yet: its job's progress (polled; its end redraws the page), its
     error, or the button that queues it."""
-    from flagvision.jobs.queue import latest_compare_job, submit_compare
+    from flagvision.jobs.comparisons import latest_compare_job, submit_compare
 
     job = latest_compare_job(ws, ckpt_a, ckpt_b, with_finder)
     if job is not None and job["state"] in ACTIVE_STATES:

@@ -186,31 +186,6 @@ def submit_builtin(
     return job_id
 
 
-def compare_payload(checkpoint_a: str, checkpoint_b: str, with_finder: bool) -> dict[str, Any]:
-    return {"a": str(checkpoint_a), "b": str(checkpoint_b), "finder": bool(with_finder)}
-
-
-def latest_compare_job(ws: Workspace, checkpoint_a: str, checkpoint_b: str, with_finder: bool) -> dict[str, Any] | None:
-    """The newest job comparing these two checkpoints (any state), or None."""
-    wanted = compare_payload(checkpoint_a, checkpoint_b, with_finder)
-    return next(
-        (j for j in open_store(ws).list_jobs(limit=200) if j["kind"] == "compare" and j["payload"] == wanted), None
-    )
-
-
-def submit_compare(ws: Workspace, checkpoint_a: str, checkpoint_b: str, with_finder: bool) -> int:
-    """Queue the comparison of two checkpoints on the workspace's check set (drawn first if missing;
-    ``flagvision.inference.compare.compare_on_checkset`` in a worker, through the workspace's flag
-    finder when ``with_finder``); return the job id. One already queued or running for the same pair
-    is returned instead of a second one."""
-    latest = latest_compare_job(ws, checkpoint_a, checkpoint_b, with_finder)
-    if latest is not None and latest["state"] in ACTIVE_STATES:
-        return int(latest["id"])
-    job_id = open_store(ws).create_job("compare", compare_payload(checkpoint_a, checkpoint_b, with_finder))
-    dispatch(ws)
-    return job_id
-
-
 def latest_weights_job(ws: Workspace) -> dict[str, Any] | None:
     """The newest weights download job (any state), or None: what the app's weights panel shows."""
     return open_store(ws).latest_job("weights")

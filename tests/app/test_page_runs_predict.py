@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from app_helpers import app, no_exceptions, png_bytes
-from fv_helpers import wait_for
 from flagvision.jobs import queue as jobs
+from fv_helpers import wait_for
 
 
 def test_runs_table_filter_sort_and_overlay(trained_ws):
