@@ -123,12 +123,13 @@ def build_run_config(
     image_size: int | None = None,
     augment: float = DEFAULT_AUGMENT,
     vgg: dict[str, Any] | None = None,
+    find_flags: bool = True,
     **extra: Any,
 ) -> RunConfig:
     """A validated RunConfig from widget values; raises ConfigError with the message to show."""
     hp = HyperParams.from_dict({**HyperParams().to_dict(), **hparams})
     size = default_image_size(model) if image_size is None else int(image_size)
-    data = DataConfig(path=str(dataset_path), image_size=size, augment=float(augment))
+    data = DataConfig(path=str(dataset_path), image_size=size, augment=float(augment), find_flags=bool(find_flags))
     vgg_cfg = VGGConfig.from_dict({**VGGConfig().to_dict(), **(vgg or {})})
     return RunConfig(model=model, hparams=hp, data=data, vgg=vgg_cfg, **extra)
 

@@ -233,8 +233,13 @@ class DataConfig(JsonConfig):
     split_seed: int = 0  # seeds the stratified split
     augment: float = DEFAULT_AUGMENT  # augmentation strength, 0 = none, 1 = strong
     cache_limit_mb: int = 2048  # decoded-tensor cache bound; above it images stream from disk
+    # The photos show flags: prediction finds the flag first (the flag finder) and reads its crop.
+    # False for a dataset of something else: its model reads the whole photo. Older configs: True.
+    find_flags: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.find_flags, bool):
+            raise ConfigError(f"find_flags={self.find_flags!r} must be true or false")
         if not 8 <= int(self.image_size) <= 256:
             raise ConfigError(f"image_size={self.image_size} is outside 8–256")
         if not 0.05 <= float(self.val_fraction) <= 0.5:

@@ -10,7 +10,7 @@ from app_ui.logic import checkpoint_choices, checkpoint_label
 from app_ui.weights import weights_panel
 from flagvision.config import CONFIDENCE_THRESHOLD, CUSTOM_CNN, VGG16_TRANSFER, model_info
 from flagvision.data.images import IMAGE_SUFFIXES, ImageError
-from flagvision.inference.photos import PhotoCache, analyse_photo, draw_boxes
+from flagvision.inference.photos import PhotoCache, analyse_photo, draw_boxes, finder_off_by, whole_photo_text
 from flagvision.jobs.schema import ACTIVE_STATES
 
 
@@ -187,10 +187,14 @@ def _example_photos(ws) -> list[tuple[str, bytes]]:
 # -- results through the flag finder ------------------------------------------------------------
 
 
-def _finder(ws):
-    """The workspace's flag finder, or None (said: each photo is then classified whole)."""
+def _finder(ws, off: list[str]):
+    """The workspace's flag finder, or None (said: each photo is then classified whole): none built,
+    a chosen model trained on photos that are not flags (``off``: their labels), or turned off here."""
     from flagvision.models.finder import FinderError
 
+    if off:  # both models read the same view, so the whole photo for both
+        st.caption(f"The flag finder is off: {whole_photo_text(off)}. Each photo is classified whole.")
+        return None
     try:
         finder = ui.finder(ws)
     except FinderError as exc:
@@ -199,8 +203,17 @@ def _finder(ws):
     if finder is None:
         st.caption("No flag finder in this workspace yet: each photo is classified whole (the default models "
                    "include it).")  # fmt: skip
-    else:
-        st.caption("The flag finder boxes each flag in a photo; both models read the same crop of it.")
+        return None
+    if not st.toggle(
+        "Find the flags first",
+        True,
+        key="predict_find_flags",
+        help="On: the flag finder boxes each flag in a photo and the models read its crop. Off: the models read "
+        "each whole photo, to compare with what they answer on the crop.",
+    ):
+        st.caption("The flag finder is turned off: each photo is classified whole.")
+        return None
+    st.caption("The flag finder boxes each flag in a photo; both models read the same crop of it.")
     return finder
 
 
@@ -273,13 +286,18 @@ def main() -> None:
     predictors = {slot: ui.predictor(path) for slot, path in checkpoints.items()}
     labels = {slot: p.label for slot, p in predictors.items()}
     gradcam = st.toggle("Grad-CAM overlays", True, key="predict_gradcam")
-    finder = _finder(ws)
-    search = finder is None and st.toggle(
-        "Look for a small flag in 13 crops",
-        False,
-        key="predict_search",
-        help="When a model is unsure of the whole photo, it also reads 13 overlapping crops and the "
-        "surest one answers: a flag far away becomes readable. Up to 14x the work (slow with VGG-16).",
+    off = finder_off_by(predictors)
+    finder = _finder(ws, off)
+    search = (
+        finder is None
+        and not off
+        and st.toggle(
+            "Look for a small flag in 13 crops",
+            False,
+            key="predict_search",
+            help="When a model is unsure of the whole photo, it also reads 13 overlapping crops and the "
+            "surest one answers: a flag far away becomes readable. Up to 14x the work (slow with VGG-16).",
+        )
     )
     threshold = (
         st.number_input(

@@ -149,8 +149,16 @@ def _config_form(ws):
             help="Random crops, turns, colour and blur applied to each training batch: more makes the model "
             "robust to photos unlike the training images but learns more slowly; 0 = none, 1 = strong. Range: 0–1",
         )
+        find_flags = st.checkbox(
+            "Photos show flags: find the flag first when predicting",
+            True,
+            key="train_find_flags",
+            help="When this model classifies a photo, the flag finder first boxes each flag in it and the model "
+            "reads that crop. Untick it for a dataset of something else (leaves, cars...): the model then "
+            "reads each whole photo, recorded with the run and its checkpoint.",
+        )
         epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs")
-        settings = _training_settings()
+        settings = {**_training_settings(), "find_flags": bool(find_flags)}
         name = st.text_input("Run name", key="train_run_name", placeholder="optional")
         start_slot = st.container()
     with right:

@@ -108,3 +108,12 @@ def test_data_config_ranges():
         DataConfig(image_size=4)
     with pytest.raises(ConfigError, match="val_fraction"):
         DataConfig(val_fraction=0.9)
+
+
+def test_find_flags_is_a_boolean_and_an_older_config_reads_as_true():
+    old = RunConfig().to_dict()
+    old["data"].pop("find_flags")
+    assert RunConfig.from_dict(old).data.find_flags is True
+    assert RunConfig.from_json(RunConfig(data=DataConfig(find_flags=False)).to_json()).data.find_flags is False
+    with pytest.raises(ConfigError, match="find_flags"):
+        DataConfig(find_flags="no")

@@ -99,6 +99,8 @@ def resolve_run_config(args: argparse.Namespace) -> RunConfig:
     for key in ("image_size", "augment", "val_fraction"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
+    if getattr(args, "no_find_flags", False):
+        data["find_flags"] = False
     base["data"] = DataConfig.from_dict(data).to_dict()
     vgg = dict(base["vgg"])
     if args.no_pretrained:
@@ -331,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--augment", type=float, help=f"augmentation strength 0–1 (default {DEFAULT_AUGMENT})")
     p.add_argument("--val-fraction", type=float, help="held-out share without a test/ split (default 0.2)")
+    p.add_argument(
+        "--no-find-flags",
+        action="store_true",
+        help="the photos are not flags: predict and evaluate read each whole photo, without the flag finder",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--weight-decay", type=float)

@@ -1,5 +1,6 @@
 """``evaluate``, ``predict`` and ``export``: a checkpoint read on photos (through the flag finder when the
-workspace has one), scored on a dataset (calibration and "not sure" included), or exported.
+workspace has one and the checkpoint's card allows it), scored on a dataset (calibration and "not sure"
+included), or exported.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from flagvision.config import (
 )
 
 
-def _finder_for(args):
+def _finder_for(args, card: dict | None = None):
     """The workspace's flag finder for ``predict`` and ``evaluate``: None with ``--whole-photo``,
-    ``--search`` or when none is built (a damaged one is a user error: one line saying to rebuild it)."""
+    ``--search``, for a checkpoint trained on photos that are not flags (its ``card`` says
+    find_flags=False) or when none is built (a damaged one is a user error: one line saying to rebuild it)."""
+    from flagvision.training.checkpoints import card_finds_flags
+
     if getattr(args, "whole_photo", False) or getattr(args, "search", False):
+        return None
+    if card is not None and not card_finds_flags(card):
         return None
     from flagvision.models.finder import CARD_FILE, Finder, finder_dir
     from flagvision.workspace import Workspace, default_root
@@ -29,13 +35,14 @@ def _finder_for(args):
 
 def cmd_evaluate(args) -> int:
     from flagvision.data.dataset import load_eval_images
+    from flagvision.inference.photos import WHOLE_PHOTO_MODEL
     from flagvision.training.calibration import calibration_report, probability_report
-    from flagvision.training.checkpoints import card_temperature, load_checkpoint
+    from flagvision.training.checkpoints import card_finds_flags, card_temperature, load_checkpoint
     from flagvision.training.engine import eval_from_logits, predict_logits
 
     model, card = load_checkpoint(args.checkpoint)
     split = load_eval_images(args.data, card["class_names"], int(card["input_size"]))
-    finder = _finder_for(args)
+    finder = _finder_for(args, card)
     temperature = card_temperature(card)
     if args.search or finder is not None:  # what Predict answers: each photo read again
         import torch
@@ -60,6 +67,7 @@ def cmd_evaluate(args) -> int:
     out["model"] = card.get("label", card["model"])
     out["scene_search"] = bool(args.search)
     out["finder"] = finder is not None
+    out["find_flags"] = card_finds_flags(card)  # False: a model of photos that are not flags, read whole
     out["calibration"] = calibration
     out["skipped"] = split.skipped
     if args.json:
@@ -67,6 +75,8 @@ def cmd_evaluate(args) -> int:
     else:
         how = " (scene search: whole photo and 13 crops)" if args.search else ""
         how = " (the flag finder's crop of each photo's best flag)" if finder is not None else how
+        if not (out["find_flags"] or args.search or args.whole_photo):
+            how = f" ({WHOLE_PHOTO_MODEL})"
         print(f"{out['model']}: accuracy {result.accuracy:.2%} on {result.n_images} images{how}")
         # Worst class first; classes the folder has no images of come last, said so.
         ranked = sorted(result.per_class.items(), key=lambda kv: (kv[1] is None, kv[1] or 0.0, kv[0]))
@@ -98,11 +108,13 @@ def _top(pred) -> list[dict[str, Any]]:
 
 def cmd_predict(args) -> int:
     from flagvision.data.images import ImageError, open_image
+    from flagvision.inference.photos import WHOLE_PHOTO_MODEL
     from flagvision.inference.predict import Predictor, answer_fields
     from flagvision.models.finder import NO_FLAG_FOUND
 
     predictor = Predictor.from_checkpoint(args.checkpoint)
-    finder = _finder_for(args)
+    finder = _finder_for(args, predictor.card)
+    whole = args.whole_photo or not predictor.finds_flags  # no finder and no crop search either
     results, failures = [], 0
     for path in args.images:
         try:
@@ -112,9 +124,10 @@ def cmd_predict(args) -> int:
                 found = [p for p in preds if p.box is not None]
                 how = f"{len(found)} flag{'s' if len(found) != 1 else ''} found" if found else NO_FLAG_FOUND
             else:
-                preds = predictor.predict([image], k=args.top_k, search=not args.whole_photo)
+                preds = predictor.predict([image], k=args.top_k, search=not whole)
                 found = []
-                how = "off (--whole-photo)" if args.whole_photo else "not built (scene search answered)"
+                how = "not built (scene search answered)" if not whole else WHOLE_PHOTO_MODEL
+                how = "off (--whole-photo)" if args.whole_photo else how
             pred = preds[0]
             results.append(
                 {

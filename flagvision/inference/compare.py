@@ -187,6 +187,8 @@ def disagreements(
         raise CompareError(f"{len(images)} images need as many labels (and framings), got {len(labels)}")
     from flagvision.data.images import open_image
 
+    if not (predictor_a.finds_flags and predictor_b.finds_flags):
+        finder = None  # a model trained on photos that are not flags reads the whole photo, as on Predict
     truths = [[t] if isinstance(t, str) else list(t) for t in labels]
     right = {"a": 0, "b": 0}
     rows: list[dict[str, Any]] = []

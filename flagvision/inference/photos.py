@@ -4,6 +4,8 @@ With a flag finder, the photo is read through it (:meth:`~flagvision.inference.p
 the finder runs once per photo, and every found flag gets its own answer from each model, its box
 and the Grad-CAM of the crop the models read; no flag found → the whole photo, said so
 (:data:`~flagvision.models.finder.NO_FLAG_FOUND`). :func:`draw_boxes` draws the boxes on a copy.
+A model trained on photos that are not flags (its card's ``find_flags`` is false) reads the whole
+photo: the finder is used only when every chosen model allows it (:func:`finder_off_by` names the others).
 
 ``cache`` (a :class:`PhotoCache`) keeps each model's answers per (photo bytes, checkpoint, options)
 and each overlay per (photo, checkpoint, box): toggling Grad-CAM or switching one model recomputes
@@ -20,6 +22,8 @@ from typing import Any
 Box = tuple[int, int, int, int]
 OVERLAY_SIDE = 512  # px, the longest side of a Grad-CAM overlay (the heat map itself is at input size)
 BOX_COLOURS = ((255, 221, 0), (0, 200, 255), (255, 80, 200), (120, 255, 80), (255, 140, 0))
+# Said where the finder's line would be, for a model whose card says find_flags=False.
+WHOLE_PHOTO_MODEL = "this model reads the whole photo: it was trained on photos that are not flags"
 
 
 @dataclass
@@ -95,6 +99,19 @@ def _model_key(predictor: Any) -> tuple[str, int]:
     return (str(getattr(predictor, "source", "")), id(predictor))
 
 
+def finder_off_by(predictors: dict[str, Any]) -> list[str]:
+    """The labels of the predictors that read the whole photo (trained on photos that are not flags):
+    with any of them chosen, no photo goes through the flag finder."""
+    return [p.label for p in predictors.values() if not getattr(p, "finds_flags", True)]
+
+
+def whole_photo_text(labels: list[str]) -> str:
+    """ "Custom CNN reads the whole photo: it was trained on photos that are not flags" (one or two models)."""
+    if len(labels) == 1:
+        return f"{labels[0]} reads the whole photo: it was trained on photos that are not flags"
+    return f"{' and '.join(labels)} read the whole photo: they were trained on photos that are not flags"
+
+
 def draw_boxes(image: Any, boxes: list[Box], labels: list[str] | None = None) -> Any:
     """A copy of ``image`` with each box outlined (numbered, or ``labels``), for display."""
     from PIL import ImageDraw
@@ -127,6 +144,7 @@ def analyse_photo(
 
     With ``finder``, each found flag is classified on its crop (``search`` is then not used) and
     gets its own :class:`FlagResult`; none found → one result for the whole photo, ``note`` says so.
+    The finder is not used when a predictor reads the whole photo (:func:`finder_off_by`).
     """
     from flagvision.data.images import ImageError, open_image
     from flagvision.inference.compare import agreement
@@ -137,6 +155,8 @@ def analyse_photo(
         image = open_image(data)
     except ImageError as exc:
         raise ImageError(str(exc).replace("uploaded image", name, 1)) from None
+    if finder_off_by(predictors):
+        finder = None
     cache = cache if cache is not None else PhotoCache()
     digest = photo_digest(data)
     finder_key = id(finder) if finder is not None else None

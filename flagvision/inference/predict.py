@@ -39,7 +39,7 @@ from flagvision.data.dataset import normalize, resize_to_square
 from flagvision.data.images import open_image
 from flagvision.models.finder import CropMode, crop_for_classifier
 from flagvision.training.calibration import calibrated_softmax
-from flagvision.training.checkpoints import card_temperature, load_checkpoint
+from flagvision.training.checkpoints import card_finds_flags, card_temperature, load_checkpoint
 
 if TYPE_CHECKING:
     from flagvision.models.finder import Finder
@@ -127,6 +127,12 @@ class Predictor:
     def label(self) -> str:
         """Model name for display; random-init VGG is always marked as such."""
         return self.card.get("label") or self.card["model"]
+
+    @property
+    def finds_flags(self) -> bool:
+        """Whether a photo is read through the flag finder (False: the model was trained on photos
+        that are not flags and reads the whole photo; its card's ``find_flags``)."""
+        return card_finds_flags(self.card)
 
     def preprocess(self, images: Sequence[Image.Image | bytes | str | os.PathLike[str]]) -> torch.Tensor:
         pil = [img if isinstance(img, Image.Image) else open_image(img) for img in images]

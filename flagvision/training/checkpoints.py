@@ -95,6 +95,7 @@ def make_card(model: torch.nn.Module, cfg: RunConfig, class_names: list[str], fi
         "config": cfg.to_dict(),
         "class_names": list(class_names),
         "input_size": cfg.data.image_size,
+        "find_flags": cfg.data.find_flags,  # False: prediction reads the whole photo, no flag finder
         "resize": "squash",
         "normalization": {"mean": list(mean), "std": list(std)},
         "dataset_fingerprint": fingerprint,
@@ -167,6 +168,14 @@ def card_temperature(card: dict) -> float:
     """The card's calibration temperature (fitted at the end of training); 1.0 for a card written
     before calibration existed, which leaves its probabilities as they were."""
     return float(card.get("temperature", 1.0))
+
+
+def card_finds_flags(card: dict) -> bool:
+    """Whether the model's photos show flags, so prediction finds the flag first (the run's
+    ``data.find_flags``); True for a card written before the setting existed."""
+    data = card.get("config", {}).get("data") if isinstance(card.get("config"), dict) else None
+    value = card.get("find_flags", data.get("find_flags", True) if isinstance(data, dict) else True)
+    return value is not False
 
 
 def _finite_number(value: Any) -> bool:

@@ -166,3 +166,38 @@ def test_predict_works_as_soon_as_the_default_cnn_is_trained(app_ws, tmp_path, m
     no_exceptions(at)
     assert len(at.get("plotly_chart")) == 1  # the CNN answers; VGG-16 waits for its weights
     assert any("waiting for ImageNet weights" in i.value for i in at.info)
+
+
+def test_a_model_of_photos_that_are_not_flags_reads_the_whole_photo_and_the_finder_can_be_turned_off(finder_ws):
+    from flagvision.config import RunConfig
+    from flagvision.inference.photos import WHOLE_PHOTO_MODEL
+    from flagvision.training.pipeline import run_training
+    from flagvision.training.run import StoreCallback, create_run, finish_run
+
+    store = jobs.open_store(finder_ws)
+    flags_cnn = next(r for r in store.list_runs(status="succeeded") if r["model"] == "flag_cnn")
+    cfg = RunConfig.from_dict(flags_cnn["config"])
+    cfg = cfg.with_changes(data=cfg.data.with_changes(find_flags=False), hparams=cfg.hparams.with_changes(epochs=1))
+    run_id, run_dir = create_run(finder_ws, store, cfg, name="not flags", status="running")
+    finish_run(store, run_id, run_training(cfg, run_dir, [StoreCallback(store, run_id)]), "succeeded")
+
+    at = app("predict")
+    at.selectbox(key="predict_ckpt_cnn").set_value(run_id).run()
+    at.file_uploader(key="predict_files").set_value(("patch.png", red_patch_photo(), "image/png")).run()
+    no_exceptions(at)
+    assert any(c.value == f"The flag finder is off: Custom CNN {WHOLE_PHOTO_MODEL[len('this model ') :]}. "
+               "Each photo is classified whole." for c in at.caption)  # fmt: skip
+    assert not [t for t in at.toggle if t.key in ("predict_find_flags", "predict_search")]
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert "photo" in captions and not [c for c in captions if "flag found" in c]
+    assert len(at.get("plotly_chart")) == 2  # both models read the same whole photo
+
+    at.selectbox(key="predict_ckpt_cnn").set_value(flags_cnn["id"]).run()  # a flag model: the finder is back
+    no_exceptions(at)
+    assert at.toggle(key="predict_find_flags").value is True
+    assert any(c.startswith("1 flag found") for img in at.get("image") for c in img.captions)
+    at.toggle(key="predict_find_flags").set_value(False).run()  # compared with the whole photo
+    no_exceptions(at)
+    assert not [c for img in at.get("image") for c in img.captions if "flag found" in c]
+    assert any(c.value.startswith("The flag finder is turned off") for c in at.caption)
+    assert len(at.get("plotly_chart")) == 2

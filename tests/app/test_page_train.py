@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from app_helpers import app, no_exceptions, wait_for
 from flagvision.config import CNN_IMAGE_SIZE, DEFAULT_AUGMENT, HYPERPARAMS, VGG_IMAGE_SIZE
 from flagvision.jobs import queue as jobs
@@ -136,3 +138,17 @@ def test_early_stopping_weight_decay_and_random_seed_are_set_in_the_app(app_ws):
     assert (run["config"]["patience"], run["config"]["weight_decay"], run["config"]["seed"]) == (3, 1e-4, 7)
     helps = {w.help for w in (at.number_input(key="train_patience"), at.select_slider(key="train_weight_decay"))}
     assert all("Range:" in h for h in helps)
+
+
+def test_photos_that_are_not_flags_untick_the_finder_for_the_run(app_ws):
+    at = app("train")
+    box = at.checkbox(key="train_find_flags")
+    assert box.value is True and "whole photo" in box.help and "Untick" in box.help
+    at.select_slider(key="train_image_size").set_value(32).run()
+    at.slider(key="train_hp_epochs").set_value(1).run()
+    at.checkbox(key="train_find_flags").uncheck().run()
+    at.button(key="train_start").click().run()
+    no_exceptions(at)
+    run = jobs.open_store(app_ws).list_runs()[0]
+    assert run["config"]["data"]["find_flags"] is False
+    assert json.loads(app_ws.run_paths(run["id"]).config.read_text())["data"]["find_flags"] is False

@@ -192,6 +192,12 @@ def test_through_the_finder_each_model_reads_the_crop_of_the_best_flag(tmp_path,
     pb = b.predict_photo(photo, finder, k=3)[0]
     assert report["finder"] and len(report["rows"]) == int(pa.label != pb.label)
     assert report["right"] == {"a": int(pa.label == "Austria"), "b": int(pb.label == "Austria")}
+    from flagvision.inference.predict import Predictor
+
+    leaves = Predictor(b.model, {**b.card, "find_flags": False})  # trained on photos that are not flags
+    whole = disagreements(a, leaves, [photo], ["Austria"], finder)  # both read the whole photo
+    assert not whole["finder"]
+    assert whole["right"]["a"] == int(a.predict([photo], k=1)[0].label == "Austria")
 
 
 def test_other_classes_are_one_clear_error(small_checkset, two_nets):

@@ -78,3 +78,20 @@ def test_the_cache_recomputes_only_what_changed(predictors, monkeypatch):
     assert calls == {"probabilities": 2, "gradcam": 2}
     analyse_photo("p.png", photo, predictors, finder=finder, cache=cache, k=2)  # another option: recomputed
     assert calls["probabilities"] == 4
+
+
+def test_a_model_trained_on_photos_that_are_not_flags_turns_the_finder_off(predictors):
+    from flagvision.inference.photos import finder_off_by, whole_photo_text
+    from flagvision.inference.predict import Predictor
+    from fv_helpers import red_cloth_finder, red_patch_photo
+
+    leaves = Predictor(predictors["vgg"].model, {**predictors["vgg"].card, "find_flags": False}, source="leaves")
+    assert finder_off_by(predictors) == [] and finder_off_by({"cnn": predictors["cnn"], "vgg": leaves}) == ["flag_cnn"]
+    finder = red_cloth_finder()
+    both = analyse_photo("p.png", red_patch_photo(), {"cnn": predictors["cnn"], "vgg": leaves}, finder=finder)
+    assert not both.finder_used and both.boxes == [] and both.note is None
+    assert all(p.box is None for p in both.predictions.values())  # both read the same whole photo
+    assert analyse_photo("p.png", red_patch_photo(), predictors, finder=finder).boxes  # the control: boxed
+    assert whole_photo_text(["Custom CNN"]) == (
+        "Custom CNN reads the whole photo: it was trained on photos that are not flags"
+    )

@@ -133,3 +133,20 @@ def test_last_state_round_trip(tmp_path):
     state = load_last_state(tmp_path, fresh)
     assert state.next_epoch == 4 and state.optimizer_state["state"]
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True))
+
+
+def test_find_flags_travels_with_the_card_and_an_older_card_reads_as_true(tmp_path):
+    from flagvision.inference.predict import Predictor
+
+    model, cfg = _cnn()
+    cfg = cfg.with_changes(data=cfg.data.with_changes(find_flags=False))
+    save_checkpoint(tmp_path / "leaves", model, make_card(model, cfg, ["a", "b", "c"], "fp"))
+    _, card = load_checkpoint(tmp_path / "leaves")
+    assert card["find_flags"] is False and card["config"]["data"]["find_flags"] is False
+    assert ck.card_finds_flags(card) is False and not Predictor.from_checkpoint(tmp_path / "leaves").finds_flags
+    # a card written before the setting: neither the card nor its config name it
+    card.pop("find_flags")
+    card["config"]["data"].pop("find_flags")
+    (tmp_path / "leaves" / "card.json").write_text(json.dumps(card))
+    _, old = load_checkpoint(tmp_path / "leaves")
+    assert ck.card_finds_flags(old) is True and Predictor.from_checkpoint(tmp_path / "leaves").finds_flags
