@@ -51,10 +51,10 @@ def _study(ws: Path, trials: int, per_class: int) -> None:
 
 
 def _tour(ws: Path, shots: Path, out: Path) -> list[Path]:
-    from conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Artifacts, start_server, stop_workers
     from playwright.sync_api import sync_playwright
     from test_journey import _goto, _scroll_to, _settle
 
+    from conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Artifacts, start_server, stop_workers
     from flagvision.workspace import Workspace
 
     artifacts = Artifacts(shots, out)
