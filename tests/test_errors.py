@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import signal
 import sqlite3
@@ -172,6 +173,11 @@ def test_closed_pipe_ends_quietly(tmp_path):
     assert err.decode().strip() == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
 
 
+def _terminal_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err:
@@ -192,15 +198,22 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=err,
             cwd=REPO,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT below prints where it hangs
             # A shell without job control starts background commands with Ctrl-C ignored, and
-            # Python keeps an ignored SIGINT: give the child a terminal's default, as a user has.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            # Python keeps an ignored SIGINT: give the child a terminal's default (and no blocked
+            # signals), as a user has.
+            preexec_fn=_terminal_signals,
         )
         try:
             # stderr is a file, not a terminal, so no progress bar: wait for the first image written.
             wait_for(lambda: any(tmp_path.rglob("*.jpg")), timeout=120, what="the first rendered image")
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack to stderr
+                proc.wait(timeout=30)
+                pytest.fail(f"still running 120 s after Ctrl-C; its stderr:\n{err_path.read_text()[-5000:]}")
         finally:
             if proc.poll() is None:
                 proc.kill()
