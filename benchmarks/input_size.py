@@ -51,7 +51,27 @@ TABLE_HEAD = (
     "| all check images per CPU minute |"
 )
 # How these figures were taken, and what else was seen (kept with the command, so the document says it).
-NOTES: tuple[str, ...] = ()
+NOTES: tuple[str, ...] = (
+    "- The four trainings ran one after another in a copy of docs/QUALITY.md's workspace (its built-in data and "
+    "finder), each as `nice -n 10 /usr/bin/time -v python -m flagvision --workspace W train --name sN "
+    "--image-size N --threads 1` with OMP_NUM_THREADS=1, on a machine shared with other work (load average 4-9): "
+    "the wall times are 1.4-2.5 times the CPU times, so CPU time is the measure. The timings are kept in the "
+    "workspace's input-size-timings.json.",
+    "- The CPU time grows faster than the pixels: 48, 64 and 80 px cost 1.7, 3.9 and 6.8 times the 40 px "
+    "training. The first fully connected layer reads the 96 feature maps of side 7, 9, 13 and 17 px: 1.8, 3.0, "
+    "6.2 and 10.7 million weights.",
+    "- The sizes differ little on the check set: 64 px, the best, is 7 images better than 40 px of 480 (17 "
+    "gained, 10 lost); 48 and 80 px are 2 and 3 better. A training's own noise is about that large: docs/QUALITY.md's "
+    "40 px run (the same preset and random seed, two torch threads) reads 79.6 %, this one 78.5 %. The misses are "
+    "mostly the finder's (the same for every size): its answering box has IoU >= 0.5 on 369 of the 480 images; of "
+    "the 111 others 74 are read wrong at 40 px and 73 at 64 px, of the 369 only 29 and 23. Larger "
+    "inputs help the built-in test split a little (98.2 % at 40 px, 98.6-98.9 % above) and no size meets the "
+    "close-up target.",
+    "- The first start's CNN: docs/QUALITY.md's 40 px run used torch's default two threads and took 752 s wall and "
+    "591 s CPU (load average 3.4); on one thread here the same training took 329 s wall and 157 s CPU (load "
+    "average 5.3). On a busy 2-core machine the second thread costs far more CPU than it saves; on a quiet one "
+    "it was not measured here.",
+)
 __all__ = ["main", "render", "choose", "recorded_with", "TABLE_HEAD"]
 
 
