@@ -7,7 +7,8 @@ drawn by the second route (:mod:`flagvision.synthetic.checkset`), and every chec
 twice: the whole photo, and the default pipeline (:meth:`Predictor.predict_photo`: find → crop →
 classify, as ``predict`` does). The document records, per framing, both accuracies, the finder's
 box IoU, the commonest confusions, the built-in test split's accuracy, the timings, the machine
-and the command.
+and the command; and how far the answering flag's confidence can be trusted (issue 16): the ECE
+before and after the card's temperature, per framing, and what the "not sure" threshold does.
 
 It also records the versions it was measured with (:func:`measured_with`: the generator, the
 check set, the finder's format and defaults, the default preset); ``tests/test_quality_doc.py``
@@ -41,6 +42,10 @@ TARGETS = {"closeup": 0.99, "scene_small": 0.90, "vertical": 0.85}
 IOU_TARGET = 0.90  # share of check images whose best box has IoU >= 0.5
 TEST_SPLIT_TARGET = 0.99
 FIRST_START_TARGET_S = 360.0
+# Issue 16's targets for confidence on the check set through the default pipeline.
+ECE_TARGET = 0.05
+ANSWERED_TARGET = 0.90  # share answered at the default threshold
+ANSWERED_ACCURACY_TARGET = 0.98  # accuracy of the answered part
 
 # What was tried on the way to these figures (kept with the command, so the document says it).
 NOTES = (
@@ -149,6 +154,166 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {versions}"
 
 
+class _Found:
+    """A finder that answers with detections found before: both readings of a photo share one search."""
+
+    def __init__(self, detections: list[Any]) -> None:
+        self.detections = detections
+
+    def find_flags(self, image: Any) -> list[Any]:
+        return self.detections
+
+
+def read_checkset(predictor: Any, finder: Any, check_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`evaluate_framings` of the default pipeline (``Predictor.predict_photo(photo, finder, k=1)``,
+    as ``predict`` runs it), and per check image (in the manifest's order) the answering flag's class
+    probabilities calibrated (the card's temperature) and before (T = 1), read from the same boxes."""
+    import copy
+
+    import torch
+
+    from flagvision.inference.quality import evaluate_framings
+
+    uncalibrated = copy.copy(predictor)
+    uncalibrated.temperature = 1.0
+    k = len(predictor.class_names)
+    readings: list[dict[str, Any]] = []
+
+    def as_vector(top: list[tuple[str, float]]) -> list[float]:
+        probs = dict(top)
+        return [probs[name] for name in predictor.class_names]
+
+    def read_photo(photo):
+        found = _Found(finder.find_flags(photo))
+        best = predictor.predict_photo(photo, found, k=k)[0]
+        plain = uncalibrated.predict_photo(photo, found, k=k)[0]
+        readings.append({"label": best.label, "after": as_vector(best.top), "before": as_vector(plain.top)})
+        return best.label, best.box
+
+    with torch.no_grad():
+        results = evaluate_framings(predictor, check_dir, finder, read_photo=read_photo)
+    return results, readings
+
+
+def checkset_calibration(predictor: Any, check_dir: Path, readings: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`flagvision.inference.quality.pipeline_calibration` of :func:`read_checkset`'s readings."""
+    from flagvision.config import CONFIDENCE_THRESHOLD
+    from flagvision.inference.quality import pipeline_calibration
+    from flagvision.synthetic.checkset import read_checkset_manifest
+
+    entries = read_checkset_manifest(check_dir)["images"]
+    out = pipeline_calibration(
+        [r["before"] for r in readings],
+        [r["after"] for r in readings],
+        [e["flags"] for e in entries],
+        [e["class"] for e in entries],
+        [e["framing"] for e in entries],
+        predictor.class_names,
+        CONFIDENCE_THRESHOLD,
+    )
+    return {**out, "temperature": predictor.temperature}
+
+
+def per_class_accuracy(check_dir: Path, readings: list[dict[str, Any]]) -> dict[str, float]:
+    """Per flag (the check image's class), the share of its check images the default pipeline reads right."""
+    from flagvision.synthetic.checkset import read_checkset_manifest
+
+    hits: dict[str, list[bool]] = {}
+    for entry, reading in zip(read_checkset_manifest(check_dir)["images"], readings, strict=True):
+        hits.setdefault(entry["class"], []).append(reading["label"] in entry["flags"])
+    return {name: sum(v) / len(v) for name, v in hits.items()}
+
+
+def _held_out_calibration(evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    cal = evaluation.get("calibration")
+    if not cal:
+        return None
+    return {
+        "n": evaluation.get("n_images"),
+        "temperature": cal.get("temperature"),
+        "ece_before": cal.get("ece_before"),
+        "ece_after": cal.get("ece_after"),
+        "answered": (cal.get("selective") or {}).get("coverage"),
+        "answered_accuracy": (cal.get("selective") or {}).get("accuracy"),
+    }
+
+
+def _ece(x: float | None) -> str:
+    return "–" if x is None or x != x else f"{x:.3f}"
+
+
+def _render_calibration(r: dict[str, Any]) -> list[str]:
+    """The section "Calibration and 'not sure' (issue 16)" of docs/QUALITY.md."""
+    cal = r["calibration"]
+    t, o = cal["threshold"], cal["overall"]
+    lines = [
+        "",
+        "## Calibration and 'not sure' (issue 16)",
+        "",
+        "The confidence of the answering flag (the default pipeline's answer on each check image): its class "
+        f"probabilities with the card's temperature (T = {cal['temperature']:.3f}, fitted on the held-out split at "
+        "the end of training; *after*) and with T = 1 (*before*), read from the same boxes. ECE: "
+        f"`flagvision.training.calibration.expected_calibration_error`, {cal['bins']} equal-width bins. Below the "
+        f'default threshold (`CONFIDENCE_THRESHOLD` = {t}) the answer is "not sure"; *answered* is the share '
+        "at or above it, and its accuracy the share of those answers that are right.",
+        "",
+        "| figure | measured | target | verdict |",
+        "|---|---:|---:|---|",
+    ]
+    ece = o["ece_after"]
+    met = "–" if ece is None or ece != ece else "met" if ece <= ECE_TARGET else f"missed by {ece - ECE_TARGET:.3f}"
+    lines.append(f"| ECE after calibration, all check images | {_ece(ece)} | ≤ {ECE_TARGET:.2f} | {met} |")
+    lines.append(
+        f"| answered at {t} | {_pct(o['answered'])} | ≥ {_pct(ANSWERED_TARGET)} "
+        f"| {_verdict(o['answered'], ANSWERED_TARGET)} |"
+    )
+    lines.append(
+        f"| accuracy of the answered part at {t} | {_pct(o['answered_accuracy'])} | ≥ {_pct(ANSWERED_ACCURACY_TARGET)} "
+        f"| {_verdict(o['answered_accuracy'], ANSWERED_ACCURACY_TARGET)} |"
+    )
+    lines += [
+        "",
+        "| images | n | accuracy | ECE before | ECE after | answered at " + f"{t} | accuracy of answered |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    held = r.get("held_out_calibration")
+    if held:
+        lines.append(
+            f"| built-in held-out split (whole images, the run's evaluation.json) | {held['n']} "
+            f"| {_pct(r.get('test_split'))} | {_ece(held['ece_before'])} | {_ece(held['ece_after'])} "
+            f"| {_pct(held['answered'])} | {_pct(held['answered_accuracy'])} |"
+        )
+    else:
+        lines.append(
+            "| built-in held-out split | – | – | not in the run's evaluation.json (an older run) | – | – | – |"
+        )
+    for name, s in [*cal["framings"].items(), ("**all check images**", o)]:
+        lines.append(
+            f"| {name} | {s['n']} | {_pct(s['accuracy'])} | {_ece(s['ece_before'])} | {_ece(s['ece_after'])} "
+            f"| {_pct(s['answered'])} | {_pct(s['answered_accuracy'])} |"
+        )
+    lines += [
+        "",
+        "What each threshold does to the calibrated answers on all check images (the default in bold):",
+        "",
+        "| threshold | answered | accuracy of answered |",
+        "|---:|---:|---:|",
+    ]
+    for row in cal["thresholds"]:
+        mark = "**" if abs(row["threshold"] - t) < 1e-9 else ""
+        lines.append(f"| {mark}{row['threshold']:.2f}{mark} | {_pct(row['coverage'])} | {_pct(row['accuracy'])} |")
+    lines += [
+        "",
+        "Risk-coverage: answering only the surest share of the check images (calibrated confidence):",
+        "",
+        "| surest share answered | threshold it takes | accuracy of answered |",
+        "|---:|---:|---:|",
+    ]
+    for row in cal["risk_coverage"]:
+        lines.append(f"| {_pct(row['share'])} | {row['threshold']:.3f} | {_pct(row['accuracy'])} |")
+    return lines
+
+
 def render(r: dict[str, Any]) -> str:
     """The Markdown of docs/QUALITY.md from the measured results ``r`` (see :func:`main`)."""
     fr = r["framings"]
@@ -245,6 +410,8 @@ def render(r: dict[str, Any]) -> str:
         lines += [f"| {c['route']} | {c['true']} | {c['predicted']} | {c['count']} |" for c in r["confusions"]]
     else:
         lines.append("none.")
+    if r.get("calibration"):
+        lines += _render_calibration(r)
     if r.get("notes"):
         lines += ["", "## Notes", "", *r["notes"]]
     return "\n".join(lines) + "\n"
@@ -260,7 +427,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from flagvision.inference.predict import Predictor
-    from flagvision.inference.quality import evaluate_framings
     from flagvision.models.finder import Finder, finder_ready
     from flagvision.synthetic.builtin import builtin_ready
     from flagvision.synthetic.checkset import make_checkset
@@ -309,12 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"check set: {args.per_class} per class…", flush=True)
     make_checkset(check_dir, per_class=args.per_class, seed=args.checkset_seed, overwrite=True)
 
-    def read_photo(photo):
-        best = predictor.predict_photo(photo, finder, k=1)[0]
-        return best.label, best.box
-
     print("reading the check set…", flush=True)
-    results = evaluate_framings(predictor, check_dir, finder, read_photo=read_photo)
+    results, readings = read_checkset(predictor, finder, check_dir)
+    calibration = checkset_calibration(predictor, check_dir, readings)
     timed = [s["seconds"] for s in steps if not s.get("part")]
     cpus = [s.get("cpu_seconds") for s in steps if not s.get("part")]
     doc = {
@@ -333,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         "first_start_s": None if None in timed else sum(t for t in timed if t is not None),
         "first_start_cpu_s": None if None in cpus else sum(c for c in cpus if c is not None),
         "test_split": evaluation.get("accuracy"),
+        "calibration": calibration,
+        "held_out_calibration": _held_out_calibration(evaluation),
         "notes": list(NOTES),
     }
     if args.json:

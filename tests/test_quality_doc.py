@@ -35,3 +35,33 @@ def test_the_record_round_trips_and_a_change_is_seen():
     changed = json.loads(json.dumps(measured_with()))
     changed["generator"] = "synth-0"
     assert recorded_with(render({**results, "measured_with": changed})) != measured_with()
+
+
+def test_the_calibration_section_shows_targets_verdicts_and_the_default_threshold():
+    from flagvision.inference.quality import pipeline_calibration
+
+    row = {"n": 4, "whole_photo": 0.5, "finder": 0.5, "iou_mean": 0.7, "iou_hit": 1.0, "not_found": 0}
+    after = [[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1]]
+    cal = pipeline_calibration(
+        after, after, [["A"], ["B"], ["A", "C"], ["C"]], ["A", "B", "A", "C"], ["closeup"] * 4, ["A", "B", "C"],
+        0.8,
+    )  # fmt: skip
+    results = {
+        "framings": {"closeup": row}, "overall": row, "confusions": [], "measured_with": measured_with(),
+        "date": "2026-01-01", "machine": "test", "load_before": 0.0, "load_after": 0.0, "threads": "1",
+        "command": "python -m benchmarks.quality", "per_class": 1, "checkset_seed": 0, "checkset_images": 4,
+        "steps": [], "first_start_s": None, "test_split": 0.995, "calibration": {**cal, "temperature": 0.8},
+        "held_out_calibration": {"n": 1200, "temperature": 0.8, "ece_before": 0.02, "ece_after": 0.01,
+                                 "answered": 0.97, "answered_accuracy": 0.995},
+    }  # fmt: skip
+    text = render(results)
+    assert "## Calibration and 'not sure' (issue 16)" in text and "T = 0.800" in text
+    assert "| ECE after calibration, all check images | 0.275 | ≤ 0.05 | missed by 0.225 |" in text
+    # at 0.8 only the 0.9 answer is answered: a quarter of the images, all right
+    assert "| answered at 0.8 | 25.0 % | ≥ 90.0 % | missed by 65.0 points |" in text
+    assert "| accuracy of the answered part at 0.8 | 100.0 % | ≥ 98.0 % | met |" in text
+    assert "| **0.80** |" in text and "| 0.50 | 100.0 % | 50.0 % |" in text
+    assert (
+        "| built-in held-out split (whole images, the run's evaluation.json) | 1200 | 99.5 % | 0.020 | 0.010 |" in text
+    )
+    assert "Calibration and" not in render({k: v for k, v in results.items() if k != "calibration"})

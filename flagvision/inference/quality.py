@@ -219,3 +219,78 @@ def write_quality_md(results: dict[str, Any], path: str | os.PathLike[str], titl
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
+
+
+# Thresholds of the "not sure" table (docs/QUALITY.md): 0.5, 0.55, …, 0.95.
+THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6)  # the risk-coverage table: the surest share answered
+
+
+def answer_labels(
+    probs: Any, flags: Sequence[Sequence[str]], classes: Sequence[str], class_names: Sequence[str]
+) -> Any:
+    """Per image, the label an answer counts as right against: the answer itself (the top of
+    ``probs``) when it is one of the image's ``flags`` (a two-flag image: either), else its
+    ``class``; so ``argmax(probs) == label`` exactly when the answer is right."""
+    import torch
+
+    index = {name: i for i, name in enumerate(class_names)}
+    top = torch.as_tensor(probs).argmax(dim=1).tolist()
+    return torch.tensor(
+        [t if class_names[t] in f else index[c] for t, f, c in zip(top, flags, classes, strict=True)], dtype=torch.long
+    )
+
+
+def pipeline_calibration(
+    before: Any,
+    after: Any,
+    flags: Sequence[Sequence[str]],
+    classes: Sequence[str],
+    framings: Sequence[str],
+    class_names: Sequence[str],
+    threshold: float,
+    thresholds: Sequence[float] = THRESHOLDS,
+    coverages: Sequence[float] = COVERAGES,
+) -> dict[str, Any]:
+    """How far the answering flag's confidence can be trusted on a check set: per image its class
+    probabilities ``before`` (T = 1) and ``after`` calibration (N, C), the flags it shows, its class
+    and framing. Returns plain data: overall and per framing the accuracy, the ECE before and after
+    (:func:`flagvision.training.calibration.expected_calibration_error`, 15 bins) and what
+    ``threshold`` does (answered share and its accuracy); the calibrated answers at each of
+    ``thresholds``; the risk-coverage curve read at ``coverages`` (the surest share answered)."""
+    import torch
+
+    from flagvision.training.calibration import ECE_BINS, expected_calibration_error, risk_coverage, selective
+
+    before, after = torch.as_tensor(before).float(), torch.as_tensor(after).float()
+    labels_before = answer_labels(before, flags, classes, class_names)
+    labels_after = answer_labels(after, flags, classes, class_names)
+
+    def summary(mask: torch.Tensor) -> dict[str, Any]:
+        b, a, lb, la = before[mask], after[mask], labels_before[mask], labels_after[mask]
+        sel = selective(a, la, threshold)
+        return {
+            "n": int(mask.sum()),
+            "accuracy": float((a.argmax(dim=1) == la).float().mean()) if len(la) else None,
+            "ece_before": expected_calibration_error(b, lb),
+            "ece_after": expected_calibration_error(a, la),
+            "answered": sel["coverage"],
+            "answered_accuracy": sel["accuracy"],
+        }
+
+    order = list(dict.fromkeys(framings))
+    curve = risk_coverage(after, labels_after)
+    at_coverage = []
+    for share in coverages:
+        # The first point of the curve (surest first) that answers at least ``share`` of the images.
+        point = next((p for p in curve if p["coverage"] >= share - 1e-9), curve[-1] if curve else None)
+        if point is not None:
+            at_coverage.append({"share": share, **point})
+    return {
+        "threshold": threshold,
+        "bins": ECE_BINS,
+        "overall": summary(torch.ones(len(framings), dtype=torch.bool)),
+        "framings": {f: summary(torch.tensor([g == f for g in framings])) for f in order},
+        "thresholds": [selective(after, labels_after, t) for t in thresholds],
+        "risk_coverage": at_coverage,
+    }

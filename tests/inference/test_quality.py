@@ -17,7 +17,14 @@ from PIL import Image
 
 from flagvision.config import ConfigError
 from flagvision.inference.predict import Prediction
-from flagvision.inference.quality import evaluate_framings, iou, square_crop, write_quality_md
+from flagvision.inference.quality import (
+    answer_labels,
+    evaluate_framings,
+    iou,
+    pipeline_calibration,
+    square_crop,
+    write_quality_md,
+)
 from flagvision.synthetic.checkset import make_checkset, read_checkset_manifest
 from flagvision.synthetic.flags import FLAG_NAMES, render_flag
 
@@ -134,3 +141,39 @@ def test_iou_and_square_crop() -> None:
     assert tall.size == (48, 48)  # square around the longer side: the flag keeps its shape
     edge = square_crop(photo, (90, 70, 100, 80), margin=0.5)  # kept inside the photo
     assert edge.size == (20, 20)
+
+
+# Four answers over three flags: right and sure, wrong and unsure, right on a two-flag image (its
+# second flag), wrong and fairly sure.
+CLASSES = ["A", "B", "C"]
+AFTER = [[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1]]
+BEFORE = [[0.99, 0.005, 0.005], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1]]
+FLAGS = [["A"], ["B"], ["A", "C"], ["C"]]
+TRUE = ["A", "B", "A", "C"]
+FRAMINGS = ["closeup", "closeup", "two_flags", "two_flags"]
+
+
+def test_an_answer_counts_as_right_when_it_is_any_flag_the_image_shows() -> None:
+    assert answer_labels(AFTER, FLAGS, TRUE, CLASSES).tolist() == [0, 1, 2, 2]
+
+
+def test_pipeline_calibration_per_framing_thresholds_and_risk_coverage() -> None:
+    cal = pipeline_calibration(BEFORE, AFTER, FLAGS, TRUE, FRAMINGS, CLASSES, 0.65, (0.5, 0.8), (1.0, 0.5))
+    overall = cal["overall"]
+    assert overall["n"] == 4 and overall["accuracy"] == 0.5
+    # 15 bins: 0.9 right (0.1 off), 0.6 wrong (0.6 off), the two 0.7s share a bin half right (0.2 off each)
+    assert overall["ece_after"] == pytest.approx((0.1 + 0.6 + 2 * 0.2) / 4)
+    assert overall["ece_before"] == pytest.approx((0.01 + 0.6 + 2 * 0.2) / 4, abs=1e-6)
+    assert overall["answered"] == 0.75 and overall["answered_accuracy"] == pytest.approx(2 / 3)
+    assert list(cal["framings"]) == ["closeup", "two_flags"]
+    close, two = cal["framings"]["closeup"], cal["framings"]["two_flags"]
+    assert (close["n"], close["accuracy"], close["answered"], close["answered_accuracy"]) == (2, 0.5, 0.5, 1.0)
+    assert (two["answered"], two["answered_accuracy"]) == (1.0, 0.5)
+    assert [(t["threshold"], t["coverage"], t["accuracy"]) for t in cal["thresholds"]] == [
+        (0.5, 1.0, 0.5),
+        (0.8, 0.25, 1.0),
+    ]
+    full, half = cal["risk_coverage"]
+    assert (full["share"], full["coverage"], full["accuracy"]) == (1.0, 1.0, 0.5)
+    # the surest half: the 0.9 and both tied 0.7s answer together
+    assert half["share"] == 0.5 and half["coverage"] == 0.75 and half["threshold"] == pytest.approx(0.7)
