@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
           f"Grad-CAM off, {threads} torch threads, median of {args.passes} interleaved passes")  # fmt: skip
     print(f"  without the finder: {without:.2f} s ({min(times[False]):.2f}-{max(times[False]):.2f})")
     print(f"  with the finder:    {with_:.2f} s ({min(times[True]):.2f}-{max(times[True]):.2f}), {boxes} boxes found")
+    pairs = [b - a for a, b in zip(times[False], times[True], strict=True)]  # each pass beside its twin
+    ratios = [b / a for a, b in zip(times[False], times[True], strict=True)]
     print(f"  the finder adds:    {with_ - without:.2f} s ({with_ / without:.2f}x); target <= 1 s")
+    print(f"  paired passes:      {statistics.median(pairs):.2f} s added, {statistics.median(ratios):.2f}x (medians)")
     print(f"  1-minute load average: {load_before:.2f} before, {load_after:.2f} after, on {os.cpu_count()} cores")
     return 0
 
