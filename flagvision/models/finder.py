@@ -83,7 +83,10 @@ class FinderConfig(JsonConfig):
     # found" 41 -> 15 images, scene_small 72.9 -> 84.4 %, IoU >= 0.5 76.9 -> 79.6 % (0.1 and 0.2 did no
     # better); on 150 generated scenes without a flag, nothing is found in 44 % instead of 64 %.
     faint_threshold: float = 0.15  # 0..0.95
-    vertical_share: float = 0.25  # share of training flags hoisted vertically, 0..1
+    # share of training flags hoisted vertically, 0..1: 0.35 (0.25 before; with the scenes above) measured
+    # 86.0 -> 87.7 % (seed 1234) and 86.7 -> 86.7 % (seed 4321), vertical +3 / +8 points, IoU hits 81.9 ->
+    # 83.1 % and 84.2 -> 86.2 %, close-ups +2 / -6, scene_small -2 / -4
+    vertical_share: float = 0.35
     small_share: float = 0.35  # share of training flags drawn small (10-35 % of the width), 0..1 (0 before)
     multi_share: float = 0.35  # share of training scenes with two or three flags, 0..0.85 (0.2 before)
     workers: int = 0  # processes rendering scenes, 0 = all CPU cores, 1 = in this process (max 64)
