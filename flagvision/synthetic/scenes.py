@@ -166,17 +166,20 @@ class AnnotatedScene:
 
 def render_annotated(
     rng: np.random.Generator, size: int, names: Sequence[str] | None = None, *,
-    background: Background | None = None, vertical_share: float = 0.25,
+    background: Background | None = None, vertical_share: float = 0.25, small_share: float = 0.0,
+    multi_share: float = 0.2,
 ) -> AnnotatedScene:  # fmt: skip
     """One scene with 0 to 3 flags and its ground truth, drawn entirely from ``rng``.
 
-    ``names=None`` draws the flags: no flag in 15 % of the scenes, two or three in 20 %. A flag is
-    10-95 % of the frame wide (log-uniform; close-ups up to 130 %), hoisted vertically with
-    probability ``vertical_share``, seen from the back in a quarter of the scenes. ``background``
+    ``names=None`` draws the flags: no flag in 15 % of the scenes, two or three in ``multi_share``
+    (20 % by default). A flag is 10-95 % of the frame wide (log-uniform; close-ups up to 130 %), or
+    with probability ``small_share`` 10-35 % wide (a small flag in a whole scene), hoisted vertically
+    with probability ``vertical_share``, seen from the back in a quarter of the scenes. ``background``
     (``(rng, side) -> image``) replaces the generator's own backgrounds.
     """
     if names is None:
-        count = int(rng.choice(4, p=[0.15, 0.65, 0.14, 0.06]))
+        multi = min(max(multi_share, 0.0), 0.85)
+        count = int(rng.choice(4, p=[0.15, 0.85 - multi, 0.7 * multi, 0.3 * multi]))
         names = [pick(rng, FLAG_NAMES) for _ in range(count)]
     for name in names:
         check_flag_name(name)
@@ -194,6 +197,8 @@ def render_annotated(
         vertical = bool(rng.random() < vertical_share)
         if len(names) == 1 and rng.random() < 0.12:
             width = rng.uniform(0.9, 1.3)  # a close-up: the flag fills the frame
+        elif small_share and rng.random() < small_share:  # drawn only when asked: the default scenes stay as they were
+            width = float(np.exp(rng.uniform(np.log(0.1), np.log(min(0.35, 0.95 / len(names))))))
         else:
             width = float(np.exp(rng.uniform(np.log(0.1), np.log(0.95 / len(names)))))
         span = (i / len(names), (i + 1) / len(names))

@@ -5,11 +5,12 @@ from PIL import Image
 
 from flagvision.inference.predict import (
     SEARCH_GRID,
+    SURER_ABOVE,
     TALL_ABOVE,
     WHOLE_ABOVE,
     WHOLE_PHOTO_BONUS,
     choose_view,
-    reading,
+    readings,
     scene_views,
 )
 
@@ -39,8 +40,12 @@ def test_the_whole_photo_answers_unless_a_crop_is_clearly_surer():
 
 def test_a_found_box_is_read_whole_upright_either_way_or_as_cropped():
     photo = (200, 100)
-    assert reading((0, 0, 200, 100), photo) == "whole"  # a close-up: the finder's box is most of the photo
-    assert reading((0, 0, 150, 100), photo) == ("whole" if 0.75 > WHOLE_ABOVE else "crop")
-    assert reading((10, 10, 40, 30), photo) == "crop"  # wider than tall: as it is
-    assert reading((10, 10, 30, 31), photo) == "either"  # a little taller than wide (Belgium is 13:15)
-    assert reading((10, 10, 30, 10 + int(20 * TALL_ABOVE) + 5), photo) == "upright"  # a vertical flag
+    assert readings((0, 0, 200, 100), photo) == ("whole", "crop")  # a close-up: the finder's box is most of the photo
+    assert readings((0, 0, 150, 100), photo) == (("whole", "crop") if 0.75 > WHOLE_ABOVE else ("crop", "whole"))
+    assert readings((10, 10, 40, 30), photo) == ("crop",)  # wider than tall and small: as it is
+    assert readings((10, 10, 30, 31), photo) == ("crop", "upright")  # a little taller than wide (Belgium is 13:15)
+    assert readings((10, 10, 30, 10 + int(20 * TALL_ABOVE) + 5), photo) == ("upright",)  # a vertical flag
+    # a box over SURER_ABOVE of the photo (18 %) may be a close-up the finder cut off: read whole as well
+    assert SURER_ABOVE < 0.17 < WHOLE_ABOVE
+    assert readings((0, 0, 70, 50), photo) == ("crop", "whole")
+    assert readings((0, 0, 40, 90), photo) == ("upright", "whole")

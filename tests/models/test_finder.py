@@ -107,6 +107,37 @@ def test_an_empty_sky_has_no_flag(tiny_finder):
     assert tiny_finder.find_flags(sky) == []
 
 
+def _finder_of_constant_mask(probability: float, **cfg) -> Finder:
+    """A finder whose mask is ``probability`` in a centred square and zero elsewhere (no training)."""
+    import torch
+
+    from flagvision.models.finder import FINDER_FORMAT, FinderNet
+
+    config = FinderConfig(input_size=64, width=4, **cfg)
+    net = FinderNet(config.width)
+
+    class Square(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.full((x.shape[0], 1, 16, 16), -20.0)
+            logits[..., 4:12, 4:12] = float(np.log(probability / (1 - probability)))
+            return logits
+
+    finder = Finder(net, {"format": FINDER_FORMAT, "config": config.to_dict(), "input_size": 64})
+    finder.net = Square()
+    return finder
+
+
+def test_a_faint_flag_answers_when_nothing_clears_the_threshold():
+    photo = Image.new("RGB", (128, 128), (90, 140, 200))
+    faint = _finder_of_constant_mask(0.3)  # below threshold and min_score, above faint_threshold
+    (found,) = faint.find_flags(photo)
+    assert box_iou(found.box, (32, 32, 96, 96)) > 0.7 and found.score == pytest.approx(0.3, abs=0.01)
+    assert _finder_of_constant_mask(0.3, faint_threshold=0.0).find_flags(photo) == []  # off: no flag found
+    assert _finder_of_constant_mask(0.1).find_flags(photo) == []  # fainter than faint_threshold: nothing
+    (sure,) = _finder_of_constant_mask(0.9).find_flags(photo)
+    assert sure.score == pytest.approx(0.9, abs=0.01)
+
+
 def test_the_finder_is_a_checkpoint_in_the_workspace(tiny_finder, workspace):
     with pytest.raises(FinderError, match="finder train") as missing:
         Finder.from_workspace(workspace)
