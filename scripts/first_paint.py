@@ -1,4 +1,4 @@
-"""``python -m benchmarks.first_paint --workspace WS``: every page's first paint on a freshly started server.
+"""``.venv/bin/python scripts/first_paint.py --workspace WS``: every page's first paint on a freshly started server.
 
 Each page is opened by deep link as the first request of a new ``streamlit run`` (headless
 Chromium, the browser test's fixtures and its paint condition: the page's title and main content
@@ -68,7 +68,7 @@ def measure(ws: Path, repeats: int, log_dir: Path) -> dict[str, dict[str, list[f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.first_paint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", required=True, help="a workspace with runs and a study")
     parser.add_argument("--repeats", type=int, default=3, help="fresh servers per page and state (default 3)")
     args = parser.parse_args(argv)
