@@ -8,24 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app_ui.logic import runs_with_checkpoints
 from flagvision.config import CUSTOM_CNN, VGG16_TRANSFER
 from flagvision.jobs.schema import FINISHED_STATES
-from flagvision.workspace import CARD_FILE, RunPaths
+from flagvision.workspace import CARD_FILE
 
 GALLERY_MAX = 24  # thumbnails of differing check images shown under the table
 
 
 def comparable_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Finished runs whose checkpoint exists (``checkpoint_path`` filled in), best test accuracy first."""
-    out = []
-    for r in runs:
-        if r.get("status") not in FINISHED_STATES:
-            continue
-        ckpt = r.get("checkpoint_path") or (str(RunPaths(Path(r["run_dir"])).checkpoint) if r.get("run_dir") else None)
-        if ckpt and (Path(ckpt) / CARD_FILE).is_file():
-            out.append({**r, "checkpoint_path": ckpt})
-    out.sort(key=lambda r: (r.get("test_acc") or -1.0, r["id"]), reverse=True)
-    return out
+    return runs_with_checkpoints(r for r in runs if r.get("status") in FINISHED_STATES)
 
 
 def default_pair(runs: Sequence[dict[str, Any]]) -> tuple[int, int]:

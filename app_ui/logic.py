@@ -412,10 +412,13 @@ def best_runs_per_model(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def checkpoint_choices(runs: Sequence[dict[str, Any]], model: str) -> list[dict[str, Any]]:
     """Succeeded runs of ``model`` whose checkpoint exists, best test accuracy first."""
+    return runs_with_checkpoints(r for r in runs if r.get("model") == model and r.get("status") == "succeeded")
+
+
+def runs_with_checkpoints(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Those of ``runs`` whose checkpoint exists (``checkpoint_path`` filled in), best test accuracy first."""
     out = []
     for r in runs:
-        if r.get("model") != model or r.get("status") != "succeeded":
-            continue
         ckpt = r.get("checkpoint_path") or (str(RunPaths(Path(r["run_dir"])).checkpoint) if r.get("run_dir") else None)
         if ckpt and (Path(ckpt) / CARD_FILE).is_file():
             out.append({**r, "checkpoint_path": ckpt})

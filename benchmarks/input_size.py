@@ -36,6 +36,7 @@ from benchmarks.quality import (
     per_class_accuracy,
     read_checkset,
     recorded_with,
+    write_document,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,13 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkset_images": sum(f["n"] for f in rows[0]["framings"].values()),
         "notes": [*NOTES, *(f"- {n}" for n in args.note)],
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(doc), encoding="utf-8")
-    print(f"wrote {out}")
-    print(render(doc))
+    write_document(doc, render, args.out, args.json)
     return 0
 
 

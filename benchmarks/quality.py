@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -497,14 +498,22 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_calibration": _held_out_calibration(evaluation),
         "notes": list(NOTES),
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(doc), encoding="utf-8")
-    print(f"wrote {out}")
-    print(render(doc))
+    write_document(doc, render, args.out, args.json)
     return 0
+
+
+def write_document(
+    doc: dict[str, Any], render_doc: Callable[[dict[str, Any]], str], out: str, json_path: str | None
+) -> None:
+    """Write the raw results (``json_path``, if given) and the rendered document, then print it."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render_doc(doc)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    print(text)
 
 
 if __name__ == "__main__":

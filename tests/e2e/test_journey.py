@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from e2e_helpers import failure_snapshot
 from playwright.sync_api import expect
 
 from flagvision.jobs import queue as jobs
@@ -174,16 +175,8 @@ def _scroll_to(page, locator) -> None:
 @pytest.mark.timeout(600)
 def test_journey(journey, page, artifacts, tmp_path, fresh_server):
     print(f"\nartifacts: {artifacts.root}")
-    try:
+    with failure_snapshot(page, artifacts, "failure"):
         _journey(journey, page, artifacts, tmp_path, fresh_server)
-    except BaseException:
-        # What the browser showed when it went wrong, beside the server log.
-        try:
-            artifacts.screenshot(page, "failure")
-            (artifacts.root / "failure.txt").write_text(page.locator("body").inner_text())
-        except Exception:  # noqa: BLE001 - keep the original error
-            pass
-        raise
 
 
 def _journey(journey, page, artifacts, tmp_path, fresh_server) -> None:
