@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -411,6 +413,22 @@ def _stdout_to_devnull() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 2 user error, 130 interrupted, 1 closed pipe)."""
+    # Ctrl-C as Python raises it, and raised again at the next progress report if a library swallowed
+    # it (progress.on_ctrl_c); not where Ctrl-C is ignored (a background job of a shell) or handled.
+    ours = threading.current_thread() is threading.main_thread()  # only the main thread sets handlers
+    previous = signal.getsignal(signal.SIGINT) if ours else None
+    ours = ours and previous is signal.default_int_handler
+    if ours:
+        progress.reset_ctrl_c()
+        signal.signal(signal.SIGINT, progress.on_ctrl_c)
+    try:
+        return _run(argv)
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         status = int(args.func(args) or 0)

@@ -20,6 +20,28 @@ if TYPE_CHECKING:
     from flagvision.training.engine import EpochMetrics, FitState
 
 _open_bars: set[tqdm] = set()  # bars still drawn, closed on Ctrl-C so the message gets its own line
+_ctrl_c = False  # set by on_ctrl_c: a Ctrl-C came during this command
+
+
+def on_ctrl_c(signum: int, frame: object) -> None:
+    """The CLI's SIGINT handler: Python's own (raise KeyboardInterrupt), remembered, so that the next
+    progress report raises it again if a library swallowed it. Seen: a Ctrl-C landing in numpy's lazy
+    first import of ``numpy.random`` (inside a compiled module's set-up) was lost, and ``data checkset``
+    went on rendering for minutes, about 1 time in 40 when Ctrl-C came just after the first image."""
+    global _ctrl_c
+    _ctrl_c = True
+    raise KeyboardInterrupt
+
+
+def reset_ctrl_c() -> None:
+    global _ctrl_c
+    _ctrl_c = False
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C came and was swallowed on its way (see :func:`on_ctrl_c`)."""
+    if _ctrl_c:
+        raise KeyboardInterrupt
 
 
 def bar(desc: str, total: float, unit: str, **kwargs: Any) -> tqdm:
@@ -49,6 +71,7 @@ def counter(label: str, unit: str = "image") -> Callable[[int, int], None]:
     state: dict[str, tqdm] = {}
 
     def progress(done: int, total: int) -> None:
+        raise_if_interrupted()
         if "bar" not in state:
             state["bar"] = bar(label, total, unit)
         b = state["bar"]
@@ -66,6 +89,7 @@ class EpochBars(Callback):
         self._bar: tqdm | None = None
 
     def on_batch_end(self, state: FitState) -> None:
+        raise_if_interrupted()
         if self._bar is None:
             self._bar = bar(
                 f"epoch {state.epoch}/{state.cfg.hparams.epochs}", state.batches_per_epoch, "batch", leave=False
@@ -93,6 +117,7 @@ class StudyBar:
         self._bar: tqdm | None = None
 
     def __call__(self, fraction: float, text: str) -> None:
+        raise_if_interrupted()
         done = fraction * self.planned
         if self._bar is None:
             # initial: a resumed study's finished trials do not count towards the rate and the ETA.

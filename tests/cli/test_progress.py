@@ -13,6 +13,8 @@ import sys
 import termios
 import time
 
+import pytest
+
 from fv_helpers import REPO, make_pattern_dataset, run_cli
 
 TINY = ["--epochs", "2", "--image-size", "32", "--num-filters-conv1", "8", "--num-filters-conv2", "16"]
@@ -113,3 +115,29 @@ def test_tune_without_a_terminal_prints_its_lines_and_no_bar(tmp_path, tiny_data
     lines = out.stdout.splitlines()  # (epoch lines come at most every 0.5 s: how many depends on the machine)
     assert "[  0.0%] 0/2 trials · no finished trial yet · starting" in lines, out.stdout
     assert any(re.fullmatch(r"\[100\.0%\] 2/2 trials · best .* · trial 1 (complete|pruned)", x) for x in lines), lines
+
+
+def test_a_ctrl_c_swallowed_on_its_way_is_raised_at_the_next_progress_report(tmp_path):
+    """A library that loses a KeyboardInterrupt (seen: one raised during numpy's lazy import of
+    numpy.random) must not lose the user's Ctrl-C: the next progress report raises it again."""
+    import signal
+
+    from flagvision.cli import main as cli_main
+    from flagvision.cli import progress
+
+    report = progress.counter("rendering")
+    report(1, 10)
+    try:
+        try:  # a Ctrl-C arriving inside code that swallows every exception
+            progress.on_ctrl_c(signal.SIGINT, None)
+        except BaseException:  # noqa: BLE001 - what the library does
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            report(2, 10)
+    finally:
+        progress.reset_ctrl_c()
+    report(3, 10)  # a new command's reports go on
+    # main() installs the handler for a command's run and puts Python's back after it.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert cli_main.main(["--workspace", str(tmp_path / "ws"), "jobs", "list"]) == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
