@@ -137,7 +137,11 @@ def test_a_ctrl_c_swallowed_on_its_way_is_raised_at_the_next_progress_report(tmp
     finally:
         progress.reset_ctrl_c()
     report(3, 10)  # a new command's reports go on
-    # main() installs the handler for a command's run and puts Python's back after it.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert cli_main.main(["--workspace", str(tmp_path / "ws"), "jobs", "list"]) == 0
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # main() installs the handler for a command's run and puts Python's back after it (pytest may run
+    # with Ctrl-C ignored, as a shell's background job: give it Python's handler for this check).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert cli_main.main(["--workspace", str(tmp_path / "ws"), "jobs", "list"]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
