@@ -114,6 +114,10 @@ def _follow_model_size(model: str | None) -> None:
     the user picked another size (VGG-16 needs 64 px for the 2×2 map its head reads)."""
     default = default_image_size(model or CUSTOM_CNN)
     previous = st.session_state.get("train_image_size_default")
+    if previous == default:
+        # Nothing to follow: writing the widget's state on every run would race a change the user
+        # just made (seen: a size set while the page was rerunning came back as the default).
+        return
     if st.session_state.get("train_image_size") in (None, previous):
         st.session_state["train_image_size"] = default
     st.session_state["train_image_size_default"] = default
