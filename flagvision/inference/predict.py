@@ -65,12 +65,26 @@ WHOLE_ABOVE = 0.4  # a box covering this share of the photo's area is a close-up
 SURER_ABOVE = 0.15  # a smaller box covering this share is also read as the whole photo, the surer reading answers
 
 
+# A vertical flag's crop turned back upright (:func:`view_of`). Hoisted vertically, a flag's front is the
+# transpose of the upright flag and its back the mirror image of that: a transpose turns the back upside down,
+# the other diagonal's transpose turns it into the upright flag's mirror image, which every classifier here
+# reads like the front (half its training images are mirrored). Reading both and keeping the surer:
+# vertical check images 76.0 -> 81.2 % (480 images, random seed 1234).
+_TURNS = {"upright": Image.Transpose.TRANSPOSE, "upright_back": Image.Transpose.TRANSVERSE}
+
+
+def view_of(crop: Image.Image, view: str) -> Image.Image:
+    """The image a reading of :func:`readings` classifies: the crop, or the crop turned upright."""
+    return crop.transpose(_TURNS[view]) if view in _TURNS else crop
+
+
 def readings(box: Box, photo_size: tuple[int, int]) -> tuple[str, ...]:
     """The views :meth:`Predictor.predict_photo` reads of a found flag's box; the surest answers.
 
-    ``"crop"`` (the box's crop as it is), ``"upright"`` (the crop transposed back: a flag hoisted
-    vertically) and ``"whole"`` (the whole photo: the finder's box can cut off part of a flag that
-    fills the frame). A box over :data:`WHOLE_ABOVE` of the photo is a close-up: whole or crop; a box
+    ``"crop"`` (the box's crop as it is), ``"upright"`` and ``"upright_back"`` (the crop turned back
+    upright: a flag hoisted vertically, seen from the front or the back; :func:`view_of`) and
+    ``"whole"`` (the whole photo: the finder's box can cut off part of a flag that fills the frame).
+    A box over :data:`WHOLE_ABOVE` of the photo is a close-up: whole or crop; a box
     clearly taller than wide (:data:`TALL_ABOVE`) is read upright only, a little taller than wide
     both ways; a box over :data:`SURER_ABOVE` of the photo is read whole as well.
     """
@@ -78,9 +92,8 @@ def readings(box: Box, photo_size: tuple[int, int]) -> tuple[str, ...]:
     area = w * h / max(1, photo_size[0] * photo_size[1])
     if area > WHOLE_ABOVE:
         return ("whole", "crop")
-    views: tuple[str, ...] = (
-        ("upright",) if h > TALL_ABOVE * w else ("crop", "upright") if h > TALL_BELOW * w else ("crop",)
-    )
+    upright = ("upright", "upright_back")
+    views: tuple[str, ...] = upright if h > TALL_ABOVE * w else ("crop", *upright) if h > TALL_BELOW * w else ("crop",)
     return (*views, "whole") if area > SURER_ABOVE else views
 
 
@@ -198,7 +211,7 @@ class Predictor:
                     rows.append(whole_row[0])
                 else:
                     rows.append(len(views))
-                    views.append(crop.transpose(Image.Transpose.TRANSPOSE) if view == "upright" else crop)
+                    views.append(view_of(crop, view))
             spans.append(rows)
         probs = self.probabilities(views)
         out = []

@@ -1,7 +1,7 @@
 """Scene search: the views a photo is read in, and which one answers."""
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from flagvision.inference.predict import (
     SEARCH_GRID,
@@ -12,7 +12,9 @@ from flagvision.inference.predict import (
     choose_view,
     readings,
     scene_views,
+    view_of,
 )
+from flagvision.synthetic.flags import render_flag
 
 
 def test_scene_views_are_the_photo_then_overlapping_crops_inside_it():
@@ -43,9 +45,22 @@ def test_a_found_box_is_read_whole_upright_either_way_or_as_cropped():
     assert readings((0, 0, 200, 100), photo) == ("whole", "crop")  # a close-up: the finder's box is most of the photo
     assert readings((0, 0, 150, 100), photo) == (("whole", "crop") if 0.75 > WHOLE_ABOVE else ("crop", "whole"))
     assert readings((10, 10, 40, 30), photo) == ("crop",)  # wider than tall and small: as it is
-    assert readings((10, 10, 30, 31), photo) == ("crop", "upright")  # a little taller than wide (Belgium is 13:15)
-    assert readings((10, 10, 30, 10 + int(20 * TALL_ABOVE) + 5), photo) == ("upright",)  # a vertical flag
+    upright = ("upright", "upright_back")  # a vertical flag seen from the front or the back
+    assert readings((10, 10, 30, 31), photo) == ("crop", *upright)  # a little taller than wide (Belgium is 13:15)
+    assert readings((10, 10, 30, 10 + int(20 * TALL_ABOVE) + 5), photo) == upright  # a vertical flag
     # a box over SURER_ABOVE of the photo (18 %) may be a close-up the finder cut off: read whole as well
     assert SURER_ABOVE < 0.17 < WHOLE_ABOVE
     assert readings((0, 0, 70, 50), photo) == ("crop", "whole")
-    assert readings((0, 0, 40, 90), photo) == ("upright", "whole")
+    assert readings((0, 0, 40, 90), photo) == (*upright, "whole")
+
+
+def test_a_vertical_flag_is_turned_back_upright_from_the_front_and_from_the_back():
+    flag = render_flag("Lithuania", 60)  # yellow over green over red: upside down it is another pattern
+    front = flag.transpose(Image.Transpose.TRANSPOSE)  # hoisted vertically: hoist on top, upper edge on the left
+    back = ImageOps.mirror(front)  # the same flag seen from the other side
+    assert front.height > front.width
+    assert view_of(front, "upright").tobytes() == flag.tobytes()
+    # from the back, the plain transpose is upside down; the other turn is the flag's mirror image
+    assert view_of(back, "upright").tobytes() == ImageOps.flip(flag).tobytes()
+    assert view_of(back, "upright_back").tobytes() == ImageOps.mirror(flag).tobytes()
+    assert view_of(front, "crop") is front

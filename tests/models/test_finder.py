@@ -107,8 +107,9 @@ def test_an_empty_sky_has_no_flag(tiny_finder):
     assert tiny_finder.find_flags(sky) == []
 
 
-def _finder_of_constant_mask(probability: float, **cfg) -> Finder:
-    """A finder whose mask is ``probability`` in a centred square and zero elsewhere (no training)."""
+def _finder_of_constant_mask(probability: float, squares=((4, 12, 4, 12),), **cfg) -> Finder:
+    """A finder whose mask is ``probability`` in ``squares`` of its 16 x 16 cells (rows, then columns; a
+    centred square by default) and zero elsewhere (no training)."""
     import torch
 
     from flagvision.models.finder import FINDER_FORMAT, FinderNet
@@ -119,7 +120,8 @@ def _finder_of_constant_mask(probability: float, **cfg) -> Finder:
     class Square(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             logits = torch.full((x.shape[0], 1, 16, 16), -20.0)
-            logits[..., 4:12, 4:12] = float(np.log(probability / (1 - probability)))
+            for top, bottom, left, right in squares:
+                logits[..., top:bottom, left:right] = float(np.log(probability / (1 - probability)))
             return logits
 
     finder = Finder(net, {"format": FINDER_FORMAT, "config": config.to_dict(), "input_size": 64})
@@ -190,3 +192,14 @@ def test_predict_json_carries_the_box_and_says_when_no_flag_is_found(tiny_finder
     assert json.loads(whole.stdout)["predictions"][0]["box"] is None
     status = run_cli("--workspace", str(ws), "finder", "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["built"] is True
+
+
+def test_a_flag_filling_the_frame_is_one_box_not_its_fragments():
+    photo = Image.new("RGB", (128, 128), (200, 30, 40))
+    stripes = ((1, 6, 1, 15), (10, 15, 1, 15))  # two colour fields of a close-up, 62 % of the photo between them
+    (whole,) = _finder_of_constant_mask(0.9, stripes).find_flags(photo)
+    assert box_iou(whole.box, (8, 8, 120, 120)) > 0.8 and whole.score == pytest.approx(0.9, abs=0.01)
+    apart = _finder_of_constant_mask(0.9, stripes, fill_share=0.0).find_flags(photo)  # off: the fragments
+    assert len(apart) == 2 and all(box_iou(d.box, whole.box) < 0.5 for d in apart)
+    # two small flags (18 % of the photo together) stay two flags
+    assert len(_finder_of_constant_mask(0.9, ((2, 7, 2, 7), (9, 14, 9, 14))).find_flags(photo)) == 2
