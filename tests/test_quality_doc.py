@@ -65,3 +65,6 @@ def test_the_calibration_section_shows_targets_verdicts_and_the_default_threshol
         "| built-in held-out split (whole images, the run's evaluation.json) | 1200 | 99.5 % | 0.020 | 0.010 |" in text
     )
     assert "Calibration and" not in render({k: v for k, v in results.items() if k != "calibration"})
+    # a run trained under another default threshold says which one its held-out figures are at
+    older = {**results, "held_out_calibration": {**results["held_out_calibration"], "threshold": 0.5}}
+    assert "| 97.0 % (at 0.5) | 99.5 % (at 0.5) |" in render(older)
