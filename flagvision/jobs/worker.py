@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from flagvision.errors import describe
@@ -97,6 +98,11 @@ class _Worker:
 
     # -- the job ------------------------------------------------------------------------------
 
+    def handlers(self) -> dict[str, Callable[[], tuple[str, dict[str, Any] | None]]]:
+        """The work of each job kind (:data:`flagvision.jobs.schema.JOB_KINDS`)."""
+        return {"train": self._train, "study": self._study, "weights": self._weights, "finder": self._finder,
+                "builtin": self._builtin, "compare": self._compare}  # fmt: skip
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -109,20 +115,10 @@ class _Worker:
                 beat.start()
                 if self.stop.is_set():  # cancelled between the claim and this start
                     raise _Cancelled("cancelled before it started")
-                if self.job["kind"] == "train":
-                    state, result = self._train()
-                elif self.job["kind"] == "study":
-                    state, result = self._study()
-                elif self.job["kind"] == "weights":
-                    state, result = self._weights()
-                elif self.job["kind"] == "finder":
-                    state, result = self._finder()
-                elif self.job["kind"] == "builtin":
-                    state, result = self._builtin()
-                elif self.job["kind"] == "compare":
-                    state, result = self._compare()
-                else:
+                work = self.handlers().get(self.job["kind"])
+                if work is None:
                     raise ValueError(f"unknown job kind {self.job['kind']!r}")
+                state, result = work()
             except BaseException as exc:  # noqa: BLE001 - every outcome, Ctrl-C included, is recorded below
                 outcome = exc
             self.phase = "finish"

@@ -544,3 +544,11 @@ def test_study_job_without_the_study_module_fails_clearly(ws, monkeypatch, keep_
     assert run_worker_in_process(ws, job_id) == 1
     job = store.get_job(job_id)
     assert job["state"] == "failed" and "flagvision.studies.runner.run_study_job" in job["error"]
+
+
+def test_the_worker_has_work_for_every_job_kind_and_only_those(ws):
+    from flagvision.jobs import worker
+    from flagvision.jobs.schema import JOB_KINDS
+
+    job = {"id": 1, "kind": "train", "payload": {}}
+    assert sorted(worker._Worker(ws, jobs.open_store(ws), job).handlers()) == sorted(JOB_KINDS)
