@@ -63,6 +63,10 @@ TALL_ABOVE = 1.2  # a box this much taller than wide is a vertical flag: read up
 WHOLE_ABOVE = 0.4  # a box covering this share of the photo's area is a close-up: the whole photo or the crop as
 # it is, the surer (only the whole photo above 0.5 before: close-ups 85.4 -> 90.6 % with SURER_ABOVE)
 SURER_ABOVE = 0.15  # a smaller box covering this share is also read as the whole photo, the surer reading answers
+# The whole photo read at least this sure (calibrated) answers for any box whose readings are all less sure: a
+# close-up the finder boxed only in fragments (a stripe, a shield). Check images of random seed 1234 / 4321:
+# close-ups 96.9 -> 99.0 % / 91.7 -> 95.8 %, no other framing changed (0.999: 96.9 / 93.8 %).
+WHOLE_SURE = 0.99
 
 
 # A vertical flag's crop turned back upright (:func:`view_of`). Hoisted vertically, a flag's front is the
@@ -191,32 +195,32 @@ class Predictor:
         no flag found: one answer for the whole photo (``box`` and ``score`` None, :data:`NO_FLAG_FOUND`).
 
         Each box is read in the views :func:`readings` gives (its crop, upright for a box taller than
-        wide, the whole photo for a big box), and the surest reading answers.
+        wide, the whole photo for a big box), and the surest reading answers; a box read less than
+        :data:`WHOLE_SURE` sure is answered by the whole photo when that is at least as sure.
         """
         k = min(k, len(self.class_names))
         pil = (image if isinstance(image, Image.Image) else open_image(image)).convert("RGB")
         detections = finder.find_flags(pil)
         if not detections:
             return [self._top(self.probabilities([pil])[0], k)]
-        views: list[Image.Image] = []
-        whole_row: list[int] = []  # the whole photo's row in ``views``, once a box needs it
+        views: list[Image.Image] = [pil]  # row 0: the whole photo
         spans = []  # per detection: the rows of its views
         for d in detections:
             crop, rows = crop_for_classifier(pil, d.box, CROP_MARGIN, crop_mode), []
             for view in readings(d.box, pil.size):
-                if view == "whole" and not whole_row:
-                    whole_row.append(len(views))
-                    views.append(pil)
                 if view == "whole":
-                    rows.append(whole_row[0])
+                    rows.append(0)
                 else:
                     rows.append(len(views))
                     views.append(view_of(crop, view))
             spans.append(rows)
         probs = self.probabilities(views)
+        whole_sure = float(probs[0].max()) >= WHOLE_SURE
         out = []
         for d, rows in zip(detections, spans, strict=True):
             p = max((probs[r] for r in rows), key=lambda q: float(q.max()))
+            if whole_sure and float(p.max()) < WHOLE_SURE:  # a sure whole photo over an unsure box
+                p = probs[0]
             values, indices = p.topk(k)
             top = [(self.class_names[c], float(v)) for v, c in zip(values.tolist(), indices.tolist(), strict=True)]
             out.append(Prediction(top, d.box, d.score))

@@ -1,5 +1,8 @@
 """Scene search: the views a photo is read in, and which one answers."""
 
+import io
+
+import pytest
 import torch
 from PIL import Image, ImageOps
 
@@ -64,3 +67,41 @@ def test_a_vertical_flag_is_turned_back_upright_from_the_front_and_from_the_back
     assert view_of(back, "upright").tobytes() == ImageOps.flip(flag).tobytes()
     assert view_of(back, "upright_back").tobytes() == ImageOps.mirror(flag).tobytes()
     assert view_of(front, "crop") is front
+
+
+def _colour_predictor(temperature: float):
+    """A real Predictor over a hand-set two-class network: the redder the image on average, the more
+    "Red" (a logit of 10 x the mean normalised red) against "Grey" (9.5 - 10 x it)."""
+    from flagvision.inference.predict import Predictor
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        net[2].weight.copy_(torch.tensor([[-10.0, 0.0, 0.0], [10.0, 0.0, 0.0]]))
+        net[2].bias.copy_(torch.tensor([9.5, 0.0]))
+    card = {"model": "flag_cnn", "class_names": ["Grey", "Red"], "input_size": 32, "temperature": temperature,
+            "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}  # fmt: skip
+    return Predictor(net, card)
+
+
+def test_a_sure_whole_photo_answers_for_a_box_read_less_sure():
+    from flagvision.inference.predict import CROP_MARGIN, CROP_MODE, WHOLE_SURE
+    from flagvision.models.finder import crop_for_classifier
+    from fv_helpers import red_cloth_finder, red_patch_photo
+
+    photo = Image.open(io.BytesIO(red_patch_photo())).convert("RGB")  # a red patch on grey, 13 % of the photo
+    finder = red_cloth_finder()
+    (found,) = finder.find_flags(photo)
+    assert readings(found.box, photo.size) == ("crop",)  # a small box: read as cropped only
+    crop = crop_for_classifier(photo, found.box, CROP_MARGIN, CROP_MODE)
+    for temperature, answer in ((1.0, "Grey"), (0.1, "Red"), (3.0, "Red")):
+        predictor = _colour_predictor(temperature)
+        whole, cropped = predictor.probabilities([photo, crop])
+        (pred,) = predictor.predict_photo(photo, finder, k=2)
+        assert pred.box == found.box and pred.label == answer
+        if answer == "Grey":  # the whole photo is sure of Grey, the crop less sure of Red: the whole answers
+            assert float(whole[0]) >= WHOLE_SURE > float(cropped[1]) > 0.5
+            assert pred.confidence == pytest.approx(float(whole[0]), abs=1e-6)
+        elif temperature < 1:  # the crop itself is sure: it answers
+            assert float(cropped[1]) >= WHOLE_SURE
+        else:  # the whole photo is not sure enough to overrule the crop
+            assert float(whole.max()) < WHOLE_SURE
