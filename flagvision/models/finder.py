@@ -62,16 +62,13 @@ class FinderConfig(JsonConfig):
 
     input_size: int = 128  # px, the side the photo is squashed to; 64..512, a multiple of 16
     width: int = 24  # channels of the stem (the context branch has 3x), 4..64
-    # Training scenes and epochs: 2000 x 12 (1200 x 20 before: the same optimizer steps, about 10 s more
-    # rendering on a quiet 2-core machine). With small_share and multi_share below, measured with the
-    # default CNN and post-processing on check images: seed 1234 (480) 84.6 -> 86.0 %, IoU >= 0.5 79.6 ->
-    # 81.9 %; seed 4321 (240) 84.2 -> 86.7 %, IoU 78.8 -> 84.2 % (two flags +5 / +6 points, scene_small
-    # +8 / +2, building -3 / +2, close-ups -4 / +2). The shares alone at 1200 x 20: 85.2 % and 84.6 %.
-    # 4000 x 10 (synth-4, with the upright readings of both sides of a vertical flag): the finder learns more
-    # from more scenes than from more passes. With the synth-4 default CNN, check images of random seed 1234
-    # (480) / 4321 (240), accuracy and IoU >= 0.5 hits: 2000 x 12 90.8 / 92.5 % (83.1 / 86.3 %); 3000 x 12
-    # 93.5 / 94.6 % (87.9 / 91.2 %); 4000 x 10 93.5 / 94.2 % (90.6 / 90.0 %); 2000 x 12 with width 32
-    # 91.9 / 92.5 % (84.6 / 87.1 %). The finder step: 76 s -> 150 s on a quiet 2-core machine.
+    # Training scenes and epochs: 4000 x 10. The finder learns more from more scenes than from more passes or
+    # a wider network. With the synth-4 default CNN and the readings of both sides of a vertical flag, check
+    # images of random seed 1234 (480) / 4321 (240), accuracy and IoU >= 0.5 hits: 2000 x 12 (session 6's)
+    # 90.8 / 92.5 % (83.1 / 86.3 %); 3000 x 12 93.5 / 94.6 % (87.9 / 91.2 %); 4000 x 10 93.5 / 94.2 % (90.6 /
+    # 90.0 %); 2000 x 12 with width 32 91.9 / 92.5 % (84.6 / 87.1 %). The finder step: 76 s -> 144 s on a
+    # quiet 2-core machine (docs/QUALITY.md). Session 6 went from 1200 x 20 to 2000 x 12 (the same optimizer
+    # steps): seed 1234 84.6 -> 86.0 %, seed 4321 84.2 -> 86.7 %.
     scenes: int = 4000  # generated training scenes, 16..100000
     val_scenes: int = 200  # held-out scenes to measure the boxes on, 0..10000
     epochs: int = 10  # passes over the training scenes, 1..100 (training is cheap next to rendering them)
