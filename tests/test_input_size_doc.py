@@ -56,9 +56,9 @@ def _row(size: int, accuracy: float, cpu: float | None) -> dict:
 
 
 def test_the_rule_takes_the_best_accuracy_per_minute_within_the_first_start_target():
-    # 64 px: most per minute overall, but its first start (200 / 2 + 300 = 400 s) is over 360 s
+    # 64 px: most per minute overall, but its first start ((440 + 300) / 2 = 370 s) is over 360 s
     rows = [_row(40, 0.60, 240), _row(48, 0.70, 250), _row(64, 0.99, 300), _row(80, 0.95, None)]
-    chosen, why = choose(rows, data_cpu_s=200)
+    chosen, why = choose(rows, data_cpu_s=440)
     assert chosen == 48 and "48 px" in why and "64 px" in why
     assert choose(rows, data_cpu_s=None)[0] == 64  # no data step timed: every timed size counts
     assert choose([_row(40, 0.8, None)], 200) == (None, "no size was timed")

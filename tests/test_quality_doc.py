@@ -32,6 +32,9 @@ def test_the_record_round_trips_and_a_change_is_seen():
     text = render(results)
     assert recorded_with(text) == measured_with()
     assert "| closeup, default pipeline | 50.0 % | ≥ 99.0 % | missed by 49.0 points |" in text
+    close = {**row, "finder": 95 / 96}  # one image short of 99 % of 96: a miss, never "by 0.0 points"
+    almost = render({**results, "framings": {"closeup": close}, "overall": close})
+    assert "| closeup, default pipeline | 99.0 % | ≥ 99.0 % | missed by 0.04 points |" in almost
     changed = json.loads(json.dumps(measured_with()))
     changed["generator"] = "synth-0"
     assert recorded_with(render({**results, "measured_with": changed})) != measured_with()
