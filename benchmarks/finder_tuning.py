@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from flagvision.models.finder import Box, Finder, _components, _label
+from flagvision.models.finder import Finder
+from flagvision.models.mask_boxes import Box, components, label_components
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,12 @@ def _box(xs: np.ndarray, ys: np.ndarray, w: int, h: int, mw: int, mh: int) -> Bo
 def _split(prob: np.ndarray, fg: np.ndarray, v: Variant, w: int, h: int) -> list[tuple[Box, float]]:
     """Components, each with two or more cores above ``v.split`` cut in two: a cell to its nearest core."""
     out: list[tuple[Box, float]] = []
-    labels, (mh, mw) = _label(fg), fg.shape
+    labels, (mh, mw) = label_components(fg), fg.shape
     for value in np.unique(labels[labels >= 0]):
         region = labels == value
         if region.sum() < v.min_cells:
             continue
-        cores = _label(region & (prob >= v.split))
+        cores = label_components(region & (prob >= v.split))
         ids = [c for c in np.unique(cores[cores >= 0]) if (cores == c).sum() >= max(v.min_cells, 4)]
         ys, xs = np.nonzero(region)
         if len(ids) < 2:
@@ -158,7 +159,7 @@ class Rescorer:
 
     def boxes(self, prob: np.ndarray, v: Variant, w: int, h: int, threshold: float, min_score: float):
         fg = prob >= threshold
-        found = _split(prob, fg, v, w, h) if v.split else _components(prob, fg, w, h, v.min_cells)
+        found = _split(prob, fg, v, w, h) if v.split else components(prob, fg, w, h, v.min_cells)
         found = _merge(found, v.bridge * w / fg.shape[1]) if v.bridge else found
         return sorted(((b, s) for b, s in found if s >= min_score), key=lambda bs: -bs[1])[:5]
 

@@ -37,6 +37,7 @@ from torch import nn
 from flagvision.config import ConfigError, JsonConfig
 from flagvision.data.images import open_image
 from flagvision.errors import FlagVisionError
+from flagvision.models.mask_boxes import Box, bounding, box_iou, components
 from flagvision.parallel import parallel_map
 from flagvision.synthetic.scenes import GENERATOR_VERSION, Background, render_annotated
 from flagvision.training.checkpoints import write_json_atomic
@@ -46,7 +47,6 @@ FINDER_FORMAT = "flagvision-finder/1"
 MASK_STRIDE = 4  # input pixels per mask cell
 NO_FLAG_FOUND = "no flag found: the whole photo was classified"
 
-Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the photo's pixels, right/bottom exclusive
 CropMode = Literal["letterbox", "context", "squash"]
 CROP_MODES: tuple[str, ...] = ("letterbox", "context", "squash")
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -291,7 +291,7 @@ def train_finder(
 
 def _mask_boxes(mask: np.ndarray, size: int) -> list[Box]:
     """Ground-truth boxes of a mask-resolution target (one per connected component), in input pixels."""
-    return [box for box, _ in _components(mask, mask >= 0.5, size, size, 1)]
+    return [box for box, _ in components(mask, mask >= 0.5, size, size, 1)]
 
 
 def measure_finder(finder: Finder, images: np.ndarray, masks: np.ndarray) -> dict[str, float]:
@@ -314,63 +314,6 @@ def measure_finder(finder: Finder, images: np.ndarray, masks: np.ndarray) -> dic
         "val_empty_right_share": empty_right / empties if empties else float("nan"),
         "val_scenes": float(len(images)),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# From a mask to boxes
-
-
-def _label(fg: np.ndarray) -> np.ndarray:
-    """8-connected component labels of a boolean map (-1 = background), by min-label propagation."""
-    h, w = fg.shape
-    big = h * w
-    labels = np.where(fg, np.arange(big).reshape(h, w), big)
-    while True:
-        padded = np.pad(labels, 1, constant_values=big)
-        neighbours = np.min(
-            np.stack([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]),
-            axis=0,
-        )
-        new = np.where(fg, neighbours, big)
-        if np.array_equal(new, labels):
-            return np.where(fg, labels, -1)
-        labels = new
-
-
-def _components(prob: np.ndarray, fg: np.ndarray, width: int, height: int, min_cells: int) -> list[tuple[Box, float]]:
-    """(box in a ``width`` x ``height`` image, mean probability) of each connected component of ``fg``."""
-    labels = _label(fg)
-    h, w = fg.shape
-    out = []
-    for value in np.unique(labels[labels >= 0]):
-        ys, xs = np.nonzero(labels == value)
-        if len(xs) < min_cells:
-            continue
-        box = (
-            math.floor(xs.min() * width / w),
-            math.floor(ys.min() * height / h),
-            math.ceil((xs.max() + 1) * width / w),
-            math.ceil((ys.max() + 1) * height / h),
-        )
-        out.append((box, float(prob[ys, xs].mean())))
-    return out
-
-
-def _bounding(fg: np.ndarray) -> np.ndarray:
-    """The bounding rectangle of a boolean map's true cells, filled (one component)."""
-    ys, xs = np.nonzero(fg)
-    out = np.zeros_like(fg)
-    out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
-    return out
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,12 +384,12 @@ class Finder:
         prob = self.probability_map(pil)
         filled = prob >= (self.cfg.faint_threshold or self.cfg.threshold)
         if self.cfg.fill_share and filled.mean() >= self.cfg.fill_share:  # a close-up (FinderConfig.fill_share)
-            (box, _), *_ = _components(prob, _bounding(filled), pil.width, pil.height, 1)
+            (box, _), *_ = components(prob, bounding(filled), pil.width, pil.height, 1)
             return [Detection(box, round(float(prob[filled].mean()), 4))]
-        found = _components(prob, prob >= self.cfg.threshold, pil.width, pil.height, self.cfg.min_cells)
+        found = components(prob, prob >= self.cfg.threshold, pil.width, pil.height, self.cfg.min_cells)
         found = [(box, score) for box, score in found if score >= self.cfg.min_score]
         if not found and self.cfg.faint_threshold:  # one faint flag rather than none (FinderConfig.faint_threshold)
-            faint = _components(prob, prob >= self.cfg.faint_threshold, pil.width, pil.height, self.cfg.min_cells)
+            faint = components(prob, prob >= self.cfg.faint_threshold, pil.width, pil.height, self.cfg.min_cells)
             found = sorted(faint, key=lambda bs: -bs[1])[:1]
         found.sort(key=lambda bs: -bs[1])
         return [Detection(box, round(score, 4)) for box, score in found[: self.cfg.max_flags]]

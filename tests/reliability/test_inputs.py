@@ -291,7 +291,8 @@ def test_predict_page_of_every_image_input(flag_ws, flag_images):
     for row in rows:
         if row["photo"].startswith(("France-", "Holland-")):
             flag = row["photo"].split("-")[0]
-            assert row["Custom CNN"].startswith(f"{flag} ("), row
+            # read as the flag: answered, or "not sure" with the flag closest (the threshold is a setting)
+            assert row["Custom CNN"].startswith((f"{flag} (", f"not sure — closest: {flag} ")), row
         else:
             assert row["error"] == "unreadable image"
     # The app keeps serving: a plain photo afterwards is classified.
