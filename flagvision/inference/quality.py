@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from flagvision.config import ConfigError
+from flagvision.models.mask_boxes import box_iou as iou  # one IoU for the finder and the check set
 from flagvision.synthetic.checkset import read_checkset_manifest
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels
@@ -48,15 +49,6 @@ class Answer(Protocol):
 
 class Classifier(Protocol):
     def predict(self, images: Sequence[Any], k: int = 5) -> Sequence[Answer]: ...
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def square_crop(image: Image.Image, box: Sequence[float], margin: float = 0.15) -> Image.Image:

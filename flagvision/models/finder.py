@@ -37,7 +37,7 @@ from torch import nn
 from flagvision.config import ConfigError, JsonConfig
 from flagvision.data.images import open_image
 from flagvision.errors import FlagVisionError
-from flagvision.models.mask_boxes import Box, bounding, box_iou, components
+from flagvision.models.mask_boxes import Box, box_iou, cells_box, components
 from flagvision.parallel import parallel_map
 from flagvision.synthetic.scenes import GENERATOR_VERSION, Background, render_annotated
 from flagvision.training.checkpoints import write_json_atomic
@@ -384,8 +384,9 @@ class Finder:
         prob = self.probability_map(pil)
         filled = prob >= (self.cfg.faint_threshold or self.cfg.threshold)
         if self.cfg.fill_share and filled.mean() >= self.cfg.fill_share:  # a close-up (FinderConfig.fill_share)
-            (box, _), *_ = components(prob, bounding(filled), pil.width, pil.height, 1)
-            return [Detection(box, round(float(prob[filled].mean()), 4))]
+            ys, xs = np.nonzero(filled)
+            box = cells_box(xs, ys, filled.shape, pil.width, pil.height)
+            return [Detection(box, round(float(prob[ys, xs].mean()), 4))]
         found = components(prob, prob >= self.cfg.threshold, pil.width, pil.height, self.cfg.min_cells)
         found = [(box, score) for box, score in found if score >= self.cfg.min_score]
         if not found and self.cfg.faint_threshold:  # one faint flag rather than none (FinderConfig.faint_threshold)

@@ -7,6 +7,7 @@ and its training; NumPy only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,35 +31,31 @@ def label_components(fg: np.ndarray) -> np.ndarray:
         labels = new
 
 
+def cells_box(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...], width: int, height: int) -> Box:
+    """The box, in a ``width`` x ``height`` image, of mask cells (``xs``, ``ys``) of a mask of ``shape``."""
+    h, w = shape[0], shape[1]
+    return (
+        math.floor(xs.min() * width / w),
+        math.floor(ys.min() * height / h),
+        math.ceil((xs.max() + 1) * width / w),
+        math.ceil((ys.max() + 1) * height / h),
+    )
+
+
 def components(prob: np.ndarray, fg: np.ndarray, width: int, height: int, min_cells: int) -> list[tuple[Box, float]]:
     """(box in a ``width`` x ``height`` image, mean probability) of each connected component of ``fg``."""
     labels = label_components(fg)
-    h, w = fg.shape
     out = []
     for value in np.unique(labels[labels >= 0]):
         ys, xs = np.nonzero(labels == value)
         if len(xs) < min_cells:
             continue
-        box = (
-            math.floor(xs.min() * width / w),
-            math.floor(ys.min() * height / h),
-            math.ceil((xs.max() + 1) * width / w),
-            math.ceil((ys.max() + 1) * height / h),
-        )
-        out.append((box, float(prob[ys, xs].mean())))
+        out.append((cells_box(xs, ys, fg.shape, width, height), float(prob[ys, xs].mean())))
     return out
 
 
-def bounding(fg: np.ndarray) -> np.ndarray:
-    """The bounding rectangle of a boolean map's true cells, filled (one component)."""
-    ys, xs = np.nonzero(fg)
-    out = np.zeros_like(fg)
-    out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
-    return out
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
     iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
