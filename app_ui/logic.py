@@ -62,6 +62,8 @@ def model_label(name: str, pretrained: bool = True) -> str:
 def help_text(spec: ParamSpec) -> str:
     default = format_value(spec.name, spec.default)
     effect = f" {spec.effect}" if spec.effect else ""
+    if spec.reference_note:
+        return f"{spec.help}.{effect} Range: {spec.describe_range()}; default {default}: {spec.reference_note}."
     return f"{spec.help}.{effect} Range: {spec.describe_range()}; the reference study's value {default}."
 
 

@@ -637,7 +637,9 @@ def section_epoch(ctx: Context) -> None:
     )
     rep.explain(acc_measure, accuracy_gap_reason(base["acc"], [m.val_acc for m in history.epochs], cfg.data.augment))
     rep.details["epoch"] = (
-        f"Both: default preset `HyperParams()` (NAdam, lr 1.8e-4, batch 16), {s.image_size} px, seed 0, "
+        f"Both: default preset `HyperParams()` ({cfg.hparams.optimizer}, lr {cfg.hparams.lr:g}, batch "
+        f"{cfg.hparams.batch_size}; FlagVision's learning-rate schedule: {cfg.lr_schedule}), {s.image_size} px, "
+        "seed 0, "
         f"{len(bundle.train)} training and {len(bundle.val)} test images, {s.epochs} epoch(s), "
         f"{os.cpu_count()} threads. The reference-study loop: PIL decode + `Resize` + `ToTensor` every epoch, no "
         "augmentation, `torch.optim.NAdam` with defaults. FlagVision: `engine.fit` on the decoded uint8 "
@@ -1512,7 +1514,7 @@ def section_study(ctx: Context) -> None:
         table
         + curves
         + (
-            f"`study.run_study` (TPE sampler, seed 0, the reference study's preset enqueued first; each pruner with "
+            f"`study.run_study` (TPE sampler, seed 0, the default preset enqueued first; each pruner with "
             f"StudyConfig's defaults, as the app and `tune` use them) on a {s.study_image_size} px "
             f"copy of {len(sub.train)} training / {len(sub.val)} test images ({s.study_train_per_class} + "
             f"{s.study_test_per_class} per class, downsampled from the cache), {s.study_epochs} epochs per trial, "
@@ -1703,7 +1705,7 @@ def section_preset(ctx: Context) -> None:
     )
     rep.details["preset"] = (
         f"`{shlex.join(['python', '-m', 'flagvision', *cmd[3:]])}` in a scratch workspace, run as a user runs it: "
-        f"the reference study's preset `HyperParams()` ({hp.optimizer} lr {hp.lr:g}, batch {hp.batch_size}, "
+        f"the default preset `HyperParams()` ({hp.optimizer} lr {hp.lr:g}, batch {hp.batch_size}, "
         f"{n_epochs} epochs), "
         f"{data.image_size} px input, augmentation {data.augment:g}; the wall time includes start-up, decoding the "
         "dataset once and the final evaluation. The accuracy is the run's best epoch on the test split, as the run "

@@ -35,6 +35,7 @@ from benchmarks.quality import (
     doc_head,
     measured_with,
     per_class_accuracy,
+    preset_phrase,
     read_checkset,
     recorded_with,
     write_document,
@@ -125,7 +126,7 @@ def render(r: dict[str, Any]) -> str:
         *doc_head("Input size of the default CNN (issue 16)", "python -m benchmarks.input_size", r["measured_with"]),
         f"<!-- chosen: {r['chosen']} -->",
         "",
-        "The default CNN preset (the reference study's best, 10 epochs) trained on the built-in data (80 px images) "
+        f"The default CNN, {preset_phrase(r['measured_with'])}, trained on the built-in data (80 px images) "
         "at each input size, then read on the check set through the workspace's flag finder, exactly as "
         "docs/QUALITY.md reads it (`Predictor.predict_photo(photo, finder, k=1)`: the finder's crops at the "
         "network's input size). *Emblem flags*: the check images of " + ", ".join(EMBLEM_FLAGS) + " together. "

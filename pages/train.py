@@ -26,6 +26,7 @@ from flagvision.config import (
     CUSTOM_CNN,
     DEFAULT_AUGMENT,
     HYPERPARAMS,
+    LR_SCHEDULES,
     PARAM_SPECS,
     VGG16_TRANSFER,
     ConfigError,
@@ -180,13 +181,15 @@ def _config_form(ws):
 
 
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # RunConfig accepts 0–0.1
+LR_SCHEDULE_LABELS = {"cosine": "cosine (falls to zero)", "constant": "constant"}
 
 
 def _training_settings() -> dict:
-    """Early stopping, weight decay and the random seed (RunConfig's own settings), folded away."""
+    """Early stopping, weight decay, the learning-rate schedule and the random seed (RunConfig's own
+    settings), folded away."""
     defaults = RunConfig()
-    with st.expander("Training settings: early stopping, weight decay, random seed"):
-        c1, c2, c3 = st.columns(3)
+    with st.expander("Training settings: early stopping, weight decay, learning-rate schedule, random seed"):
+        c1, c2, c3, c4 = st.columns(4)
         patience = c1.number_input(
             "Early-stopping patience",
             0,
@@ -207,7 +210,17 @@ def _training_settings() -> dict:
             help="An L2 penalty that pulls the weights towards zero: more fights overfitting, too much stops "
             "the model from learning; 0 = off (the reference study used none). Range: 0–0.1",
         )
-        seed = c3.number_input(
+        lr_schedule = c3.selectbox(
+            "Learning-rate schedule",
+            LR_SCHEDULES,
+            LR_SCHEDULES.index(defaults.lr_schedule),
+            key="train_lr_schedule",
+            format_func=lambda v: LR_SCHEDULE_LABELS[v],
+            help="Cosine: the rate starts at the learning rate you set and falls smoothly to zero by the last "
+            "epoch, so the last epochs fine-tune; constant: the rate stays as set throughout (the reference "
+            "study's way).",
+        )
+        seed = c4.number_input(
             "Random seed",
             0,
             2**31 - 1,
@@ -217,7 +230,12 @@ def _training_settings() -> dict:
             help="Seeds the weights' start, the shuffling and the augmentation: the same seed and settings "
             "give the same run; change it to see how much a result depends on luck.",
         )
-    return {"patience": int(patience), "weight_decay": float(weight_decay), "seed": int(seed)}
+    return {
+        "patience": int(patience),
+        "weight_decay": float(weight_decay),
+        "lr_schedule": str(lr_schedule),
+        "seed": int(seed),
+    }
 
 
 def _start(ws, blocked: bool = False) -> None:
@@ -347,6 +365,7 @@ def _reset_invalid_values(ws) -> bool:
             "train_augment": ui.in_range("augmentation strength", 0.0, 1.0),
             "train_patience": ui.in_range("early-stopping patience", 0, 50, integer=True),
             "train_weight_decay": ui.one_of("weight decay", WEIGHT_DECAYS),
+            "train_lr_schedule": ui.one_of("learning-rate schedule", LR_SCHEDULES),
             "train_seed": ui.in_range("random seed", 0, 2**31 - 1, integer=True),
         }
     )

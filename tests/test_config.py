@@ -37,7 +37,8 @@ def test_seed_table_exactly():
         0.02,
     )
     lr = PARAM_SPECS["lr"]
-    assert (lr.low, lr.high, lr.log, lr.default) == (1e-5, 1e-3, True, 1.8e-4)
+    assert (lr.low, lr.high, lr.log, lr.default) == (1e-5, 1e-3, True, 9e-4)
+    assert HyperParams().lr == lr.default and "1.8e-04" in lr.reference_note
     assert PARAM_SPECS["activation"].choices == ("ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh") == ACTIVATIONS
     assert (
         PARAM_SPECS["optimizer"].choices

@@ -28,6 +28,7 @@ from flagvision.config import (
     CNN_IMAGE_SIZE,
     DEFAULT_AUGMENT,
     HYPERPARAMS,
+    LR_SCHEDULES,
     VGG_IMAGE_SIZE,
     ConfigError,
     DataConfig,
@@ -67,7 +68,10 @@ def _flag(name: str) -> str:
 
 def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per hyperparameter, typed and documented from its ParamSpec."""
-    group = parser.add_argument_group("hyperparameters (default: the reference study's best preset)")
+    group = parser.add_argument_group(
+        "hyperparameters (default: the reference study's best preset, with a higher learning rate for the cosine "
+        "schedule)"
+    )
     for spec in HYPERPARAMS:
         kwargs: dict[str, Any] = {"dest": f"hp_{spec.name}", "default": None}
         help_text = f"{spec.help}; {spec.describe_range()}; default {spec.default}"
@@ -112,7 +116,7 @@ def resolve_run_config(args: argparse.Namespace) -> RunConfig:
     if args.fine_tune_last:
         vgg["fine_tune_last"] = True
     base["vgg"] = VGGConfig.from_dict(vgg).to_dict()
-    for key in ("model", "seed", "patience", "weight_decay", "device", "threads"):
+    for key in ("model", "seed", "patience", "weight_decay", "lr_schedule", "device", "threads"):
         if getattr(args, key, None) is not None:
             base[key] = getattr(args, key)
     return RunConfig.from_dict(base)
@@ -343,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--weight-decay", type=float)
+    p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="cosine: the learning rate falls from the set rate to zero over the run (default); constant: it stays",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch threads (0 = all cores)")
     p.add_argument(
@@ -428,6 +437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def missing_package(module: str) -> str:
+    """One line for a package this Python lacks (a command run outside the set-up's virtual environment)."""
+    return (
+        f"this Python ({sys.executable}) has no {module.split('.')[0]!r} package; `make run` or `make test` "
+        "installs everything into .venv: run the command as `.venv/bin/python -m flagvision ...`"
+    )
+
+
 def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -441,6 +458,11 @@ def _run(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # `... --json | head -c 10`: the reader has gone; end quietly as Unix tools do
         _stdout_to_devnull()
         return EXIT_BROKEN_PIPE
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] == "flagvision":
+            raise
+        print(f"error: {missing_package(exc.name)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as exc:
         if not is_user_error(exc):
             raise

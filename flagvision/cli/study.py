@@ -132,7 +132,7 @@ def print_results(results: dict[str, Any]) -> None:
         print("top trials:")
         for t in results["top_trials"][:5]:
             value = f"{t['value']:.2%}" if t["value"] is not None else "—"
-            tag = " (the reference study's preset)" if t.get("preset") else ""
+            tag = " (the default preset)" if t.get("preset") else ""
             print(f"  #{t['number']:<4} {t['state']:<8} {value:>8}  run {t['run_id']}{tag}")
     if results["importances"]:
         print("importances: " + ", ".join(f"{k} {v:.0%}" for k, v in list(results["importances"].items())[:5]))
@@ -296,9 +296,7 @@ def register(sub) -> None:
     p.add_argument(
         "--choices", action="append", default=[], metavar="NAME=A,B", help="restrict a categorical NAME (repeatable)"
     )
-    p.add_argument(
-        "--no-preset", action="store_true", help="do not run the reference study's best preset as the first trial"
-    )
+    p.add_argument("--no-preset", action="store_true", help="do not run the default preset as the first trial")
     p.add_argument("--background", action="store_true", help="run as a background job and return at once")
     p.set_defaults(func=cmd_tune)
 

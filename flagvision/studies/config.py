@@ -162,7 +162,7 @@ class StudyConfig:
     storage: str = ""  # Optuna storage URL or journal file; "" = the workspace's SQLite file
     space: tuple[ParamOverride, ...] = ()  # per-parameter narrowing or fixing
     base: RunConfig = field(default_factory=RunConfig)  # data path, image size, device...; hparams ignored
-    enqueue_preset: bool = True  # run the reference study's best preset as the first trial, as a baseline
+    enqueue_preset: bool = True  # run the default preset as the first trial, as a baseline
     heartbeat_interval_s: int = 10  # RDB storages: a running trial's heartbeat period (≥ 1)
     grace_period_s: int = 60  # RDB storages: no heartbeat for this long → trial FAIL, then retried
     max_retries: int = 2  # how often a trial whose worker died is retried (0 = never)
@@ -302,7 +302,7 @@ def suggest(trial: optuna.trial.BaseTrial, space: SearchSpace) -> HyperParams:
 
 
 def preset_params(space: SearchSpace) -> dict[str, Any]:
-    """The reference study's best preset restricted to the searched parameters it fits into (for enqueueing)."""
+    """The default preset restricted to the searched parameters it fits into (for enqueueing)."""
     out: dict[str, Any] = {}
     for d in space.dims:
         value = PARAM_SPECS[d.name].default

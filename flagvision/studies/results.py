@@ -49,7 +49,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def what_mattered(study: optuna.Study) -> str:
-    """A few sentences: which parameters mattered most, what the top trials share, vs the reference study's preset."""
+    """A few sentences: which parameters mattered most, what the top trials share, vs the default preset."""
     complete = sorted(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (-trial_value(t), t.number)
     )
@@ -62,11 +62,11 @@ def what_mattered(study: optuna.Study) -> str:
     preset = next((t for t in complete if t.user_attrs.get("preset")), None)
     if preset is not None and preset.number != best.number:
         sentences.append(
-            f"The reference study's best preset (trial #{preset.number}) reached {preset.value:.1%}, "
+            f"The default preset (trial #{preset.number}) reached {preset.value:.1%}, "
             f"{(trial_value(best) - trial_value(preset)) * 100:+.1f} points from the best."
         )
     elif preset is not None:
-        sentences.append("That best trial is the reference study's own preset: nothing found beat it yet.")
+        sentences.append("That best trial is the default preset: nothing found beat it yet.")
     importances, note = param_importances(study)
     if not importances:
         sentences.append(f"No parameter stands out yet ({note}).")
@@ -86,11 +86,7 @@ def what_mattered(study: optuna.Study) -> str:
         if isinstance(values[0], str):
             value, n = Counter(values).most_common(1)[0]
             share = f"{n} of the top {len(values)} trials use {value}"
-            cmp = (
-                "the reference study's preset too"
-                if value == default
-                else f"the reference study's preset uses {default}"
-            )
+            cmp = "the default preset too" if value == default else f"the default preset uses {default}"
             sentences.append(f"{p}: {share} ({cmp}).")
         else:
             lo, hi = min(values), max(values)
@@ -98,7 +94,7 @@ def what_mattered(study: optuna.Study) -> str:
             span = f"{_fmt_value(lo)}" if lo == hi else f"{_fmt_value(lo)}–{_fmt_value(hi)}"
             sentences.append(
                 f"{p}: the top {len(values)} trials use {span}; "
-                f"the reference study's preset ({_fmt_value(default)}) is {where} that range."
+                f"the default preset ({_fmt_value(default)}) is {where} that range."
             )
     if note:
         sentences.append(f"Note: {note}.")

@@ -78,7 +78,7 @@ class _TrialReporter(Callback):
         self.trial, self.should_stop, self.on_epoch = trial, should_stop, on_epoch
         self.pruned_at: int | None = None
         self.cancelled = False
-        # The reference study's preset is the baseline every trial is compared with: never pruned.
+        # The default preset is the baseline every trial is compared with: never pruned.
         self.is_preset = bool(trial.user_attrs.get("preset"))
 
     def on_epoch_end(self, state: FitState, metrics: EpochMetrics, improved: bool) -> None:
@@ -213,9 +213,7 @@ def run_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial is retried before anything new
     if existing == 0 and cfg.enqueue_preset:
-        study.enqueue_trial(
-            preset_params(space), user_attrs={"preset": "the reference study's best preset"}, skip_if_exists=True
-        )
+        study.enqueue_trial(preset_params(space), user_attrs={"preset": "the default preset"}, skip_if_exists=True)
 
     if data is None:
         data = load_dataset(cfg.base.data)

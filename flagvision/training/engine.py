@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flagvision.config import OPTIMIZERS, ConfigError, RunConfig
+from flagvision.config import LR_SCHEDULES, OPTIMIZERS, ConfigError, RunConfig
 from flagvision.data.dataset import DatasetBundle, LazyImages, TensorSplit, augment_batch, normalize, normalize_float
 from flagvision.runtime import resolve_device, seed_everything, set_threads
 from flagvision.training.callbacks import Callback
@@ -93,6 +93,26 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     if name == "SGD":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, **impl)
     return getattr(torch.optim, name)(params, lr=lr, weight_decay=weight_decay, **impl)
+
+
+def lr_schedule(
+    optimizer: torch.optim.Optimizer, name: str, lr: float, total_steps: int, done_steps: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate per optimizer step (``RunConfig.lr_schedule``), ``done_steps`` already taken
+    (a resumed run): "cosine" falls from ``lr`` to zero along a half cosine over ``total_steps``
+    (SGDR without restarts, Loshchilov & Hutter 2017); "constant" keeps ``lr``."""
+    if name not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule {name!r} is not supported; valid: {', '.join(LR_SCHEDULES)}")
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr  # a resumed optimizer's state holds the last step's rate
+    total = max(1, total_steps)
+
+    def factor(step: int) -> float:
+        if name == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(step + done_steps, total) / total))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
@@ -204,14 +224,18 @@ def fit(
     optimizer = make_optimizer(hp.optimizer, params, hp.lr, cfg.weight_decay)
     if resume and resume.optimizer_state:
         optimizer.load_state_dict(resume.optimizer_state)
+    n_train = len(data.train)
+    batches_per_epoch = math.ceil(n_train / hp.batch_size)
+    schedule = lr_schedule(
+        optimizer, cfg.lr_schedule, hp.lr, hp.epochs * batches_per_epoch, (start_epoch - 1) * batches_per_epoch
+    )
     history = resume.history if resume else History()
     state = FitState(model, optimizer, cfg, data, history)
     mean, std = model_normalization(model)
     strength = cfg.data.augment
 
     step = _FeatureStep(model, data, cfg, gen, device) if getattr(model, "frozen_backbone", False) else None
-    n_train = len(data.train)
-    state.batches_per_epoch = math.ceil(n_train / hp.batch_size)
+    state.batches_per_epoch = batches_per_epoch
     for cb in callbacks:
         cb.on_fit_start(state)
 
@@ -237,6 +261,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == labels).sum().item())
             seen += len(idx)

@@ -139,7 +139,7 @@ def test_a_damaged_finder_is_one_warning_and_photos_are_still_classified(finder_
 
 @pytest.mark.slow  # a real worker trains the default preset (10 epochs on the tiny data): about a minute
 def test_predict_works_as_soon_as_the_default_cnn_is_trained(app_ws, tmp_path, monkeypatch):
-    """The real thing, small: the button queues the default CNN (the reference study's preset) on
+    """The real thing, small: the button queues the default CNN (the default preset) on
     the tiny built-in data, a worker trains it, and the same Predict session then classifies."""
     from fv_helpers import wait_for
 

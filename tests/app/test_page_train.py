@@ -125,17 +125,20 @@ def test_resume_button_for_a_cancelled_run_with_state(trained_ws):
         delete_run(trained_ws, store, run_id)
 
 
-def test_early_stopping_weight_decay_and_random_seed_are_set_in_the_app(app_ws):
+def test_early_stopping_weight_decay_schedule_and_random_seed_are_set_in_the_app(app_ws):
     at = app("train")
+    assert at.selectbox(key="train_lr_schedule").value == "cosine"  # RunConfig's default
     at.select_slider(key="train_image_size").set_value(32).run()
     at.slider(key="train_hp_epochs").set_value(1).run()
     at.number_input(key="train_patience").set_value(3).run()
     at.select_slider(key="train_weight_decay").set_value(1e-4).run()
+    at.selectbox(key="train_lr_schedule").set_value("constant").run()
     at.number_input(key="train_seed").set_value(7).run()
     at.button(key="train_start").click().run()
     no_exceptions(at)
     run = jobs.open_store(app_ws).list_runs()[0]
-    assert (run["config"]["patience"], run["config"]["weight_decay"], run["config"]["seed"]) == (3, 1e-4, 7)
+    cfg = run["config"]
+    assert (cfg["patience"], cfg["weight_decay"], cfg["lr_schedule"], cfg["seed"]) == (3, 1e-4, "constant", 7)
     helps = {w.help for w in (at.number_input(key="train_patience"), at.select_slider(key="train_weight_decay"))}
     assert all("Range:" in h for h in helps)
 

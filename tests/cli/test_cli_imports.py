@@ -81,3 +81,16 @@ def test_the_probe_sees_torch_when_a_command_needs_it(tmp_path):
     status, heavy, output = _heavy_modules("train", "--help")
     assert status == 0 and "flag_cnn, vgg16_transfer" in output
     assert "torch" in heavy
+
+
+def test_a_python_without_torch_gets_one_line_not_a_traceback():
+    # As if run with a Python outside the set-up's .venv: ``import torch`` fails (None in sys.modules).
+    probe = (
+        "import runpy, sys; sys.modules['torch'] = None; sys.argv = ['flagvision', 'train', '--help']; "
+        "runpy.run_module('flagvision', run_name='__main__', alter_sys=True)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert "no 'torch' package" in out.stderr and ".venv/bin/python -m flagvision" in out.stderr

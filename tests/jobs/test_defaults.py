@@ -63,7 +63,7 @@ def test_without_weights_it_queues_the_cnn_then_the_finder_and_says_vgg_waits(wo
         cnn_job = store.get_job(queued["cnn"])
         run = store.get_run(cnn_job["run_id"])
         assert run["model"] == "flag_cnn" and run["name"] == defaults.RUN_NAMES["cnn"]
-        assert run["config"]["hparams"] == defaults.RunConfig().hparams.to_dict()  # the reference study's preset
+        assert run["config"]["hparams"] == defaults.RunConfig().hparams.to_dict()  # the default preset
         assert store.get_job(queued["finder"])["kind"] == "finder"
         status = defaults.default_models_status(workspace)
         assert status["cnn"]["state"] == "queued" and status["cnn"]["job"]["id"] == queued["cnn"]

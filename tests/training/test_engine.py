@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from flagvision.config import ACTIVATIONS, OPTIMIZERS, DataConfig, RunConfig, VGGConfig
+from flagvision.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, ConfigError, DataConfig, RunConfig, VGGConfig
 from flagvision.data.dataset import load_dataset
 from flagvision.models.networks import get_model
 from flagvision.runtime import seed_everything
-from flagvision.training.engine import Callback, StopAfter, evaluate, fit, make_optimizer
+from flagvision.training.engine import Callback, ResumeState, StopAfter, evaluate, fit, make_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,36 @@ def test_frozen_vgg_trains_only_its_head_on_cached_features(tiny_data, tiny_data
 def test_make_optimizer_lists_valid_names():
     with pytest.raises(ValueError, match="valid: Adam, SGD"):
         make_optimizer("AdamW", [torch.nn.Parameter(torch.zeros(1))], 1e-3)
+
+
+def test_cosine_schedule_falls_to_zero_and_constant_stays(tiny_data, tiny_dataset):
+    lrs = {}
+    for schedule in LR_SCHEDULES:
+        cfg = _cfg(tiny_dataset, epochs=4).with_changes(lr_schedule=schedule)
+        model = get_model("flag_cnn", tiny_data.num_classes, cfg)
+        lrs[schedule] = [m.lr for m in fit(model, tiny_data, cfg).epochs]
+    assert lrs["constant"] == [pytest.approx(1e-3)] * 4
+    cosine = lrs["cosine"]
+    assert all(a > b for a, b in zip(cosine[:-1], cosine[1:], strict=True)), cosine
+    # After epoch 2 of 4 the half cosine is at its middle; after the last step the rate is zero.
+    assert cosine[1] == pytest.approx(0.5e-3, rel=1e-6) and cosine[-1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        RunConfig(lr_schedule="step")
+
+
+def test_a_resumed_run_continues_the_schedule_where_it_stopped(tiny_data, tiny_dataset):
+    cfg = _cfg(tiny_dataset, epochs=5, optimizer="Adam")
+    whole = fit(get_model("flag_cnn", tiny_data.num_classes, cfg), tiny_data, cfg)
+    saved = {}
+
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, state, metrics, improved):
+            if metrics.epoch == 2:
+                saved["optimizer"] = state.optimizer.state_dict()
+                state.stop = True
+
+    model = get_model("flag_cnn", tiny_data.num_classes, cfg)
+    first = fit(model, tiny_data, cfg, [StopAfterTwo()])
+    resumed = fit(model, tiny_data, cfg, resume=ResumeState(3, saved["optimizer"], first))
+    assert [m.epoch for m in resumed.epochs] == [1, 2, 3, 4, 5]
+    assert [m.lr for m in resumed.epochs] == pytest.approx([m.lr for m in whole.epochs], rel=1e-9)
