@@ -62,13 +62,18 @@ def model_label(name: str, pretrained: bool = True) -> str:
 def help_text(spec: ParamSpec) -> str:
     default = format_value(spec.name, spec.default)
     effect = f" {spec.effect}" if spec.effect else ""
-    if spec.reference_note:
-        return f"{spec.help}.{effect} Range: {spec.describe_range()}; default {default}: {spec.reference_note}."
+    if spec.reference is not None:
+        reference = format_value(spec.name, spec.reference)
+        return (
+            f"{spec.help}.{effect} Range: {spec.describe_range()}; default {default}; the reference study's value "
+            f"{reference}, {spec.reference_note}."
+        )
     return f"{spec.help}.{effect} Range: {spec.describe_range()}; the reference study's value {default}."
 
 
 def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[float]:
-    """Log-spaced values from ``spec.low`` to ``spec.high`` (both included) plus the default.
+    """Log-spaced values from ``spec.low`` to ``spec.high`` (both included) plus the default and the
+    reference study's value.
 
     Rounded to three significant digits so the labels stay readable (1.8e-04, not 1.7782794e-04).
     """
@@ -76,7 +81,7 @@ def log_grid(spec: ParamSpec, per_decade: int = LOG_GRID_PER_DECADE) -> list[flo
     lo, hi = math.log10(low), math.log10(high)
     n = max(2, round((hi - lo) * per_decade) + 1)
     values = {float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n)}
-    values.add(float(spec.default))
+    values.update((float(spec.default), float(spec.reference_value)))
     return sorted(v for v in values if low <= v <= high)
 
 

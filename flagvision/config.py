@@ -46,8 +46,14 @@ class ParamSpec:
     log: bool = False
     choices: tuple[str, ...] = ()
     effect: str = ""  # what raising or lowering it does, in a sentence a student can act on
-    # Where FlagVision's default is not the reference study's value: the reference study's, and why it differs.
+    # Where FlagVision's default is not the reference study's value: the reference study's value, and why not.
+    reference: Any = None
     reference_note: str = ""
+
+    @property
+    def reference_value(self) -> Any:
+        """The reference study's value (its best preset)."""
+        return self.default if self.reference is None else self.reference
 
     def check(self, value: Any) -> Any:
         """Return ``value`` coerced to the spec's type, or raise ConfigError naming the range."""
@@ -122,8 +128,9 @@ HYPERPARAMS: tuple[ParamSpec, ...] = (
         1e-5,
         1e-3,
         log=True,
-        reference_note="the reference study used 1.8e-04 at a constant rate; with the rate falling along a cosine, "
-        "five times that start reads the check images and the held-out split better (docs/QUALITY.md)",
+        reference=1.8e-4,
+        reference_note="kept constant; with the rate falling along a cosine, five times that start reads the check "
+        "images and the held-out split better (docs/QUALITY.md)",
     ),
     ParamSpec("optimizer", "categorical", "NAdam", "Optimizer", choices=OPTIMIZERS),
     ParamSpec("batch_size", "int", 16, "Images per optimisation step", 16, 128, 16),
@@ -213,6 +220,9 @@ class HyperParams(JsonConfig):
 
 
 DEFAULT_HPARAMS = HyperParams()
+# The reference study's best preset exactly, and its constant learning rate (RunConfig.lr_schedule).
+REFERENCE_HPARAMS = HyperParams(**{spec.name: spec.reference_value for spec in HYPERPARAMS})
+REFERENCE_LR_SCHEDULE = "constant"
 
 # The registry names of the two models, written once: run configs, checkpoint cards and the database
 # store them, and every other module names a model through these constants or MODEL_INFOS.

@@ -25,11 +25,15 @@ from app_ui.weights import weights_panel
 from flagvision.config import (
     CUSTOM_CNN,
     DEFAULT_AUGMENT,
+    DEFAULT_HPARAMS,
     HYPERPARAMS,
     LR_SCHEDULES,
     PARAM_SPECS,
+    REFERENCE_HPARAMS,
+    REFERENCE_LR_SCHEDULE,
     VGG16_TRANSFER,
     ConfigError,
+    HyperParams,
     RunConfig,
     VGGConfig,
     default_image_size,
@@ -162,19 +166,41 @@ def _config_form(ws):
             "reads that crop. Untick it for a dataset of something else (leaves, cars...): the model then "
             "reads each whole photo, recorded with the run and its checkpoint.",
         )
-        epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs")
-        settings = {**_training_settings(), "find_flags": bool(find_flags)}
+        preset, preset_schedule = _preset()
+        epochs = ui.param_widget(PARAM_SPECS["epochs"], key="train_hp_epochs", value=preset.epochs)
+        settings = {**_training_settings(preset_schedule), "find_flags": bool(find_flags)}
         name = st.text_input("Run name", key="train_run_name", placeholder="optional")
         start_slot = st.container()
     with right:
         st.subheader("Hyperparameters")
-        st.caption("Ranges and defaults are the reference study's (hover a label for its range and what it does).")
+        st.caption(
+            "Ranges and defaults are the reference study's, but for the learning rate, which starts higher "
+            "for the cosine schedule (hover a label for its range, what it does and why)."
+        )
+        b1, b2 = st.columns(2)
+        b1.button(
+            "FlagVision's defaults",
+            key="train_preset_default",
+            on_click=_use_preset,
+            args=("default",),
+            help="Every hyperparameter and the learning-rate schedule back to FlagVision's defaults.",
+        )
+        b2.button(
+            "The reference study's preset",
+            key="train_preset_reference",
+            on_click=_use_preset,
+            args=("reference",),
+            help="The reference study's best preset exactly: its eleven values, the learning rate "
+            f"{REFERENCE_HPARAMS.lr:g} kept constant, to compare FlagVision's defaults with.",
+        )
         hparams = {"epochs": epochs}
         for spec in HYPERPARAMS:
             if spec.name == "epochs":
                 continue
             applies = model is None or param_applies(model, spec.name)
-            hparams[spec.name] = ui.param_widget(spec, key=f"train_hp_{spec.name}", disabled=not applies)
+            hparams[spec.name] = ui.param_widget(
+                spec, key=f"train_hp_{spec.name}", value=getattr(preset, spec.name), disabled=not applies
+            )
         if model is not None and not model_info(model).searchable:
             st.caption(f"Greyed out: shapes of the custom CNN, not used by {model_info(model).label}.")
     return model, vgg, dataset, image_size, augment, hparams, name, start_slot, waiting_for_weights, settings
@@ -184,9 +210,28 @@ WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # RunConfig accepts 0–0.1
 LR_SCHEDULE_LABELS = {"cosine": "cosine (falls to zero)", "constant": "constant"}
 
 
-def _training_settings() -> dict:
-    """Early stopping, weight decay, the learning-rate schedule and the random seed (RunConfig's own
-    settings), folded away."""
+PRESETS = {
+    "default": (DEFAULT_HPARAMS, RunConfig().lr_schedule),
+    "reference": (REFERENCE_HPARAMS, REFERENCE_LR_SCHEDULE),
+}
+
+
+def _preset() -> tuple[HyperParams, str]:
+    """The hyperparameters and learning-rate schedule the widgets start from: FlagVision's defaults, or
+    the reference study's preset once its button was pressed."""
+    return PRESETS[st.session_state.get("train_preset", "default")]
+
+
+def _use_preset(name: str) -> None:
+    """A preset button's callback: the widgets start again from that preset's values."""
+    st.session_state["train_preset"] = name
+    for key in [f"train_hp_{spec.name}" for spec in HYPERPARAMS] + ["train_lr_schedule"]:
+        st.session_state.pop(key, None)
+
+
+def _training_settings(schedule: str) -> dict:
+    """Early stopping, weight decay, the learning-rate schedule (starting at ``schedule``) and the random
+    seed (RunConfig's own settings), folded away."""
     defaults = RunConfig()
     with st.expander("Training settings: early stopping, weight decay, learning-rate schedule, random seed"):
         c1, c2, c3, c4 = st.columns(4)
@@ -213,7 +258,7 @@ def _training_settings() -> dict:
         lr_schedule = c3.selectbox(
             "Learning-rate schedule",
             LR_SCHEDULES,
-            LR_SCHEDULES.index(defaults.lr_schedule),
+            LR_SCHEDULES.index(schedule),
             key="train_lr_schedule",
             format_func=lambda v: LR_SCHEDULE_LABELS[v],
             help="Cosine: the rate starts at the learning rate you set and falls smoothly to zero by the last "

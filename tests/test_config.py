@@ -38,7 +38,7 @@ def test_seed_table_exactly():
     )
     lr = PARAM_SPECS["lr"]
     assert (lr.low, lr.high, lr.log, lr.default) == (1e-5, 1e-3, True, 9e-4)
-    assert HyperParams().lr == lr.default and "1.8e-04" in lr.reference_note
+    assert HyperParams().lr == lr.default and lr.reference == lr.reference_value == 1.8e-4
     assert PARAM_SPECS["activation"].choices == ("ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh") == ACTIVATIONS
     assert (
         PARAM_SPECS["optimizer"].choices

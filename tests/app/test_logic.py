@@ -31,6 +31,7 @@ def test_log_grid_is_sorted_readable_and_in_range():
     assert grid == sorted(grid) and len(grid) >= 20
     assert all(1e-5 <= v <= 1e-3 for v in grid)
     assert ui.nearest(grid, 2e-4) in grid
+    assert PARAM_SPECS["lr"].default in grid and 1.8e-4 in grid  # FlagVision's default and the reference study's
 
 
 def test_build_run_config_validates():
@@ -117,9 +118,9 @@ def test_every_hyperparameter_help_says_what_changing_it_does_its_range_and_the_
     for spec in HYPERPARAMS:
         text = ui.help_text(spec)
         assert spec.effect and spec.effect in text, spec.name
-        assert f"Range: {spec.describe_range()}" in text, text
-        # Every default is the reference study's value, or says what the reference study used and why not.
-        assert "the reference study's value" in text or "the reference study" in spec.reference_note, text
+        assert f"Range: {spec.describe_range()}" in text and "the reference study's value" in text, text
+        if spec.reference is not None:  # a default of FlagVision's own: both values, and why
+            assert ui.format_value(spec.name, spec.reference) in text and spec.reference_note in text, text
 
 
 def test_default_part_text_says_what_a_model_column_waits_for():

@@ -155,3 +155,27 @@ def test_photos_that_are_not_flags_untick_the_finder_for_the_run(app_ws):
     run = jobs.open_store(app_ws).list_runs()[0]
     assert run["config"]["data"]["find_flags"] is False
     assert json.loads(app_ws.run_paths(run["id"]).config.read_text())["data"]["find_flags"] is False
+
+
+def test_the_reference_studys_preset_is_one_click_away_and_so_are_the_defaults(app_ws):
+    from flagvision.config import DEFAULT_HPARAMS, REFERENCE_HPARAMS
+
+    at = app("train")
+    assert at.select_slider(key="train_hp_lr").value == DEFAULT_HPARAMS.lr == 9e-4
+    at.select_slider(key="train_hp_lr").set_value(3.16e-4).run()  # a value of the user's own, then the preset
+    at.button(key="train_preset_reference").click().run()
+    no_exceptions(at)
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.select_slider(key="train_hp_lr").value == REFERENCE_HPARAMS.lr == 1.8e-4
+    assert at.selectbox(key="train_lr_schedule").value == "constant"
+    at.select_slider(key="train_image_size").set_value(32).run()
+    at.slider(key="train_hp_epochs").set_value(1).run()
+    at.button(key="train_start").click().run()
+    no_exceptions(at)
+    cfg = jobs.open_store(app_ws).list_runs()[0]["config"]
+    expected = {**REFERENCE_HPARAMS.to_dict(), "epochs": 1}
+    assert (cfg["hparams"], cfg["lr_schedule"]) == (expected, "constant")
+    at.button(key="train_preset_default").click().run()
+    no_exceptions(at)
+    assert at.select_slider(key="train_hp_lr").value == 9e-4
+    assert at.selectbox(key="train_lr_schedule").value == "cosine"
