@@ -55,20 +55,22 @@ TABLE_HEAD = (
 )
 # How these figures were taken, and what else was seen (kept with the command, so the document says it).
 NOTES: tuple[str, ...] = (
-    "- Session 7 (generator synth-4, the finder of 4000 scenes): the 40 px run is docs/QUALITY.md's default CNN "
-    "(`train --name default`, timed by `python -m benchmarks.quality` on a fresh workspace); 48, 64 and 80 px were "
-    "trained one after another in a copy of that workspace by `--train 48 64 80`, with torch's default threads "
-    "(both cores), on an otherwise quiet machine (load average 1-2). The check set was then read again with "
-    "`--runs 40=1 48=2 64=3 80=4` after the pipeline gained `predict.WHOLE_SURE` (the trainings are unchanged).",
-    "- The CPU time grows faster than the pixels: 48, 64 and 80 px cost 1.7, 3.2 and 5.6 times the 40 px "
-    "training. The first fully connected layer reads the 96 feature maps of side 7, 9, 13 and 17 px: 1.8, 3.0, "
-    "6.2 and 10.7 million weights.",
-    "- 40 px is now also the most accurate on the check set: against it, 48 and 64 px lose 10 images net of 480 "
-    "and 80 px 6. Larger inputs still help the built-in test split a little (98.3 % at 40 px, 98.6 % at 80 px), "
-    "and 80 px reads every close-up; the emblem flags are within a few images of each other at every size. "
-    "The check set's misses are mostly boxes (the same finder for every size), which a larger input cannot mend.",
-    "- Session 6's table (synth-3, the finder of 2000 scenes, one torch thread each) chose 40 px too: 78.5 % "
-    "against 79.0-80.0 % above it, for a fraction of the CPU time.",
+    "- Session 8 (generator synth-4, the finder of 4000 scenes, the preset's learning rate falling along a "
+    "cosine from 9e-4): the 40 px run is docs/QUALITY.md's default CNN (`train --name default`, timed by "
+    "`python -m benchmarks.quality` on a fresh workspace, load average 2.4 before); 48, 64 and 80 px were trained "
+    "one after another in that workspace by `--train 48 64 80`, with torch's default threads (both cores); the "
+    "48 px training and the first minute of the 64 px one shared the machine with check scripts and tests, the "
+    "rest ran on a quiet one.",
+    "- The CPU time grows faster than the pixels: 48, 64 and 80 px cost 1.8, 3.2 and 6.8 times the 40 px "
+    "training (session 7, constant rate: 1.7, 3.2 and 5.6). The first fully connected layer reads the 96 feature "
+    "maps of side 7, 9, 13 and 17 px: 1.8, 3.0, 6.2 and 10.7 million weights.",
+    "- 40 px is the most accurate on the check set again, if only just: against it, 48, 64 and 80 px lose 2, 3 "
+    "and 2 images net of 480. Larger inputs help the built-in test split a little (99.0 % at 40 px, 99.3-99.5 % "
+    "above); the emblem flags are within a few images of each other at every size. The check set's misses are "
+    "mostly boxes (the same finder for every size), which a larger input cannot mend.",
+    "- Session 7's table (the same data and finder, the reference study's constant 1.8e-4) chose 40 px too: 94.2 % "
+    "of the check images, 92.1-92.9 % above it; session 6's (synth-3, the finder of 2000 scenes) as well: 78.5 % "
+    "against 79.0-80.0 %.",
 )
 __all__ = ["main", "render", "choose", "recorded_with", "TABLE_HEAD"]
 
