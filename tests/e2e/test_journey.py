@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from e2e_helpers import failure_snapshot
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from flagvision.jobs import queue as jobs
@@ -164,9 +165,19 @@ def _has_app_navigation(page) -> bool:
     )
 
 
-def _scroll_to(page, locator) -> None:
-    locator.first.scroll_into_view_if_needed()
-    locator.first.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+def _scroll_to(page, locator, timeout_s: float = 30.0) -> None:
+    """Scroll ``locator``'s first match to the top. A rerun can replace the element while Playwright waits
+    for it to stand still ("not attached to the DOM"): then the locator is resolved again, until a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            locator.first.scroll_into_view_if_needed()
+            locator.first.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+            return
+        except PlaywrightError as exc:
+            if "not attached" not in str(exc) or time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(200)
 
 
 # -- the journey -----------------------------------------------------------------------------------
