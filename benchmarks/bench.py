@@ -1677,7 +1677,8 @@ def section_preset(ctx: Context) -> None:
         )
         rep.add(
             "preset",
-            f"that model on {check.n_images} check images (`flagvision.synthetic.checkset`, another renderer)",
+            f"that model on {check.n_images} check images (`flagvision.synthetic.checkset`, another renderer), "
+            "each read whole, without the flag finder",
             _pct(check.accuracy),
         )
         worst = ", ".join(
@@ -1713,7 +1714,10 @@ def section_preset(ctx: Context) -> None:
         "| epoch | test accuracy | seconds |\n|---|---|---|\n"
         + "\n".join(f"| {e} | {_pct(a)} | {sec:.1f} |" for e, a, sec in epochs)
         + f"\n\nCheck images: `make_checkset(per_class={s.checkset_per_class})` draws flags with its own mesh warp, "
-        "backdrops and framings (close, whole scene, small), not the generator's code. Weakest classes there: "
+        "backdrops and framings (close-ups, small flags in whole scenes, on buildings, hung vertically, two flags), "
+        "not the generator's code. Each is read here as a whole photo squashed to the network's input, as "
+        "`evaluate --whole-photo` does: most of them show a small flag, which is what the flag finder is for. "
+        "Through the finder, as `predict` and `evaluate` read photos, see docs/QUALITY.md. Weakest classes here: "
         + worst
         + "."
     )

@@ -229,9 +229,9 @@ REFERENCE_LR_SCHEDULE = "constant"
 CUSTOM_CNN = "flag_cnn"  # the reference study's network, built from scratch
 VGG16_TRANSFER = "vgg16_transfer"  # a frozen section of ImageNet VGG-16 + a new head
 
-# Default network input per model. The custom CNN reads 40 px: ten epochs of the reference study's preset over
-# the built-in data's 10,800 training images then fit in 5 minutes on 2 CPU cores (a 64 px step costs
-# 3x as much), and more images in those 5 minutes taught it more than more pixels (BENCHMARKS-preset.md).
+# Default network input per model. The custom CNN reads 40 px: ten epochs of the default preset over the
+# built-in data take about 2 minutes on 2 CPU cores (64 px: 3x as much), and of 40-80 px it reads the check
+# images best through the flag finder, for the least training time (docs/INPUT_SIZE.md).
 # VGG-16 halves its input five times and needs 64 px to keep the 2×2 map its head reads.
 CNN_IMAGE_SIZE = 40
 VGG_IMAGE_SIZE = 64
