@@ -124,7 +124,7 @@ HYPERPARAMS: tuple[ParamSpec, ...] = (
         "lr",
         "float",
         9e-4,
-        "Learning rate (where the cosine schedule starts)",
+        "Learning rate (with the cosine schedule: where it starts)",
         1e-5,
         1e-3,
         log=True,

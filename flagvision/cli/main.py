@@ -75,6 +75,8 @@ def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
     for spec in HYPERPARAMS:
         kwargs: dict[str, Any] = {"dest": f"hp_{spec.name}", "default": None}
         help_text = f"{spec.help}; {spec.describe_range()}; default {spec.default}"
+        if spec.reference is not None:
+            help_text += f"; the reference study's {spec.reference:g}"
         if spec.kind == "categorical":
             kwargs["choices"] = spec.choices
         else:
