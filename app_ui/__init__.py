@@ -187,33 +187,31 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def param_widget(spec: ParamSpec, key: str, value: Any = None, disabled: bool = False) -> Any:
-    """Draw the widget :func:`app_ui.logic.widget_for` chooses for ``spec``; return its value."""
+    """Draw the widget :func:`app_ui.logic.widget_for` chooses for ``spec``, starting at ``value`` (the
+    spec's default when None); return its value. Once ``key`` has a state (the widget's own, or a preset's
+    set by a callback), that state is the value and no starting value is passed: Streamlit would warn of
+    a widget given both."""
     w: WidgetSpec = widget_for(spec)
     value = w.default if value is None else value
+    has_state = key in st.session_state
+    common: dict[str, Any] = {"key": key, "help": w.help, "disabled": disabled}
     if w.widget == "selectbox":
         options = list(w.options)
-        index = options.index(value) if value in options else 0
-        return st.selectbox(w.label, options, index=index, key=key, help=w.help, disabled=disabled)
+        index = 0 if has_state or value not in options else options.index(value)
+        return st.selectbox(w.label, options, index=index, **common)
     if w.widget == "select_slider":
         options = list(w.options)
+        start = None if has_state else nearest(options, float(value))
         return st.select_slider(
-            w.label,
-            options=options,
-            value=nearest(options, float(value)),
-            key=key,
-            help=w.help,
-            format_func=lambda v: format_value(spec.name, v),
-            disabled=disabled,
+            w.label, options=options, value=start, format_func=lambda v: format_value(spec.name, v), **common
         )
     if w.low is None or w.high is None or w.step is None:
         raise ValueError(f"{spec.name}: a slider needs a range and a step")
     if spec.kind == "int":
-        return st.slider(
-            w.label, int(w.low), int(w.high), int(value), int(w.step), key=key, help=w.help, disabled=disabled
-        )
-    return st.slider(
-        w.label, float(w.low), float(w.high), float(value), float(w.step), key=key, help=w.help, disabled=disabled
-    )
+        start_int = None if has_state else int(value)
+        return st.slider(w.label, int(w.low), int(w.high), start_int, int(w.step), **common)
+    start_float = None if has_state else float(value)
+    return st.slider(w.label, float(w.low), float(w.high), start_float, float(w.step), **common)
 
 
 def figure(builder: str, *args: Any, key: str, **kwargs: Any) -> None:

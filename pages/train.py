@@ -177,15 +177,15 @@ def _config_form(ws):
             "Ranges and defaults are the reference study's, but for the learning rate, which starts higher "
             "for the cosine schedule (hover a label for its range, what it does and why)."
         )
-        b1, b2 = st.columns(2)
-        b1.button(
+        presets = st.container(horizontal=True)
+        presets.button(
             "FlagVision's defaults",
             key="train_preset_default",
             on_click=_use_preset,
             args=("default",),
             help="Every hyperparameter and the learning-rate schedule back to FlagVision's defaults.",
         )
-        b2.button(
+        presets.button(
             "The reference study's preset",
             key="train_preset_reference",
             on_click=_use_preset,
@@ -223,10 +223,13 @@ def _preset() -> tuple[HyperParams, str]:
 
 
 def _use_preset(name: str) -> None:
-    """A preset button's callback: the widgets start again from that preset's values."""
+    """A preset button's callback: every hyperparameter widget and the schedule take that preset's values
+    (set through the widgets' state, the only way a browser's widgets show a new value)."""
     st.session_state["train_preset"] = name
-    for key in [f"train_hp_{spec.name}" for spec in HYPERPARAMS] + ["train_lr_schedule"]:
-        st.session_state.pop(key, None)
+    hparams, schedule = PRESETS[name]
+    for spec in HYPERPARAMS:
+        st.session_state[f"train_hp_{spec.name}"] = getattr(hparams, spec.name)
+    st.session_state["train_lr_schedule"] = schedule
 
 
 def _training_settings(schedule: str) -> dict:
@@ -234,7 +237,8 @@ def _training_settings(schedule: str) -> dict:
     seed (RunConfig's own settings), folded away."""
     defaults = RunConfig()
     with st.expander("Training settings: early stopping, weight decay, learning-rate schedule, random seed"):
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2 = st.columns(2)
+        c3, c4 = st.columns(2)
         patience = c1.number_input(
             "Early-stopping patience",
             0,

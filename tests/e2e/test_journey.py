@@ -135,19 +135,27 @@ def _click_nav(page, name: str) -> float:
     return (_painted(page, name) - t0) / 1000.0
 
 
-def _set_slider(page, label: str, keys: list[str], expect: str) -> None:
-    """Move a slider by keyboard (Home/End/arrows commit like a drag) and check its shown value."""
-    slider = page.locator('[data-testid="stSlider"]').filter(
+def _slider(page, label: str):
+    return page.locator('[data-testid="stSlider"]').filter(
         has=page.locator(f'input[type="range"][aria-label="{label}"]')
     )
-    thumb = slider.locator('input[type="range"]')
+
+
+def _slider_shows(page, label: str, expect: str, timeout_ms: float = 10_000) -> None:
+    """Wait until the slider ``label`` shows ``expect`` as its value."""
+    value = _slider(page, label).locator('[data-testid="stSliderThumbValue"]')
+    page.wait_for_function(
+        "([el, v]) => el.textContent.trim() === v", arg=[value.element_handle(), expect], timeout=timeout_ms
+    )
+
+
+def _set_slider(page, label: str, keys: list[str], expect: str) -> None:
+    """Move a slider by keyboard (Home/End/arrows commit like a drag) and check its shown value."""
+    thumb = _slider(page, label).locator('input[type="range"]')
     thumb.focus()
     for key in keys:
         thumb.press(key)
-    value = slider.locator('[data-testid="stSliderThumbValue"]')
-    page.wait_for_function(
-        "([el, v]) => el.textContent.trim() === v", arg=[value.element_handle(), expect], timeout=10_000
-    )
+    _slider_shows(page, label, expect)
 
 
 _NAV_LINKS = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'
@@ -216,6 +224,13 @@ def _journey(journey, page, artifacts, tmp_path, fresh_server) -> None:
     # -- Train: 2 epochs at 32 px, watch the curve gain points -------------------------------------
     page.goto(server.page_url("train"), wait_until="commit")
     page.wait_for_selector('input[type="range"][aria-label="epochs"]')
+    _settle(page)
+    # The preset buttons move the widgets the browser shows: the reference study's rate, then ours again.
+    _slider_shows(page, "lr", "9.00e-04")
+    page.get_by_role("button", name="The reference study's preset").click()
+    _slider_shows(page, "lr", "1.80e-04", 30_000)
+    page.get_by_role("button", name="FlagVision's defaults").click()
+    _slider_shows(page, "lr", "9.00e-04", 30_000)
     _settle(page)
     _set_slider(page, "epochs", ["Home", "ArrowRight"], str(EPOCHS))
     _set_slider(page, "Image size", ["Home"], "32")
