@@ -61,6 +61,10 @@ from flagvision.workspace import Workspace, staged_folder
 CHECKSET_VERSION = "checkset-2"
 FRAMINGS = ("closeup", "scene_small", "building", "vertical", "two_flags")
 LEGACY_FRAMINGS = ("close", "whole", "small")  # checkset-1: tight crop, whole flag, flag at ~40 % of the width
+# Drawn onto crops of real photographs that the caller gives (make_checkset's ``photos``): a flag 20-30 %
+# of the width on a pole, and a vertically hoisted flag. Real skies, water, trees and buildings
+# rather than drawn ones: what the flag finder meets in a user's photo.
+PHOTO_FRAMINGS = ("photo_scene", "photo_vertical")
 
 
 @dataclass
@@ -73,16 +77,52 @@ class CheckScene:
     boxes: list[Box]
 
 
-def render_check_scene(name: str, r: random.Random, size: int = 128, framing: str | None = None) -> CheckScene:
-    """One check image of flag ``name`` in ``framing`` (one of :data:`FRAMINGS`, or the older
-    :data:`LEGACY_FRAMINGS`), with the flags' boxes; drawn entirely from ``r``."""
+def photo_backdrop(r: random.Random, photos: Sequence[Image.Image], size: int) -> Image.Image:
+    """A square crop of one of ``photos`` (45-90 % of its shorter side, from its upper part, where
+    the sky usually is), resized to ``size``."""
+    photo = r.choice(photos)
+    w, h = photo.size
+    side = max(1, int(min(w, h) * r.uniform(0.45, 0.9)))
+    x, y = r.randint(0, w - side), r.randint(0, max(0, (h - side) // 3))
+    return photo.crop((x, y, x + side, y + side)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+
+
+def render_photo_without_flag(r: random.Random, photos: Sequence[Image.Image], size: int = 128) -> Image.Image:
+    """A crop of one of ``photos`` (:func:`photo_backdrop`) through the check set's camera, no flag drawn."""
+    return _camera(r, photo_backdrop(r, photos, size), size)
+
+
+def _vertical_width(r: random.Random, name: str, size: int, lo: float, hi: float) -> float:
+    """The cloth's width of a vertically hoisted flag ``name``: ``lo``-``hi`` of the frame, and short
+    enough that its height stays within 80 % of the frame."""
+    tall = 1 / FLAG_ASPECT[name]  # the hoisted flag's height / width
+    return min(r.uniform(lo, hi) * size, 0.8 * size / tall)
+
+
+def render_check_scene(name: str, r: random.Random, size: int = 128, framing: str | None = None,
+                       photos: Sequence[Image.Image] = ()) -> CheckScene:  # fmt: skip
+    """One check image of flag ``name`` in ``framing`` (one of :data:`FRAMINGS`, the older
+    :data:`LEGACY_FRAMINGS`, or :data:`PHOTO_FRAMINGS`, drawn onto a crop of one of ``photos``),
+    with the flags' boxes; drawn entirely from ``r``."""
     check_flag_name(name)
     framing = framing or r.choice(FRAMINGS)
-    if framing not in FRAMINGS + LEGACY_FRAMINGS:
-        raise ConfigError(f"framing must be one of {', '.join(FRAMINGS + LEGACY_FRAMINGS)}, got {framing!r}")
+    known = FRAMINGS + LEGACY_FRAMINGS + PHOTO_FRAMINGS
+    if framing not in known:
+        raise ConfigError(f"framing must be one of {', '.join(known)}, got {framing!r}")
+    if framing in PHOTO_FRAMINGS and not photos:
+        raise ConfigError(f"the {framing} framing draws onto photographs: give at least one")
     palette = _palette_cached()
     flags, boxes = [name], []
-    if framing in LEGACY_FRAMINGS or framing == "closeup":
+    if framing == "photo_scene":
+        background = photo_backdrop(r, photos, size)
+        centre = (r.uniform(0.25, 0.75) * size, r.uniform(0.2, 0.5) * size)
+        boxes.append(_flag_on_pole(r, background, name, r.uniform(0.2, 0.3) * size, centre))
+    elif framing == "photo_vertical":
+        background = photo_backdrop(r, photos, size)
+        centre = (r.uniform(0.3, 0.7) * size, size / 2 + r.uniform(-0.1, 0.1) * size)
+        width = _vertical_width(r, name, size, 0.15, 0.3)
+        boxes.append(_flag_on_pole(r, background, name, width, centre, vertical=True, yaw_deg=20))
+    elif framing in LEGACY_FRAMINGS or framing == "closeup":
         background = _backdrop(r, size, palette) if r.random() < 0.5 or framing != "closeup" else _photo_sky(r, size)
         target = {"close": (1.15, 1.5), "closeup": (1.1, 1.45), "whole": (0.6, 0.85), "small": (0.38, 0.5)}[framing]
         width = r.uniform(*target) * size
@@ -107,8 +147,7 @@ def render_check_scene(name: str, r: random.Random, size: int = 128, framing: st
         boxes.append(_flag_on_pole(r, background, name, width, centre, pole=r.random() < 0.7))
     elif framing == "vertical":
         background = _scene_backdrop(r, size, palette, ("sky", "building", "trees"))
-        tall = 1 / FLAG_ASPECT[name]  # the hoisted flag's height / width
-        width = min(r.uniform(0.15, 0.35) * size, 0.8 * size / tall)
+        width = _vertical_width(r, name, size, 0.15, 0.35)
         centre = (r.uniform(0.3, 0.7) * size, size / 2 + r.uniform(-0.1, 0.1) * size)
         boxes.append(_flag_on_pole(r, background, name, width, centre, vertical=True, yaw_deg=20))
     else:  # two_flags: two different flags on two poles
@@ -155,7 +194,8 @@ def read_checkset_manifest(checkset_dir: str | os.PathLike[str]) -> dict[str, An
 
 def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: int = 1234, size: int = 128,
                   progress: Callable[[int, int], None] | None = None, *,
-                  overwrite: bool = False, framings: Sequence[str] = FRAMINGS) -> dict[str, Any]:  # fmt: skip
+                  overwrite: bool = False, framings: Sequence[str] = FRAMINGS,
+                  photos: Sequence[Image.Image] = ()) -> dict[str, Any]:  # fmt: skip
     """Write an ImageFolder ``out_dir/<Class Name>/<nnn>.jpg`` of check images and return its manifest.
 
     The images of each class cycle through ``framings`` (default: all of :data:`FRAMINGS`), so
@@ -163,14 +203,18 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
     (``checkset.json`` beside the class folders) lists every image with its framing, its flags
     and their boxes (x0, y0, x1, y1 in pixels); a two-flag image sits in its first flag's folder.
     Written into a temporary sibling folder and renamed at the end; an existing non-empty
-    ``out_dir`` raises FileExistsError unless ``overwrite``.
+    ``out_dir`` raises FileExistsError unless ``overwrite``. :data:`PHOTO_FRAMINGS` draw onto crops
+    of ``photos`` (:func:`load_photos`).
     """
     if not 1 <= per_class <= 10_000 or not 32 <= size <= 1024:
         raise ConfigError(f"per_class must be 1..10000 and size 32..1024, got {per_class} and {size}")
     framings = tuple(framings)
-    unknown = [f for f in framings if f not in FRAMINGS + LEGACY_FRAMINGS]
+    known = FRAMINGS + LEGACY_FRAMINGS + PHOTO_FRAMINGS
+    unknown = [f for f in framings if f not in known]
     if not framings or unknown:
-        raise ConfigError(f"framings must be among {', '.join(FRAMINGS + LEGACY_FRAMINGS)}, got {list(framings)}")
+        raise ConfigError(f"framings must be among {', '.join(known)}, got {list(framings)}")
+    if not photos and any(f in PHOTO_FRAMINGS for f in framings):
+        raise ConfigError(f"the framings {', '.join(PHOTO_FRAMINGS)} draw onto photographs: give at least one")
     total, done = per_class * len(FLAG_NAMES), 0
     images: list[dict[str, Any]] = []
     with staged_folder(Path(out_dir), overwrite) as tmp:
@@ -179,7 +223,7 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
             folder.mkdir(parents=True)
             for i in range(per_class):
                 r = random.Random(f"{seed}/{name}/{i}")  # str seeds are hashed: stable across runs
-                scene = render_check_scene(name, r, size, framings[i % len(framings)])
+                scene = render_check_scene(name, r, size, framings[i % len(framings)], photos)
                 scene.image.save(folder / f"{i:03d}.jpg", format="JPEG", quality=r.randrange(60, 96))
                 images.append({"file": f"{name}/{i:03d}.jpg", "class": name, "framing": scene.framing,
                                "flags": scene.flags, "boxes": [list(b) for b in scene.boxes]})  # fmt: skip
@@ -188,9 +232,26 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
                     progress(done, total)
         manifest = {"generator": "flagvision.synthetic.checkset", "version": CHECKSET_VERSION, "seed": seed,
                     "per_class": per_class, "size": size, "class_names": list(FLAG_NAMES),
-                    "framings": list(framings), "images": images}  # fmt: skip
+                    "framings": list(framings), "photos": len(photos), "images": images}  # fmt: skip
         (tmp / "checkset.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def load_photos(folder: str | os.PathLike[str], longest_side: int = 1024) -> tuple[list[Image.Image], list[str]]:
+    """The photographs in ``folder`` (its image files, recursively), each shrunk to at most
+    ``longest_side`` pixels, in path order; and one line per image file that could not be read."""
+    from flagvision.data.images import ImageError, is_image_name, open_image
+
+    photos, skipped = [], []
+    for path in sorted(p for p in Path(folder).rglob("*") if is_image_name(p.name)):
+        try:
+            photo = open_image(path).convert("RGB")
+        except ImageError as e:  # a corrupt or odd file costs its own photo only
+            skipped.append(str(e))
+            continue
+        photo.thumbnail((longest_side, longest_side))
+        photos.append(photo)
+    return photos, skipped
 
 
 # -- the workspace's check set (the Runs page's disagreements) ------------------------------------

@@ -10,9 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from flagvision.config import ConfigError
-from flagvision.synthetic.checkset import FRAMINGS, LEGACY_FRAMINGS, make_checkset, render_check_scene
+from flagvision.synthetic.checkset import (
+    FRAMINGS,
+    LEGACY_FRAMINGS,
+    PHOTO_FRAMINGS,
+    load_photos,
+    make_checkset,
+    render_check_scene,
+    render_photo_without_flag,
+)
 from flagvision.synthetic.flags import FLAG_NAMES, render_flag
 
 
@@ -123,3 +132,50 @@ def test_every_framing_renders_at_the_smallest_size_the_cli_accepts(framing) -> 
     for i in range(40):
         scene = render_check_scene(FLAG_NAMES[i % len(FLAG_NAMES)], random.Random(f"small/{i}"), 32, framing)
         assert scene.image.size == (32, 32)
+
+
+def _photograph(width: int = 600, height: int = 400) -> Image.Image:
+    """A stand-in for a photograph, made with NumPy alone: a green field with a grain, no flag."""
+    rng = np.random.default_rng(5)
+    base = np.array([40, 150, 60], np.float32) + rng.normal(0, 12, (height, width, 3))
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+
+
+def test_photo_framings_draw_the_flag_onto_a_crop_of_the_given_photograph() -> None:
+    photo = _photograph()
+    for i, name in enumerate(FLAG_NAMES[:8]):
+        scene = render_check_scene(name, random.Random(f"p/{i}"), 128, "photo_scene", [photo])
+        x0, y0, x1, y1 = scene.boxes[0]
+        assert 0.12 * 128 <= x1 - x0 <= 0.35 * 128, (name, scene.boxes)
+        pixels = np.asarray(scene.image, np.int16)
+        outside = np.ones((128, 128), bool)
+        outside[max(0, y0 - 4) : y1 + 4, max(0, x0 - 4) : x1 + 4] = False
+        green = (pixels[..., 1] > pixels[..., 0] + 15) & (pixels[..., 1] > pixels[..., 2] + 15)
+        assert green[outside].mean() > 0.9, name  # the background is the photograph (and a thin pole)
+        x0, y0, x1, y1 = render_check_scene(name, random.Random(f"pv/{i}"), 128, "photo_vertical", [photo]).boxes[0]
+        assert y1 - y0 > x1 - x0, (name, (x0, y0, x1, y1))
+
+
+def test_photo_framings_need_photographs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="photographs"):
+        render_check_scene("Italy", random.Random(0), 64, "photo_scene")
+    with pytest.raises(ConfigError, match="photographs"):
+        make_checkset(tmp_path / "p", per_class=1, size=48, framings=PHOTO_FRAMINGS)
+    manifest = make_checkset(tmp_path / "q", per_class=2, size=48, framings=PHOTO_FRAMINGS, photos=[_photograph()])
+    assert [e["framing"] for e in manifest["images"][:2]] == list(PHOTO_FRAMINGS) and manifest["photos"] == 1
+
+
+def test_a_photo_without_a_flag_is_a_crop_of_the_photograph() -> None:
+    image = render_photo_without_flag(random.Random(1), [_photograph()], 96)
+    pixels = np.asarray(image, np.int16)
+    assert image.size == (96, 96) and (pixels[..., 1] > pixels[..., 0] + 15).mean() > 0.95
+
+
+def test_load_photos_shrinks_big_ones_and_skips_an_unreadable_one_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    _photograph(2400, 600).save(tmp_path / "sub" / "wide.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    photos, skipped = load_photos(tmp_path)
+    assert [p.size for p in photos] == [(1024, 256)]
+    assert len(skipped) == 1 and "broken.jpg" in skipped[0] and "\n" not in skipped[0]
