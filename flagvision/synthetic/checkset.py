@@ -20,7 +20,9 @@ render_flag`:
   a facade or among trees), ``vertical`` (hoisted vertically as flag protocol does: the pattern
   turned so the hoist runs along the top and the upper edge is on the left, taller than wide,
   hung from a crossbar), ``two_flags`` (two different flags on two poles); each image's flag
-  boxes go into the manifest. The older framings (:data:`LEGACY_FRAMINGS`) remain. A PIL-only
+  boxes go into the manifest. The older framings (:data:`LEGACY_FRAMINGS`) remain.
+  :data:`PHOTO_FRAMINGS` draw the flag onto crops of real photographs the caller gives
+  (:func:`load_photos`; ``python -m benchmarks.photo_backgrounds``). A PIL-only
   camera (``ImageEnhance``, unsharp mask, JPEG);
 - randomness from Python's ``random.Random`` (seeded with a string per image) rather than
   NumPy's per-image generators.
