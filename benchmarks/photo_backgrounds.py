@@ -50,7 +50,7 @@ NOTES = (
     "kept: finding boxes at a mask threshold of 0.7, 0.8 or 0.9 instead of 0.5 (scenes 89.3 / 86.9 / 88.1 %, "
     "but the drawn check set lost 1-3 points); counting a close-up from the "
     "0.3 or 0.5 contour instead of 0.15 (no change). Stronger colour augmentation of the classifier "
-    "(saturation down to 0.47, a colour cast of +-11 %, gamma) made it steadier under desaturated or "
+    "(saturation down to 0.3, a colour cast of +-11 %, gamma) made it steadier under desaturated or "
     "blue-tinted photos (81.5 -> 88.3 % on the drawn check set at half saturation) but cost close-ups "
     "(100 -> 97.9 %) and the accuracy of the answered part (97.4 -> 96.0 %).",
     "- Per photograph (another draw, about 16 images of each framing per photograph): the sunlit boards of "
