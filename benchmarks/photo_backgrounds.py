@@ -48,7 +48,7 @@ NOTES = (
     "the lake behind it, answered as a striped flag).",
     "- Tried on an earlier draw from the same photographs (168 scenes, 72 vertical flags: 86.9 / 81.9 %), not "
     "kept: finding boxes at a mask threshold of 0.7, 0.8 or 0.9 instead of 0.5 (scenes 89.3 / 86.9 / 88.1 %, "
-    "but the drawn check set lost 1-3 points); counting a close-up from the "
+    "but the drawn check sets lost 0.8-4.1 points); counting a close-up from the "
     "0.3 or 0.5 contour instead of 0.15 (no change). Stronger colour augmentation of the classifier "
     "(saturation down to 0.3, a colour cast of +-11 %, gamma) made it steadier under desaturated or "
     "blue-tinted photos (81.5 -> 88.3 % on the drawn check set at half saturation) but cost close-ups "
