@@ -269,11 +269,20 @@ def cmd_data(args) -> int:
             else:
                 print(f"flag finder ready at {finder_dir(ws)}")
     elif args.data_command == "checkset":
-        from flagvision.synthetic.checkset import make_checkset
+        from flagvision.synthetic.checkset import FRAMINGS, PHOTO_FRAMINGS, load_photos, make_checkset
 
         out = Path(args.out)
         if out.exists() and any(out.iterdir()) and not args.force:
             raise ConfigError(f"{out} is not empty; pass --force to replace it")
+        photos: list = []
+        if args.photos:
+            if not Path(args.photos).is_dir():
+                raise ConfigError(f"--photos {args.photos}: not a folder")
+            photos, skipped = load_photos(args.photos)
+            for line in skipped:
+                print(f"skipped: {line}")
+            if not photos:
+                raise ConfigError(f"--photos {args.photos}: no photograph in it could be read")
         manifest = make_checkset(
             out,
             per_class=args.per_class,
@@ -281,6 +290,8 @@ def cmd_data(args) -> int:
             size=args.size,
             progress=_print_progress("rendering"),
             overwrite=args.force,
+            framings=PHOTO_FRAMINGS if photos else FRAMINGS,
+            photos=photos,
         )
         print(
             f"wrote {manifest['per_class'] * len(manifest['class_names'])} check images to {out}; "
@@ -395,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1234)
     d.add_argument("--size", type=int, default=128, help="image side in px")
     d.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    d.add_argument(
+        "--photos",
+        help="a folder of your own photographs with no flag in them: the flags are drawn onto crops of them "
+        "(a small flag on a pole, a vertical flag) instead of onto drawn backgrounds",
+    )
     d = dsub.add_parser("sheet", help="contact sheet of a dataset")
     d.add_argument("--data", required=True)
     d.add_argument("--out", required=True)

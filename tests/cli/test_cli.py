@@ -279,6 +279,33 @@ def test_data_checkset_writes_an_imagefolder_and_keeps_existing_output(tmp_path,
     assert "size 32..1024" in capsys.readouterr().err
 
 
+def test_data_checkset_draws_the_flags_onto_your_own_photographs(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from flagvision.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pixels = np.random.default_rng(0).normal((90, 140, 210), 10, (200, 300, 3))
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(photos / "sky.jpg")
+    (photos / "torn.jpg").write_bytes(b"\xff\xd8 half a photo")
+    out = tmp_path / "check"
+    assert (
+        main(["data", "checkset", "--out", str(out), "--per-class", "2", "--size", "48", "--photos", str(photos)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "skipped: torn.jpg" in printed and "wrote 48 check images" in printed
+    manifest = json.loads((out / "checkset.json").read_text())
+    assert {e["framing"] for e in manifest["images"]} == {"photo_scene", "photo_vertical"} and manifest["photos"] == 1
+    (photos / "sky.jpg").unlink()
+    assert main(["data", "checkset", "--out", str(tmp_path / "c2"), "--photos", str(photos)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no photograph in it could be read" in err and "\n" not in err
+    assert main(["data", "checkset", "--out", str(tmp_path / "c3"), "--photos", str(tmp_path / "nowhere")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
 def test_evaluate_on_one_class_reports_null_for_the_others(trained, tmp_path):
     """'How does my model do on these photos of one flag?' is a fair question (training still needs two)."""
     ws, data, _ = trained
