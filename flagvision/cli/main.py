@@ -274,15 +274,9 @@ def cmd_data(args) -> int:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()) and not args.force:
             raise ConfigError(f"{out} is not empty; pass --force to replace it")
-        photos: list = []
-        if args.photos:
-            if not Path(args.photos).is_dir():
-                raise ConfigError(f"--photos {args.photos}: not a folder")
-            photos, skipped = load_photos(args.photos)
-            for line in skipped:
-                print(f"skipped: {line}")
-            if not photos:
-                raise ConfigError(f"--photos {args.photos}: no photograph in it could be read")
+        photos, skipped = load_photos(args.photos) if args.photos else ([], [])
+        for line in skipped:
+            print(f"skipped: {line}")
         manifest = make_checkset(
             out,
             per_class=args.per_class,

@@ -215,8 +215,6 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
     unknown = [f for f in framings if f not in known]
     if not framings or unknown:
         raise ConfigError(f"framings must be among {', '.join(known)}, got {list(framings)}")
-    if not photos and any(f in PHOTO_FRAMINGS for f in framings):
-        raise ConfigError(f"the framings {', '.join(PHOTO_FRAMINGS)} draw onto photographs: give at least one")
     total, done = per_class * len(FLAG_NAMES), 0
     images: list[dict[str, Any]] = []
     with staged_folder(Path(out_dir), overwrite) as tmp:
@@ -241,9 +239,12 @@ def make_checkset(out_dir: str | os.PathLike[str], per_class: int = 10, seed: in
 
 def load_photos(folder: str | os.PathLike[str], longest_side: int = 1024) -> tuple[list[Image.Image], list[str]]:
     """The photographs in ``folder`` (its image files, recursively), each shrunk to at most
-    ``longest_side`` pixels, in path order; and one line per image file that could not be read."""
+    ``longest_side`` pixels, in path order; and one line per image file that could not be read.
+    ConfigError when ``folder`` is not a folder or none of its photographs can be read."""
     from flagvision.data.images import ImageError, is_image_name, open_image
 
+    if not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: not a folder")
     photos, skipped = [], []
     for path in sorted(p for p in Path(folder).rglob("*") if is_image_name(p.name)):
         try:
@@ -253,6 +254,8 @@ def load_photos(folder: str | os.PathLike[str], longest_side: int = 1024) -> tup
             continue
         photo.thumbnail((longest_side, longest_side))
         photos.append(photo)
+    if not photos:
+        raise ConfigError(f"{folder}: no photograph in it could be read")
     return photos, skipped
 
 
