@@ -262,7 +262,8 @@ def _training_settings(schedule: str) -> dict:
         lr_schedule = c3.selectbox(
             "Learning-rate schedule",
             LR_SCHEDULES,
-            LR_SCHEDULES.index(schedule),
+            # once the key has a state (the widget's own, or a preset's), that is the value: no start index
+            0 if "train_lr_schedule" in st.session_state else LR_SCHEDULES.index(schedule),
             key="train_lr_schedule",
             format_func=lambda v: LR_SCHEDULE_LABELS[v],
             help="Cosine: the rate starts at the learning rate you set and falls smoothly to zero by the last "
